@@ -1,0 +1,141 @@
+"""The metric protocol: per-image scorers and per-set metrics, and their registry.
+
+Per-image scorers (HPSv2, CLIP score, PickScore, the synthetic world's exact metrics) give one number
+per generated image; the win-rate statistics pair those numbers across variants. Set metrics (FID, KID)
+give one number per set of images (a variant, or a variant × prompt category).
+
+A scorer is configured by keyword parameters (from the TOML config), loads its weights lazily in
+`load()`, and scores a batch in `score()`. Its `cache_id` (name, version, weights, parameters) enters
+the score-cache key, so that re-scoring a finished run costs nothing.
+
+Following torchmetrics' split, the heavy state lives in the object and the maths in functions.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping, Protocol, Sequence
+
+import torch
+
+from mgt_common.registry import Registry
+
+
+@dataclass
+class ScoreBatch:
+    """What a scorer sees for a batch of generated images.
+
+    images: float ``(B, 3, H, W)`` in [0, 1] (exactly what was saved as PNG, re-read).
+    prompts: the prompt text of each image.
+    tokens: the generated token grids ``(B, N)`` when the backend exposes them (else None).
+    prompt_ids: the prompt ids in the prompt set (used by the synthetic world's exact metrics).
+    world: the exact reference distribution, when the model is the synthetic world (else None).
+    """
+
+    images: torch.Tensor
+    prompts: Sequence[str]
+    tokens: torch.Tensor | None = None
+    prompt_ids: Sequence[str] | None = None
+    world: "ExactWorld | None" = None
+
+
+class ExactWorld(Protocol):
+    """What exact metrics need from a world whose image distribution is known (the synthetic world)."""
+
+    def log_likelihood(self, tokens: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+        """log p(x | prompt) per image, in nats per token, float64 ``(B,)``."""
+
+    def prompt_posterior(self, tokens: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+        """P(the image shows a scene its prompt describes | x) under the world's scene prior, ``(B,)``."""
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Feature vectors ``(B, D)`` of images for Fréchet distances (the world's 'Inception')."""
+
+    def exact_samples(self, prompts: Sequence[str], n_per_prompt: int, seed: int) -> torch.Tensor:
+        """Images ``(len(prompts)·n, 3, H, W)`` drawn exactly from p(x | prompt): FID's reference set."""
+
+
+class PerImageMetric(ABC):
+    """One score per image. Subclasses set the class attributes and implement `score`."""
+
+    name: ClassVar[str] = ""
+    higher_is_better: ClassVar[bool] = True
+    version: ClassVar[str] = "1"
+    #: what `ScoreBatch` fields it needs beyond images and prompts ("tokens", "world").
+    needs: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, **params: Any):
+        self.params = params
+        self.device = torch.device(params.pop("device", "cpu"))
+        self.batch_size = int(params.pop("batch_size", 16))
+
+    @property
+    def cache_id(self) -> str:
+        """Identifies the scorer, its version, weights and parameters (enters the score-cache key)."""
+        blob = json.dumps({"name": self.name, "version": self.version, "params": self.params, "weights": self.weights_id()},
+                          sort_keys=True, default=str)
+        return f"{self.name}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+    def weights_id(self) -> str:
+        """The resolved weights (file hash or hub revision); empty for weight-free metrics."""
+        return ""
+
+    def describe(self) -> dict[str, Any]:
+        """What the manifest records about this scorer."""
+        return {"name": self.name, "version": self.version, "higher_is_better": self.higher_is_better,
+                "params": self.params, "weights": self.weights_id()}
+
+    def load(self) -> None:
+        """Load weights (once); called before the first `score`."""
+
+    def unload(self) -> None:
+        """Free weights (models are freed before the next big scorer is loaded)."""
+
+    @abstractmethod
+    def score(self, batch: ScoreBatch) -> torch.Tensor:
+        """Scores ``(B,)`` as float64, one per image of the batch."""
+
+
+@dataclass
+class SetMetricResult:
+    value: float
+    std: float | None = None
+    n: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+class SetMetric(ABC):
+    """One number per set of images (FID, KID). Lower is better unless declared otherwise."""
+
+    name: ClassVar[str] = ""
+    higher_is_better: ClassVar[bool] = False
+    version: ClassVar[str] = "1"
+    needs: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, **params: Any):
+        self.params = params
+        self.device = torch.device(params.pop("device", "cpu"))
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "higher_is_better": self.higher_is_better, "params": self.params}
+
+    @abstractmethod
+    def compute(self, images: torch.Tensor, prompts: Sequence[str], world: ExactWorld | None = None,
+                prompt_ids: Sequence[str] | None = None) -> Mapping[str, SetMetricResult]:
+        """Metric values for one set; keys are the reported metric names (e.g. ``{"fid": …}``)."""
+
+
+METRICS: Registry[type] = Registry("metric", "per-image scorers and set metrics")
+
+
+def register_metric(name: str):
+    """Class decorator: ``@register_metric("hpsv2")`` on a `PerImageMetric` or `SetMetric` subclass."""
+
+    def add(cls):
+        cls.name = name
+        METRICS.register(name, cls)
+        return cls
+
+    return add
