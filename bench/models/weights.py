@@ -1,0 +1,255 @@
+"""Offline-first resolution of model weights: a hub id (optionally a revision) or a local directory → local files.
+
+Order (issue 4, "Weights, offline-first"):
+
+1. a local directory (or file) given by path: used as is;
+2. the Hugging Face cache (``snapshot_download(local_files_only=True)`` / ``hf_hub_download(local_files_only=True)``);
+3. only when the network is allowed: a download restricted to the files the backend needs.
+
+The network is not allowed when ``HF_HUB_OFFLINE`` is set (read at call time as well as at import) or when
+the caller passes ``allow_download=False``. A failure is one `MissingWeightsError` at once (no retry
+loops: a 3-second reachability probe runs before any download), whose message says what was looked
+for, where, and how to get it (``hf download …`` on a connected machine, or the local path to pass).
+
+The result records the resolved commit (the snapshot folder name for cached hub models) and a cheap
+fingerprint of the folder (configs' bytes, weight files' names and sizes) so a manifest and the unit
+keys change when the weights do, even for a local directory.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from mgt_common.errors import MissingWeightsError
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_TRUE = {"1", "true", "yes", "on"}
+_PROBE_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True)
+class ResolvedWeights:
+    """Where a model's files are on this machine and which version they are."""
+
+    name: str  #: what the user gave (hub id or path)
+    path: Path  #: local folder holding the files
+    repo_id: str | None  #: the hub id, when ``name`` is one
+    revision: str | None  #: the requested revision (branch, tag or commit), if any
+    commit: str | None  #: the resolved commit hash, when known (hub cache or a cache snapshot path)
+    source: str  #: "local", "cache" or "download"
+    fingerprint: str  #: sha256 over config bytes and weight-file names and sizes (first 16 hex digits)
+
+    def describe(self) -> dict:
+        """JSON-ready record for the manifest."""
+        return {
+            "name": self.name,
+            "repo_id": self.repo_id,
+            "revision": self.revision,
+            "commit": self.commit,
+            "source": self.source,
+            "path": str(self.path),
+            "fingerprint": self.fingerprint,
+        }
+
+
+def network_allowed(allow_download: bool | None = None) -> bool:
+    """False when ``HF_HUB_OFFLINE`` is set (now or at import) or the caller forbids downloads."""
+    if allow_download is False:
+        return False
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE:
+        return False
+    from huggingface_hub import constants
+
+    return not constants.HF_HUB_OFFLINE
+
+
+def is_repo_id(name: str) -> bool:
+    """``owner/name`` with hub-legal characters, and not an existing local path."""
+    return bool(_REPO_ID.match(name)) and not Path(name).expanduser().exists()
+
+
+def _matches(root: Path, pattern: str) -> bool:
+    """A required entry: glob patterns separated by ``|`` (alternatives); one match is enough."""
+    return any(any(root.glob(alt.strip())) for alt in pattern.split("|"))
+
+
+def missing_files(root: Path, required: list[str] | tuple[str, ...]) -> list[str]:
+    """The required entries (glob patterns, ``a|b`` = either) that have no match under ``root``."""
+    return [pattern for pattern in required if not _matches(root, pattern)]
+
+
+def fingerprint(root: Path) -> str:
+    """Cheap content id of a model folder: JSON/TXT bytes plus names and sizes of everything else."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and ".cache" not in p.parts):
+        rel = path.relative_to(root).as_posix()
+        digest.update(rel.encode())
+        if path.suffix in {".json", ".txt"} and path.stat().st_size < 4_000_000:
+            digest.update(path.read_bytes())
+        else:
+            digest.update(str(path.stat().st_size).encode())
+    return digest.hexdigest()[:16]
+
+
+def _commit_from_path(path: Path) -> str | None:
+    """The commit hash when ``path`` is (inside) a hub-cache snapshot folder ``…/snapshots/<sha>/``."""
+    parts = path.resolve().parts
+    for i, part in enumerate(parts[:-1]):
+        if part == "snapshots" and _COMMIT.match(parts[i + 1]):
+            return parts[i + 1]
+    return None
+
+
+def _download_hint(repo_id: str, revision: str | None, include: list[str] | None, filename: str | None = None) -> str:
+    rev = f" --revision {revision}" if revision else ""
+    what = f" {filename}" if filename else "".join(f" --include '{p}'" for p in include or [])
+    local = "./weights/" + repo_id.replace("/", "--")
+    return (
+        f"On a connected machine run `hf download {repo_id}{what}{rev} --local-dir {local}` "
+        f"(`huggingface-cli download …` with older huggingface_hub) and pass that directory as the path, "
+        f"or copy the Hugging Face cache (HF_HUB_CACHE / HF_HOME) to this machine"
+    )
+
+
+def _probe_hub(endpoint: str | None = None) -> str | None:
+    """None if the hub's host accepts a TCP connection within 3 s, else the reason (skipped behind a proxy)."""
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    from huggingface_hub import constants
+
+    url = urlparse(endpoint or constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=_PROBE_TIMEOUT_S):
+            return None
+    except OSError as exc:
+        return f"{url.hostname}:{port} is unreachable ({exc})"
+
+
+def resolve_model(
+    name: str | os.PathLike,
+    revision: str | None = None,
+    *,
+    required: list[str] | tuple[str, ...] = (),
+    allow_patterns: list[str] | None = None,
+    what: str = "model",
+    cache_dir: str | os.PathLike | None = None,
+    allow_download: bool | None = None,
+) -> ResolvedWeights:
+    """A local folder holding ``required`` files (glob patterns; ``a|b`` = either) of ``name``.
+
+    ``name`` is a local directory or a hub id ``owner/name``; ``revision`` a branch, tag or commit of
+    the hub repo (ignored for a local directory). ``allow_patterns`` restricts a download to the files
+    needed (defaults to ``required``). Raises `MissingWeightsError` at once when nothing usable is found.
+    """
+    name = str(name)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        missing = missing_files(path, required)
+        if missing:
+            raise MissingWeightsError(
+                f"{what}: the local directory {path} lacks {', '.join(missing)}; it must hold the checkpoint's "
+                f"layout (e.g. as written by `hf download <repo> --local-dir {path}`)"
+            )
+        return ResolvedWeights(name, path.resolve(), None, revision, _commit_from_path(path), "local", fingerprint(path))
+
+    if not is_repo_id(name):
+        raise MissingWeightsError(
+            f"{what}: {name!r} is neither an existing local directory nor a hub id of the form owner/name; "
+            "pass the directory that holds the checkpoint or its Hugging Face id"
+        )
+
+    from huggingface_hub import snapshot_download
+
+    patterns = list(allow_patterns or [p for req in required for p in req.split("|")] or ["*"])
+    looked = f"looked for a local directory {name!r} (none) and the Hugging Face cache ({cache_dir or _cache_dir()})"
+    cache_problem = ""
+    try:
+        snapshot = Path(
+            snapshot_download(name, revision=revision, local_files_only=True, cache_dir=cache_dir, allow_patterns=patterns)
+        )
+        missing = missing_files(snapshot, required)
+        if not missing:
+            return ResolvedWeights(name, snapshot, name, revision, _commit_from_path(snapshot), "cache", fingerprint(snapshot))
+        cache_problem = f": the cached snapshot {snapshot} lacks {', '.join(missing)}"
+    except Exception as exc:  # LocalEntryNotFoundError and friends: nothing usable in the cache
+        cache_problem = f": no snapshot of {name}{'@' + revision if revision else ''} ({type(exc).__name__})"
+
+    hint = _download_hint(name, revision, patterns)
+    if not network_allowed(allow_download):
+        raise MissingWeightsError(
+            f"{what} {name}{'@' + revision if revision else ''} is not on this machine: {looked}{cache_problem}; "
+            f"downloads are off (HF_HUB_OFFLINE=1 or allow_download=false). {hint}."
+        )
+    unreachable = _probe_hub()
+    if unreachable:
+        raise MissingWeightsError(f"{what} {name}: not cached{cache_problem}, and the hub is not reachable: {unreachable}. {hint}.")
+    try:
+        snapshot = Path(snapshot_download(name, revision=revision, cache_dir=cache_dir, allow_patterns=patterns))
+    except Exception as exc:
+        raise MissingWeightsError(f"{what} {name}: download failed ({type(exc).__name__}: {exc}). {hint}.") from exc
+    missing = missing_files(snapshot, required)
+    if missing:
+        raise MissingWeightsError(f"{what} {name}: the hub repo has no {', '.join(missing)} (downloaded to {snapshot})")
+    return ResolvedWeights(name, snapshot, name, revision, _commit_from_path(snapshot), "download", fingerprint(snapshot))
+
+
+def resolve_file(
+    repo_or_path: str | os.PathLike,
+    filename: str,
+    revision: str | None = None,
+    *,
+    what: str = "weights file",
+    cache_dir: str | os.PathLike | None = None,
+    allow_download: bool | None = None,
+) -> Path:
+    """One file, offline-first: ``repo_or_path`` may be the file itself, a local directory, or a hub id.
+
+    E.g. ``resolve_file("xswu/HPSv2", "HPS_v2_compressed.pt")`` or ``resolve_file("/data/hps", "HPS_v2_compressed.pt")``.
+    """
+    name = str(repo_or_path)
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path.resolve()
+    if path.is_dir():
+        candidate = path / filename
+        if candidate.is_file():
+            return candidate.resolve()
+        raise MissingWeightsError(f"{what}: {candidate} does not exist; put {filename} in {path} or pass the file's path")
+    if not is_repo_id(name):
+        raise MissingWeightsError(
+            f"{what}: {name!r} is neither an existing file or directory nor a hub id of the form owner/name"
+        )
+
+    from huggingface_hub import hf_hub_download
+
+    hint = _download_hint(name, revision, None, filename)
+    try:
+        return Path(hf_hub_download(name, filename, revision=revision, cache_dir=cache_dir, local_files_only=True))
+    except Exception as exc:
+        cache_problem = f"{type(exc).__name__}"
+    if not network_allowed(allow_download):
+        raise MissingWeightsError(
+            f"{what} {filename} of {name}{'@' + revision if revision else ''} is not on this machine: looked for a local "
+            f"path {name!r} (none) and the Hugging Face cache ({cache_dir or _cache_dir()}: {cache_problem}); downloads "
+            f"are off (HF_HUB_OFFLINE=1 or allow_download=false). {hint}, or pass the file's local path."
+        )
+    unreachable = _probe_hub()
+    if unreachable:
+        raise MissingWeightsError(f"{what} {filename} of {name}: not cached, and the hub is not reachable: {unreachable}. {hint}.")
+    try:
+        return Path(hf_hub_download(name, filename, revision=revision, cache_dir=cache_dir))
+    except Exception as exc:
+        raise MissingWeightsError(f"{what} {filename} of {name}: download failed ({type(exc).__name__}: {exc}). {hint}.") from exc
+
+
+def _cache_dir() -> str:
+    from huggingface_hub import constants
+
+    return constants.HF_HUB_CACHE
