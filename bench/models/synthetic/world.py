@@ -1,0 +1,164 @@
+"""The exact distribution of the synthetic world, its exact denoiser and its exact metrics.
+
+Generative story of an image x (N tokens, codebook V) for a prompt c:
+  1. a scene s ~ π(s | c), uniform over the K_c scenes the prompt describes;
+  2. every token independently: x_j = proto_s[j] with probability 1 − ε, else uniform over V.
+So q_s(v at j) = (1 − ε)·1{proto_s[j] = v} + ε/V and p(x | c) = Σ_s π(s|c) Π_j q_s(x_j).
+
+Exact denoiser (what a perfect MGT learns): given the visible tokens x_vis, the posterior over scenes is
+w_s ∝ π(s|c) · a^{m_s} · b^{n_vis − m_s}, with m_s the number of visible tokens that match proto_s,
+a = 1 − ε + ε/V and b = ε/V; the marginal of a masked position is p(x_j = v | x_vis, c) = Σ_s w_s q_s(v).
+The unconditional distribution is the same with π uniform over all scenes.
+
+All counts are integers carried in floating point (exact), and every reduction runs along the scene or
+codebook axis of one row, so a row's result does not depend on the batch it is computed in.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .grammar import COLOURS, SceneGrammar
+
+
+class TokenWorld:
+    """Exact math over scene prototypes ``(K, N)`` with token noise ε and a prompt → scene-set map."""
+
+    def __init__(self, grammar: SceneGrammar, epsilon: float = 0.05, patch: int = 4):
+        if not 0 < epsilon < 1:
+            raise ValueError(f"epsilon must be in (0, 1), got {epsilon}")
+        self.grammar = grammar
+        self.epsilon = float(epsilon)
+        self.patch = int(patch)
+        self.grid = (grammar.grid, grammar.grid)
+        self.codebook_size = grammar.codebook_size
+        self.prototypes = torch.from_numpy(grammar.prototypes())  # (K, N) long
+        self.num_scenes, self.seq_len = self.prototypes.shape
+        V = self.codebook_size
+        # one-hot of every prototype, flattened (K, N·V): counts and mixtures are matrix products with it.
+        self.onehot = torch.nn.functional.one_hot(self.prototypes, V).reshape(self.num_scenes, -1).double()
+        self.log_match = math.log(1 - self.epsilon + self.epsilon / V)
+        self.log_miss = math.log(self.epsilon / V)
+        self.palette = self._palette()
+        self._prompt_cache: dict[str, torch.Tensor] = {}
+
+    # -- prompts ---------------------------------------------------------------------------------
+
+    def log_prior(self, prompt: str | None) -> torch.Tensor:
+        """log π(s | c) ``(K,)`` float64; None → the unconditional (uniform over all scenes)."""
+        key = "" if prompt is None else prompt
+        if key not in self._prompt_cache:
+            mask = torch.ones(self.num_scenes, dtype=torch.bool) if prompt is None else \
+                torch.from_numpy(self.grammar.scene_mask(prompt))
+            log_prior = torch.full((self.num_scenes,), -math.inf, dtype=torch.float64)
+            log_prior[mask] = -math.log(int(mask.sum()))
+            self._prompt_cache[key] = log_prior
+        return self._prompt_cache[key]
+
+    def log_priors(self, prompts: Sequence[str | None]) -> torch.Tensor:
+        return torch.stack([self.log_prior(p) for p in prompts])
+
+    # -- the exact denoiser ----------------------------------------------------------------------
+
+    def scene_loglik(self, tokens: torch.Tensor, mask_token_id: int | None = None) -> torch.Tensor:
+        """log p(x_vis | s) ``(B, K)`` float64 for tokens ``(B, N)`` (positions equal to mask_token_id are hidden)."""
+        tokens = tokens.cpu()
+        visible = torch.ones_like(tokens, dtype=torch.bool) if mask_token_id is None else tokens != mask_token_id
+        onehot = torch.nn.functional.one_hot(tokens.clamp(0, self.codebook_size - 1), self.codebook_size).double()
+        onehot = (onehot * visible.unsqueeze(-1)).reshape(tokens.shape[0], -1)
+        matches = onehot @ self.onehot.T  # integer-valued: exact in float64
+        n_visible = visible.sum(dim=-1, keepdim=True).double()
+        return matches * self.log_match + (n_visible - matches) * self.log_miss
+
+    def token_marginals(self, scene_logpost: torch.Tensor) -> torch.Tensor:
+        """Σ_s w_s q_s: per-position token distribution ``(B, N, V)`` float64 from unnormalised log w."""
+        weights = torch.softmax(scene_logpost, dim=-1)
+        mixture = (weights @ self.onehot).reshape(-1, self.seq_len, self.codebook_size)
+        return self.epsilon / self.codebook_size + (1 - self.epsilon) * mixture
+
+    def denoise(self, tokens: torch.Tensor, log_priors: torch.Tensor, mask_token_id: int) -> torch.Tensor:
+        """Exact log p(x_j = v | x_vis, c) ``(B, N, V)`` float64 for every position."""
+        return self.token_marginals(log_priors + self.scene_loglik(tokens, mask_token_id)).log()
+
+    # -- exact metrics (the ExactWorld protocol of metrics/base.py) ---------------------------------
+
+    def log_likelihood(self, tokens: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+        """log p(x | c) / N: nats per token of a complete sample under the true conditional."""
+        joint = self.log_priors(prompts) + self.scene_loglik(tokens)
+        return torch.logsumexp(joint, dim=-1) / self.seq_len
+
+    def prompt_posterior(self, tokens: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+        """P(s ∈ S(c) | x) under a uniform prior over all scenes: does the image show its prompt?"""
+        loglik = self.scene_loglik(tokens)
+        inside = torch.isfinite(self.log_priors(prompts))
+        numerator = torch.logsumexp(loglik.masked_fill(~inside, -math.inf), dim=-1)
+        return (numerator - torch.logsumexp(loglik, dim=-1)).exp()
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """FID features ``(B, D)``: posterior attribute marginals and the colour histogram of the tokens.
+
+        The world's stand-in for Inception: what a sample depicts (shape, colours, position, size, as
+        posterior probabilities) and its low-level statistics (colour and edge-token frequencies).
+        """
+        tokens = self.image_to_tokens(images)
+        posterior = torch.softmax(self.scene_loglik(tokens), dim=-1)  # (B, K)
+        parts = []
+        g = self.grammar
+        for attribute, values in (("shape", g.shapes), ("colour", g.colours), ("background", g.colours),
+                                  ("position", g.positions), ("size", g.sizes)):
+            index = torch.tensor([values.index(getattr(s, attribute)) for s in g.scenes])
+            parts.append(torch.zeros(len(tokens), len(values), dtype=torch.float64).index_add_(1, index, posterior))
+        histogram = torch.nn.functional.one_hot(tokens, self.codebook_size).double().mean(dim=1)
+        parts.append(histogram)
+        return torch.cat(parts, dim=-1)
+
+    def sample_tokens(self, prompts: Sequence[str], n_per_prompt: int, seed: int) -> torch.Tensor:
+        """Exact samples ``(len(prompts)·n, N)`` from p(x | c): ancestral, scene first."""
+        rng = np.random.default_rng(seed)
+        out = []
+        for prompt in prompts:
+            prior = self.log_prior(prompt).exp().numpy()
+            scenes = rng.choice(self.num_scenes, size=n_per_prompt, p=prior / prior.sum())
+            tokens = self.prototypes[scenes].numpy().copy()
+            noisy = rng.random(tokens.shape) < self.epsilon
+            tokens[noisy] = rng.integers(0, self.codebook_size, size=int(noisy.sum()))
+            out.append(torch.from_numpy(tokens))
+        return torch.cat(out)
+
+    def exact_samples(self, prompts: Sequence[str], n_per_prompt: int, seed: int) -> torch.Tensor:
+        return self.render(self.sample_tokens(prompts, n_per_prompt, seed))
+
+    # -- rendering -------------------------------------------------------------------------------
+
+    def _palette(self) -> torch.Tensor:
+        """``(V, 3, patch, patch)`` float in [0, 1]: flat tokens are solid, textured ones are striped."""
+        p = self.patch
+        stripes = torch.tensor([[(r + c) % 2 == 0 for c in range(p)] for r in range(p)])
+        patches = []
+        for colour in self.grammar.colours:
+            rgb = torch.tensor(COLOURS[colour], dtype=torch.float32) / 255
+            flat = rgb.view(3, 1, 1).expand(3, p, p)
+            textured = torch.where(stripes, rgb.view(3, 1, 1) * 0.55, rgb.view(3, 1, 1)).expand(3, p, p)
+            patches += [flat, textured]
+        return torch.stack(patches)
+
+    def render(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Images ``(B, 3, H, W)`` in [0, 1], each token a patch×patch tile."""
+        rows, cols = self.grid
+        p = self.patch
+        tiles = self.palette[tokens.cpu()]  # (B, N, 3, p, p)
+        tiles = tiles.view(-1, rows, cols, 3, p, p).permute(0, 3, 1, 4, 2, 5)
+        return tiles.reshape(-1, 3, rows * p, cols * p).contiguous()
+
+    def image_to_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """The exact inverse of `render` (nearest palette tile per patch; robust to 8-bit quantisation)."""
+        rows, cols = self.grid
+        p = self.patch
+        images = images.float().cpu()
+        patches = images.view(-1, 3, rows, p, cols, p).permute(0, 2, 4, 1, 3, 5).reshape(-1, rows * cols, 3 * p * p)
+        palette = self.palette.reshape(self.codebook_size, -1)
+        distances = torch.cdist(patches, palette.unsqueeze(0).expand(len(patches), -1, -1))
+        return distances.argmin(dim=-1)

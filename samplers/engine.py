@@ -1,0 +1,173 @@
+"""The MaskGIT-family sampling loop with pluggable decisions (DESIGN.md, "The sampler").
+
+One step (Chang et al. 2022, MaskGIT §3.2; Meissonic's scheduler, reference §1):
+
+1. one batched forward → conditional and unconditional logits;
+2. guidance combines them (CFG schedule);
+3. logits processors (e.g. noise regularization);
+4. softmax, in float32;
+5. probability correctors (e.g. differential sampling);
+6. the token sampler draws a token for every position; committed tokens are kept;
+7. on the last step, everything is revealed; otherwise the reveal schedule gives how many stay masked,
+   the confidence scores positions, and the re-mask policy picks which.
+
+The loop component drives the steps (T plain steps, or zig-zag's extra passes). State lives in a
+`Generation` (one batch of images); components keep per-generation state through `StepContext.state`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+
+from .protocol import Conditioning, MaskedTokenModel
+from .randomness import make_generator
+from .variant import SamplerVariant
+
+#: Called after every step with (generation, step index); e.g. to record a decoding trajectory.
+StepCallback = Callable[["Generation", int], None]
+
+
+@dataclass
+class Generation:
+    """The state of one batch of images being generated with one variant."""
+
+    model: MaskedTokenModel
+    variant: SamplerVariant
+    conditioning: Conditioning
+    generators: list[torch.Generator]
+    tokens: torch.Tensor
+    total_steps: int
+    guidance_scale: float
+    #: transformer calls that each image took part in.
+    forward_passes: torch.Tensor
+    #: masked-token count per image after each step (the decoding trajectory).
+    trajectory: list[list[int]] = field(default_factory=list)
+    component_state: dict[int, dict[str, Any]] = field(default_factory=dict)
+    callback: StepCallback | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return self.tokens.shape[0]
+
+    @property
+    def seq_len(self) -> int:
+        return self.tokens.shape[1]
+
+    @property
+    def device(self) -> torch.device:
+        return self.tokens.device
+
+    def masked(self) -> torch.Tensor:
+        return self.tokens == self.model.mask_token_id
+
+
+class StepContext:
+    """What a component sees at step i: the step, the batch's random streams, its own state."""
+
+    def __init__(self, generation: Generation, step: int, unknown: torch.Tensor):
+        self.generation = generation
+        self.step = step
+        self.total_steps = generation.total_steps
+        self.guidance_scale = generation.guidance_scale
+        self.generators = generation.generators
+        self.device = generation.device
+        self.seq_len = generation.seq_len
+        self.tokens = generation.tokens
+        #: True where the position was masked at the start of this step.
+        self.unknown = unknown
+        self.mask_token_id = generation.model.mask_token_id
+
+    @property
+    def is_last(self) -> bool:
+        return self.step == self.total_steps - 1
+
+    def state(self, component) -> dict[str, Any]:
+        """Per-generation scratch space of one component (never shared across batches or runs)."""
+        return self.generation.component_state.setdefault(id(component), {})
+
+
+class SamplerEngine:
+    """Runs a `SamplerVariant` against a `MaskedTokenModel`."""
+
+    def __init__(self, model: MaskedTokenModel):
+        self.model = model
+
+    def generate(
+        self,
+        variant: SamplerVariant,
+        conditioning: Conditioning,
+        seeds: Sequence[int],
+        grid: tuple[int, int],
+        total_steps: int,
+        guidance_scale: float,
+        device: torch.device | str = "cpu",
+        callback: StepCallback | None = None,
+    ) -> Generation:
+        """Generate one image per seed (row of `conditioning`); returns the finished `Generation`."""
+        device = torch.device(device)
+        batch = len(seeds)
+        seq_len = grid[0] * grid[1]
+        generation = Generation(
+            model=self.model,
+            variant=variant,
+            conditioning=conditioning,
+            generators=[make_generator(seed, device) for seed in seeds],
+            tokens=torch.full((batch, seq_len), self.model.mask_token_id, dtype=torch.long, device=device),
+            total_steps=total_steps,
+            guidance_scale=guidance_scale,
+            forward_passes=torch.zeros(batch, dtype=torch.long),
+            callback=callback,
+        )
+        variant.loop.run(self, generation)
+        if bool(generation.masked().any()):
+            raise RuntimeError(f"sampler variant {variant.name!r} ended with masked tokens left; its loop or "
+                               "reveal schedule must reveal every position by the last step")
+        return generation
+
+    # -- the pieces a loop composes -------------------------------------------------------------
+
+    def model_logits(self, generation: Generation, step: int, tokens: torch.Tensor | None = None,
+                     with_uncond: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One forward pass for the whole batch; counts it for every image still being generated."""
+        tokens = generation.tokens if tokens is None else tokens
+        cond, uncond = self.model.logits(tokens, generation.conditioning, step, generation.total_steps, with_uncond)
+        still_masked = (tokens == self.model.mask_token_id).any(dim=-1).cpu()
+        generation.forward_passes += still_masked.long()
+        return cond, uncond
+
+    def guided_probs(self, generation: Generation, ctx: StepContext, guidance=None,
+                     tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """Steps 1–5: forward, guidance, logits processors, softmax (float32), probability correctors."""
+        variant = generation.variant
+        guidance = variant.guidance if guidance is None else guidance
+        cond, uncond = self.model_logits(generation, ctx.step, tokens, with_uncond=guidance.needs_uncond(ctx))
+        logits = guidance.combine(cond, uncond, ctx)
+        for processor in variant.logits_processors:
+            logits = processor(logits, ctx)
+        probs = logits.float().softmax(dim=-1)
+        for corrector in variant.probability_correctors:
+            probs = corrector(probs, ctx)
+        return probs
+
+    def step(self, generation: Generation, step: int, guidance=None) -> None:
+        """One denoising step (all seven parts), updating `generation.tokens` in place."""
+        variant = generation.variant
+        unknown = generation.masked()
+        ctx = StepContext(generation, step, unknown)
+        probs = self.guided_probs(generation, ctx, guidance)
+        sampled = torch.where(unknown, variant.token_sampler.sample(probs, ctx), generation.tokens)
+        if ctx.is_last:
+            generation.tokens = sampled
+        else:
+            mask_len = variant.reveal_schedule.mask_len(ctx)
+            confidence = variant.confidence.score(probs, sampled, ctx)
+            remask = variant.remask.select(confidence, mask_len, ctx)
+            generation.tokens = torch.where(remask, self.model.mask_token_id, sampled)
+        self.after_step(generation, step)
+
+    def after_step(self, generation: Generation, step: int) -> None:
+        generation.trajectory.append(generation.masked().sum(dim=-1).tolist())
+        if generation.callback is not None:
+            generation.callback(generation, step)

@@ -1,0 +1,172 @@
+"""Sampler variants: named compositions of components, built from config (DESIGN.md, "The sampler").
+
+A variant is written in TOML as a table whose keys are decision kinds::
+
+    [variants.cfg-ramp]
+    base = "vanilla"                                  # start from another variant (optional)
+    guidance = { name = "linear", start = 1.0 }       # a component: name or table
+    logits_processors = []                            # lists for the two list kinds
+    description = "CFG rising from 1 to the run's scale"
+
+Unnamed kinds come from `base` (default: "vanilla"). Built-in variants ("presets") are registered in
+`VARIANT_PRESETS` by name, so `samplers = ["vanilla", "cfg-linear"]` works without any table.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from mgt_common.errors import ConfigError
+from mgt_common.registry import Registry
+
+from .components import (
+    Confidence,
+    Guidance,
+    LogitsProcessor,
+    Loop,
+    ProbabilityCorrector,
+    RemaskPolicy,
+    RevealSchedule,
+    TokenSampler,
+    build_component,
+)
+
+SINGLE_KINDS = ("guidance", "token_sampler", "confidence", "reveal_schedule", "remask", "loop")
+LIST_KINDS = {"logits_processors": "logits_processor", "probability_correctors": "probability_corrector"}
+VARIANT_KEYS = ("base", "description", *SINGLE_KINDS, *LIST_KINDS)
+
+VANILLA_SPEC: dict[str, Any] = {
+    "description": "Meissonic's vanilla sampler (= diffusers AmusedScheduler): constant CFG, cosine reveal, "
+                   "multinomial tokens, Gumbel confidence with temperature 2 → 0",
+    "guidance": "constant",
+    "logits_processors": [],
+    "probability_correctors": [],
+    "token_sampler": "multinomial",
+    "confidence": {"name": "gumbel", "start": 2.0, "end": 0.0},
+    "reveal_schedule": "cosine",
+    "remask": "lowest-confidence",
+    "loop": "standard",
+}
+
+#: Built-in named variants: name → spec (same format as a config table).
+VARIANT_PRESETS: Registry[dict] = Registry("sampler variant", "built-in sampler variants")
+
+
+def register_variant(name: str, spec: Mapping[str, Any]) -> None:
+    """Register a named variant spec (plugins may call this too)."""
+    VARIANT_PRESETS.register(name, dict(spec))
+
+
+register_variant("vanilla", VANILLA_SPEC)
+register_variant("cfg-linear", {"base": "vanilla", "guidance": {"name": "linear", "start": 1.0},
+                                "description": "CFG rising linearly from 1 to the run's guidance scale"})
+register_variant("linear-reveal", {"base": "vanilla", "reveal_schedule": "linear",
+                                   "description": "the same number of tokens revealed at every step"})
+register_variant("random-order", {"base": "vanilla", "confidence": "random",
+                                  "description": "positions revealed in uniformly random order"})
+register_variant("no-gumbel", {"base": "vanilla", "confidence": {"name": "gumbel", "start": 0.0, "end": 0.0},
+                               "description": "pure confidence order: Gumbel temperature 0 throughout"})
+
+
+@dataclass
+class SamplerVariant:
+    name: str
+    guidance: Guidance
+    token_sampler: TokenSampler
+    confidence: Confidence
+    reveal_schedule: RevealSchedule
+    remask: RemaskPolicy
+    loop: Loop
+    logits_processors: list[LogitsProcessor] = field(default_factory=list)
+    probability_correctors: list[ProbabilityCorrector] = field(default_factory=list)
+    description: str = ""
+
+    def components(self):
+        yield self.guidance
+        yield from self.logits_processors
+        yield from self.probability_correctors
+        yield from (self.token_sampler, self.confidence, self.reveal_schedule, self.remask, self.loop)
+
+    def resolved(self) -> dict[str, Any]:
+        """Every component with its version and parameters: what enters a unit's key."""
+        return {
+            "guidance": self.guidance.spec(),
+            "logits_processors": [c.spec() for c in self.logits_processors],
+            "probability_correctors": [c.spec() for c in self.probability_correctors],
+            "token_sampler": self.token_sampler.spec(),
+            "confidence": self.confidence.spec(),
+            "reveal_schedule": self.reveal_schedule.spec(),
+            "remask": self.remask.spec(),
+            "loop": self.loop.spec(),
+        }
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.resolved(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def forward_passes(self, total_steps: int) -> int:
+        """Declared transformer calls per image (the engine also counts the real ones)."""
+        extra = sum(c.extra_forward_passes_per_step for c in self.components() if c is not self.loop)
+        return self.loop.forward_passes(total_steps) + extra * total_steps
+
+    def summary(self) -> str:
+        parts = [c.describe() for c in self.components()]
+        return " · ".join(parts)
+
+
+def resolve_spec(name: str, tables: Mapping[str, Mapping[str, Any]] | None = None,
+                 _seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The full spec of variant `name`: config tables first, then presets, following `base` chains."""
+    tables = tables or {}
+    if name in _seen:
+        raise ConfigError(f"variants: {' → '.join((*_seen, name))} is a cycle of 'base' references")
+    if name in tables:
+        own = dict(tables[name])
+    elif name in VARIANT_PRESETS:
+        own = dict(VARIANT_PRESETS.get(name))
+    else:
+        known = sorted(set(tables) | set(VARIANT_PRESETS.names()))
+        import difflib
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"unknown sampler variant {name!r}.{hint} Known: {', '.join(known)}. "
+                          "Define it under [variants.NAME] or pick a known one.")
+    unknown = sorted(set(own) - set(VARIANT_KEYS))
+    if unknown:
+        raise ConfigError(f"variants.{name}: unknown key {unknown[0]!r}; valid keys: {', '.join(VARIANT_KEYS)}")
+    base_name = own.pop("base", "vanilla")
+    if base_name == name:  # e.g. a config table that redefines "vanilla" itself
+        base = copy.deepcopy(VANILLA_SPEC)
+    elif name == "vanilla" and name not in tables:
+        base = {}
+    else:
+        base = resolve_spec(base_name, tables, (*_seen, name))
+    merged = {**base, **own}
+    if "description" not in own and base:
+        changed = ", ".join(k for k in own) or "no changes"
+        merged["description"] = f"{base_name} with {changed}"
+    return merged
+
+
+def build_variant(name: str, tables: Mapping[str, Mapping[str, Any]] | None = None) -> SamplerVariant:
+    """A ready-to-run variant; raises ConfigError naming the variant and key on any bad input."""
+    spec = resolve_spec(name, tables)
+    try:
+        parts = {kind: build_component(kind, spec[kind]) for kind in SINGLE_KINDS}
+        lists = {}
+        for key, kind in LIST_KINDS.items():
+            items = spec.get(key, [])
+            if not isinstance(items, list):
+                raise ConfigError(f"{key}: expected a list of components, got {items!r}")
+            lists[key] = [build_component(kind, item) for item in items]
+    except ConfigError as exc:
+        raise ConfigError(f"variants.{name}: {exc}") from None
+    variant = SamplerVariant(name=name, description=str(spec.get("description", "")), **parts, **lists)
+    for component in variant.components():
+        try:
+            component.check_composition(variant)
+        except ConfigError as exc:
+            raise ConfigError(f"variants.{name}: {exc}") from None
+    return variant
