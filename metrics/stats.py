@@ -1,0 +1,387 @@
+"""Paired statistics of a variant against the baseline: win rates, ties, cluster bootstrap, tests.
+
+Everything here is a pure function of the tidy ``scores`` table (one row per unit × metric, columns
+``variant, prompt_id, seed, metric, value``) and plain numpy / pandas; randomness comes only from a
+seeded ``numpy.random.Generator`` so that every interval is reproducible.
+
+Definitions (see ``docs/report.md`` for the reader's version):
+
+* **Pairing.** A variant's image and the baseline's image with the same ``(prompt_id, seed)`` start
+  from the same random stream, so they form a pair. Only complete pairs enter the statistics.
+* **Advantage.** ``diff = value(variant) − value(baseline)`` in the metric's own units; the
+  *advantage* is ``diff`` oriented by the metric's ``higher_is_better`` (positive = variant better).
+* **Outcome.** win (1) if ``advantage > tol``, loss (0) if ``advantage < −tol``, tie (½) if
+  ``|advantage| ≤ tol`` (with ``tol = 0`` only exactly equal scores tie). The win rate is the mean
+  outcome, i.e. ties count half, as in AlpacaEval's length-controlled win rate and the win rates of
+  "Bag of Design Choices" (arXiv 2411.10781) and Z-Sampling (arXiv 2412.10891).
+* **Cluster bootstrap.** Seeds of one prompt share the prompt, so their outcomes are correlated; the
+  prompt is the independent unit. Intervals resample prompts with replacement and carry all seeds
+  of a drawn prompt along (Davison & Hinkley 1997, §3.8 "hierarchical data"; Field & Welsh 2007).
+  A ratio statistic (e.g. win rate = Σ outcome / Σ pairs) is recomputed on every resample and the
+  percentile interval is reported (the interval Chatbot Arena reports, arXiv 2403.04132).
+* **Tests.** Sign test = ``scipy.stats.binomtest`` on wins vs losses, ties excluded (Dixon & Mood
+  1946); Wilcoxon signed-rank = ``scipy.stats.wilcoxon`` with ``zero_method="wilcox"`` (zeros, i.e.
+  ties within tolerance, dropped, consistently with the sign test). By default both work on one
+  number per *prompt* (its mean outcome / mean advantage over seeds), because pairs from the same
+  prompt are not independent; with one seed per prompt this is the pair level.
+* **Multiplicity.** Holm (1979) step-down family-wise correction across every variant × metric
+  comparison of a table; Benjamini–Hochberg (1995) false-discovery-rate control as an option.
+"""
+from __future__ import annotations
+
+import math
+import zlib
+from typing import Iterable, Literal, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+PAIR_KEYS = ["prompt_id", "seed"]
+
+
+# --------------------------------------------------------------------------------------------------
+# pairing and outcomes
+
+
+def outcomes(advantage: np.ndarray | Sequence[float], tolerance: float = 0.0) -> np.ndarray:
+    """Win 1, tie 0.5, loss 0 for oriented differences (positive = better); tie iff ``|a| <= tolerance``."""
+    a = np.asarray(advantage, dtype=float)
+    tol = float(tolerance or 0.0)
+    return np.where(a > tol, 1.0, np.where(a < -tol, 0.0, 0.5))
+
+
+def paired_differences(
+    scores: pd.DataFrame,
+    baseline: str,
+    higher_is_better: Mapping[str, bool],
+    tie_tolerance: Mapping[str, float | None] | None = None,
+) -> pd.DataFrame:
+    """Match every non-baseline variant's score to the baseline's on ``(metric, prompt_id, seed)``.
+
+    Returns one row per pair with columns ``variant, metric, prompt_id, seed, value, baseline_value,
+    diff`` (variant − baseline), ``advantage`` (diff oriented so that > 0 means the variant is
+    better), ``outcome`` (1 / 0.5 / 0), and ``win, tie, loss`` indicators. Extra columns of
+    ``scores`` that are constant per unit (e.g. ``category``) are carried along from the variant row.
+    A metric missing from ``higher_is_better`` raises ``KeyError``: guessing a direction would
+    silently flip a result.
+    """
+    tie_tolerance = tie_tolerance or {}
+    required = {"variant", "metric", "prompt_id", "seed", "value"}
+    missing = required - set(scores.columns)
+    if missing:
+        raise KeyError(f"scores table lacks columns {sorted(missing)}")
+    if baseline not in set(scores["variant"]):
+        raise KeyError(f"baseline {baseline!r} has no scores (variants: {sorted(set(scores['variant']))})")
+    unknown = sorted(set(scores["metric"]) - set(higher_is_better))
+    if unknown:
+        raise KeyError(f"no direction (higher_is_better) for metrics {unknown}")
+
+    keys = ["metric", *PAIR_KEYS]
+    base = scores.loc[scores["variant"] == baseline, [*keys, "value"]]
+    if base.duplicated(keys).any():
+        raise ValueError("baseline has more than one score for some (metric, prompt_id, seed)")
+    base = base.rename(columns={"value": "baseline_value"})
+    other = scores.loc[scores["variant"] != baseline]
+    paired = other.merge(base, on=keys, how="inner", validate="many_to_one")
+    paired = paired.dropna(subset=["value", "baseline_value"]).reset_index(drop=True)
+
+    sign = paired["metric"].map(lambda m: 1.0 if higher_is_better[m] else -1.0).to_numpy(float)
+    tol = paired["metric"].map(lambda m: float(tie_tolerance.get(m) or 0.0)).to_numpy(float)
+    diff = paired["value"].to_numpy(float) - paired["baseline_value"].to_numpy(float)
+    adv = sign * diff
+    paired["diff"] = diff
+    paired["advantage"] = adv
+    paired["outcome"] = np.where(adv > tol, 1.0, np.where(adv < -tol, 0.0, 0.5))
+    paired["win"] = (adv > tol).astype(float)
+    paired["tie"] = (np.abs(adv) <= tol).astype(float)
+    paired["loss"] = (adv < -tol).astype(float)
+    paired["tolerance"] = tol
+    return paired
+
+
+# --------------------------------------------------------------------------------------------------
+# cluster bootstrap
+
+
+def bootstrap_weights(n_clusters: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """How often each cluster is drawn in each of ``n_boot`` resamples: ``(n_boot, n_clusters)``.
+
+    Equivalent to drawing ``n_clusters`` indices with replacement per resample; kept as counts so
+    that any per-cluster sum is resampled with one matrix product (fast for thousands of prompts ×
+    thousands of resamples, and memory-light: no ``(n_boot, n_clusters, groups)`` array).
+    """
+    if n_clusters == 0:
+        return np.zeros((n_boot, 0))
+    idx = rng.integers(0, n_clusters, size=(n_boot, n_clusters))
+    flat = idx + (np.arange(n_boot)[:, None] * n_clusters)
+    return np.bincount(flat.ravel(), minlength=n_boot * n_clusters).reshape(n_boot, n_clusters).astype(float)
+
+
+def cluster_bootstrap_ratio(
+    numerator: np.ndarray,
+    denominator: np.ndarray,
+    n_boot: int = 1000,
+    rng: np.random.Generator | int | None = 0,
+    confidence: float = 0.95,
+    weights: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Percentile interval of ``Σ numerator / Σ denominator`` under resampling of clusters.
+
+    ``numerator`` and ``denominator`` are per-cluster sums, shape ``(n_clusters,)`` or
+    ``(n_clusters, k)`` for k statistics resampled with the *same* draws. E.g. per prompt: the sum of
+    outcomes over its seeds and the number of its seeds gives the win rate; all seeds of a prompt
+    move together. Returns ``(estimate, low, high)``, each of shape ``(k,)`` (or scalars' 0-d arrays).
+    """
+    num = np.asarray(numerator, dtype=float)
+    den = np.asarray(denominator, dtype=float)
+    squeeze = num.ndim == 1
+    if squeeze:
+        num, den = num[:, None], den[:, None]
+    if weights is None:
+        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        weights = bootstrap_weights(num.shape[0], n_boot, rng)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        est = num.sum(0) / den.sum(0)
+        boot = (weights @ num) / (weights @ den)
+    alpha = (1.0 - confidence) / 2.0
+    lo, hi = _nanquantiles(boot, [alpha, 1.0 - alpha])
+    if squeeze:
+        return est[0], lo[0], hi[0]
+    return est, lo, hi
+
+
+def _nanquantiles(boot: np.ndarray, qs: Sequence[float]) -> list[np.ndarray]:
+    """Quantiles over axis 0, ignoring resamples where a statistic is undefined (0/0)."""
+    out = []
+    for q in qs:
+        col = np.full(boot.shape[1], np.nan)
+        ok = ~np.all(np.isnan(boot), axis=0)
+        if ok.any():
+            col[ok] = np.nanquantile(boot[:, ok], q, axis=0)
+        out.append(col)
+    return out
+
+
+def stratum_rng(seed: int, key: object) -> np.random.Generator:
+    """A generator for one stratum (e.g. a category) that does not depend on the order of strata."""
+    return np.random.default_rng([int(seed), zlib.crc32(repr(key).encode())])
+
+
+# --------------------------------------------------------------------------------------------------
+# tests
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided exact sign test: ``binomtest(wins, wins + losses, 0.5)``; ties are excluded beforehand.
+
+    Returns 1.0 when there is no untied pair (no evidence either way).
+    """
+    n = int(wins) + int(losses)
+    if n == 0:
+        return 1.0
+    return float(sps.binomtest(int(wins), n, 0.5, alternative="two-sided").pvalue)
+
+
+def wilcoxon_test(advantage: np.ndarray | Sequence[float], tolerance: float = 0.0) -> float:
+    """Two-sided Wilcoxon signed-rank p-value of oriented differences; ``|a| <= tolerance`` counts as 0.
+
+    Zeros are dropped (``zero_method="wilcox"``) so that the test uses the same untied pairs as the
+    sign test; SciPy picks the exact null distribution for small samples without tied ranks and the
+    normal approximation otherwise (``method="auto"``). Returns 1.0 with no untied pair.
+    """
+    a = np.asarray(advantage, dtype=float)
+    a = a[~np.isnan(a)]
+    a = np.where(np.abs(a) <= float(tolerance or 0.0), 0.0, a)
+    if np.count_nonzero(a) == 0:
+        return 1.0
+    res = sps.wilcoxon(a, zero_method="wilcox", alternative="two-sided")
+    return float(res.pvalue)
+
+
+def holm(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Holm (1979) step-down adjusted p-values; NaNs stay NaN and do not count in the family.
+
+    Sorted ascending, ``p̃_(i) = max_{j ≤ i} min(1, (m − j + 1) p_(j))``; reject where ``p̃ ≤ α``
+    controls the family-wise error rate at α under any dependence.
+    """
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = ~np.isnan(p)
+    m = int(ok.sum())
+    if m == 0:
+        return out
+    pv = p[ok]
+    order = np.argsort(pv, kind="mergesort")
+    factors = m - np.arange(m)
+    adj = np.minimum(1.0, np.maximum.accumulate(factors * pv[order]))
+    res = np.empty(m)
+    res[order] = adj
+    out[ok] = res
+    return out
+
+
+def benjamini_hochberg(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Benjamini–Hochberg (1995) adjusted p-values (FDR); NaNs stay NaN and do not count.
+
+    Sorted ascending, ``p̃_(i) = min_{j ≥ i} min(1, m p_(j) / j)``; equals
+    ``scipy.stats.false_discovery_control(p, method="bh")``.
+    """
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = ~np.isnan(p)
+    m = int(ok.sum())
+    if m == 0:
+        return out
+    pv = p[ok]
+    order = np.argsort(pv, kind="mergesort")
+    ranks = np.arange(1, m + 1)
+    adj = np.minimum.accumulate((m * pv[order] / ranks)[::-1])[::-1]
+    res = np.empty(m)
+    res[order] = np.minimum(1.0, adj)
+    out[ok] = res
+    return out
+
+
+def adjust_pvalues(pvalues: Sequence[float] | np.ndarray, method: Literal["holm", "bh", "none"] = "holm") -> np.ndarray:
+    """Dispatch to `holm`, `benjamini_hochberg`, or no correction."""
+    if method == "holm":
+        return holm(pvalues)
+    if method in ("bh", "fdr_bh", "benjamini-hochberg"):
+        return benjamini_hochberg(pvalues)
+    if method == "none":
+        return np.asarray(pvalues, dtype=float).copy()
+    raise ValueError(f"unknown correction {method!r}; known: holm, bh, none")
+
+
+# --------------------------------------------------------------------------------------------------
+# the table
+
+
+_SUMS = ["n", "win", "tie", "loss", "outcome", "diff", "advantage", "value", "baseline_value"]
+
+
+def win_rate_table(
+    paired: pd.DataFrame,
+    by: Iterable[str] = (),
+    n_boot: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    test_unit: Literal["prompt", "pair"] = "prompt",
+) -> pd.DataFrame:
+    """Win rate, tie share, effect size, intervals and tests per ``(variant, metric, *by)``.
+
+    ``paired`` comes from `paired_differences`. Columns of the result:
+
+    * ``n_prompts, n_pairs, wins, ties, losses`` (pair counts), ``win_rate`` (ties half) with
+      ``win_rate_lo/hi``, ``tie_share`` with ``tie_share_lo/hi``;
+    * ``mean_value, mean_baseline``, ``mean_diff`` (variant − baseline, metric units) with
+      ``mean_diff_lo/hi`` — the effect size;
+    * ``p_sign`` (sign test) and ``p_wilcoxon``, unadjusted (see `add_adjusted_pvalues`).
+
+    Intervals: cluster bootstrap over prompts, ``n_boot`` resamples, percentile, from
+    ``stratum_rng(seed, stratum)``, where the strata are the values of ``by`` (prompts are resampled
+    within a category or seed). All groups of a stratum share the same resamples.
+    ``test_unit="prompt"`` tests one number per prompt (mean over its seeds), ``"pair"`` every pair.
+    """
+    by = list(by)
+    keys = ["variant", "metric", *by]
+    rows: list[dict] = []
+    frame = paired.assign(n=1.0)
+    strata = frame.groupby(by, sort=True, dropna=False) if by else [((), frame)]
+    for skey, sub in strata:
+        per_prompt = sub.groupby([*keys, "prompt_id"], sort=True, dropna=False)[_SUMS].sum()
+        groups = per_prompt.index.droplevel("prompt_id").unique()
+        wide = {c: per_prompt[c].unstack(keys).reindex(columns=groups).fillna(0.0) for c in _SUMS}
+        n_clusters = wide["n"].shape[0]
+        w = bootstrap_weights(n_clusters, n_boot, stratum_rng(seed, skey))
+        den = wide["n"].to_numpy()
+        win, win_lo, win_hi = cluster_bootstrap_ratio(wide["outcome"].to_numpy(), den, weights=w, confidence=confidence)
+        tie, tie_lo, tie_hi = cluster_bootstrap_ratio(wide["tie"].to_numpy(), den, weights=w, confidence=confidence)
+        dif, dif_lo, dif_hi = cluster_bootstrap_ratio(wide["diff"].to_numpy(), den, weights=w, confidence=confidence)
+        pair_rows = dict(list(sub.groupby(keys, sort=False, dropna=False)))
+        for gi, g in enumerate(groups):
+            # keys has at least (variant, metric), so group labels are tuples
+            pp = per_prompt.xs(g, level=keys, drop_level=True)
+            sub_g = pair_rows[g]
+            tol = float(sub_g["tolerance"].iloc[0]) if len(sub_g) else 0.0
+            if test_unit == "prompt":
+                share = pp["outcome"].to_numpy() / pp["n"].to_numpy()
+                t_wins, t_losses = int((share > 0.5).sum()), int((share < 0.5).sum())
+                adv = pp["advantage"].to_numpy() / pp["n"].to_numpy()
+            elif test_unit == "pair":
+                t_wins, t_losses = int(sub_g["win"].sum()), int(sub_g["loss"].sum())
+                adv = sub_g["advantage"].to_numpy()
+            else:
+                raise ValueError(f"test_unit must be 'prompt' or 'pair', not {test_unit!r}")
+            n_pairs = float(pp["n"].sum())
+            rows.append({
+                **dict(zip(keys, g)),
+                "n_prompts": int((pp["n"] > 0).sum()),
+                "n_pairs": int(n_pairs),
+                "wins": int(pp["win"].sum()),
+                "ties": int(pp["tie"].sum()),
+                "losses": int(pp["loss"].sum()),
+                "win_rate": win[gi], "win_rate_lo": win_lo[gi], "win_rate_hi": win_hi[gi],
+                "tie_share": tie[gi], "tie_share_lo": tie_lo[gi], "tie_share_hi": tie_hi[gi],
+                "mean_value": float(pp["value"].sum() / n_pairs),
+                "mean_baseline": float(pp["baseline_value"].sum() / n_pairs),
+                "mean_diff": dif[gi], "mean_diff_lo": dif_lo[gi], "mean_diff_hi": dif_hi[gi],
+                "tie_tolerance": tol,
+                "test_unit": test_unit,
+                "test_wins": t_wins, "test_losses": t_losses,
+                "p_sign": sign_test(t_wins, t_losses),
+                "p_wilcoxon": wilcoxon_test(adv, tol),
+            })
+    cols = [*keys, "n_prompts", "n_pairs", "wins", "ties", "losses", "win_rate", "win_rate_lo", "win_rate_hi",
+            "tie_share", "tie_share_lo", "tie_share_hi", "mean_value", "mean_baseline", "mean_diff",
+            "mean_diff_lo", "mean_diff_hi", "tie_tolerance", "test_unit", "test_wins", "test_losses",
+            "p_sign", "p_wilcoxon"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def add_adjusted_pvalues(
+    table: pd.DataFrame,
+    method: Literal["holm", "bh", "none"] = "holm",
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Add ``p_sign_adj``, ``p_wilcoxon_adj`` (corrected across all rows of ``table``) and ``significant``.
+
+    The family is every variant × metric comparison in the table; each test is corrected within its
+    own family. ``significant`` is decided by the adjusted sign test, the test that matches the win
+    rate (it tests "win rate = ½ among untied prompts").
+    """
+    out = table.copy()
+    out["p_sign_adj"] = adjust_pvalues(out["p_sign"].to_numpy(float), method)
+    out["p_wilcoxon_adj"] = adjust_pvalues(out["p_wilcoxon"].to_numpy(float), method)
+    out["correction"] = method
+    out["alpha"] = alpha
+    out["significant"] = out["p_sign_adj"] <= alpha
+    return out
+
+
+def compare_to_baseline(
+    scores: pd.DataFrame,
+    baseline: str,
+    higher_is_better: Mapping[str, bool],
+    tie_tolerance: Mapping[str, float | None] | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    correction: Literal["holm", "bh", "none"] = "holm",
+    alpha: float = 0.05,
+    test_unit: Literal["prompt", "pair"] = "prompt",
+) -> pd.DataFrame:
+    """The headline table: `paired_differences` → `win_rate_table` → `add_adjusted_pvalues`."""
+    paired = paired_differences(scores, baseline, higher_is_better, tie_tolerance)
+    table = win_rate_table(paired, n_boot=n_boot, seed=seed, confidence=confidence, test_unit=test_unit)
+    return add_adjusted_pvalues(table, correction, alpha)
+
+
+def format_p(p: float) -> str:
+    """p-values as a reviewer expects them: 3 significant digits, ``< 0.001`` below that."""
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "n/a"
+    if p < 0.001:
+        return "< 0.001"
+    return f"{p:.3f}" if p < 0.1 else f"{p:.2f}"
