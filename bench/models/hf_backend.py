@@ -1,0 +1,242 @@
+"""What the Meissonic and aMUSEd backends share: dtype/device choice, CLIP prompt encoding, VQ decoding.
+
+Both families condition on a CLIP text encoder (`CLIPTextModelWithProjection`) the same way
+(reference §4.4): the prompt is padded/truncated to 77 tokens; the projected pooled embedding
+(``text_embeds``) and the *penultimate* hidden states (``hidden_states[-2]``) are the conditioning.
+Both decode with a diffusers `VQModel` looked up from the codebook (reference §1, "Decode").
+Both stack the CFG batch as [uncond; cond] and take the five micro-conditions
+[width, height, crop top, crop left, aesthetic score].
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+
+from mgt_common.errors import ConfigError
+
+from .weights import ResolvedWeights
+
+DTYPES = {
+    "fp32": torch.float32, "float32": torch.float32,
+    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+    "fp16": torch.float16, "float16": torch.float16,
+}
+DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+def parse_dtype(backend: str, value: str | torch.dtype) -> torch.dtype:
+    if isinstance(value, torch.dtype):
+        return value
+    try:
+        return DTYPES[str(value).lower()]
+    except KeyError:
+        raise ConfigError(f"model {backend!r}: dtype must be one of fp32, bf16, fp16; got {value!r}") from None
+
+
+def parse_device(backend: str, value: str | torch.device | None) -> torch.device:
+    """``auto`` (or None) = the first CUDA device when there is one, else the CPU."""
+    if value in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(value)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"model {backend!r}: device {value!r} is not a torch device (cpu, cuda, cuda:1, auto)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"model {backend!r}: device {value!r} requested but CUDA is not available here")
+    return device
+
+
+def reject_unknown(backend: str, unknown: dict[str, Any], valid: list[str]) -> None:
+    if unknown:
+        raise ConfigError(f"model {backend!r}: unknown parameter {sorted(unknown)[0]!r}; valid: {', '.join(valid)}")
+
+
+class PromptEncoder:
+    """CLIP tokenizer + text encoder with a per-string cache (each prompt is encoded once per run)."""
+
+    def __init__(self, tokenizer, text_encoder, device: torch.device, dtype: torch.dtype, max_length: int = 77):
+        self.tokenizer = tokenizer
+        self.text_encoder = text_encoder
+        self.device = device
+        self.dtype = dtype
+        self.max_length = max_length
+        self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @torch.inference_mode()
+    def __call__(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(pooled (B, D), hidden (B, 77, D_h))`` in the model dtype, on the model device."""
+        # One prompt per text-encoder call: an encoding must not depend on which prompts share a batch
+        # (DESIGN.md, "Pairing"); the encoder is cheap next to 64 transformer passes.
+        for text in dict.fromkeys(t for t in texts if t not in self._cache):
+            ids = self.tokenizer(
+                [text], padding="max_length", max_length=self.max_length, truncation=True, return_tensors="pt"
+            ).input_ids.to(self.text_encoder.device)
+            out = self.text_encoder(ids, return_dict=True, output_hidden_states=True)
+            pooled = out.text_embeds[0].to(self.device, self.dtype)
+            hidden = out.hidden_states[-2][0].to(self.device, self.dtype)  # penultimate layer, before the final LN
+            self._cache[text] = (pooled, hidden)
+        pooled = torch.stack([self._cache[t][0] for t in texts])
+        hidden = torch.stack([self._cache[t][1] for t in texts])
+        return pooled, hidden
+
+
+@contextlib.contextmanager
+def quiet_loading():
+    """Silence transformers/diffusers progress bars and load reports while loading.
+
+    Loading CLIP-H's text tower from the full laion CLIP checkpoint reports every vision weight as
+    "unexpected"; that is by design (the official scripts do the same), not a problem to show.
+    """
+    import diffusers.utils.logging as dlog
+    import transformers.utils.logging as tlog
+
+    levels = tlog.get_verbosity(), dlog.get_verbosity()
+    bars = tlog.is_progress_bar_enabled(), dlog.is_progress_bar_enabled()
+    tlog.set_verbosity_error()
+    dlog.set_verbosity_error()
+    tlog.disable_progress_bar()
+    dlog.disable_progress_bar()
+    try:
+        yield
+    finally:
+        tlog.set_verbosity(levels[0])
+        dlog.set_verbosity(levels[1])
+        if bars[0]:
+            tlog.enable_progress_bar()
+        if bars[1]:
+            dlog.enable_progress_bar()
+
+
+def load_clip(root: str, subfolder: str | None, dtype: torch.dtype, device: torch.device):
+    """`CLIPTextModelWithProjection` from a CLIP (text or full) checkpoint folder, in eval mode."""
+    from transformers import CLIPTextModelWithProjection
+
+    kwargs = {"subfolder": subfolder} if subfolder else {}
+    model = CLIPTextModelWithProjection.from_pretrained(root, dtype=dtype, local_files_only=True, **kwargs)
+    return model.to(device).eval().requires_grad_(False)
+
+
+def load_tokenizer(root: str, subfolder: str = "tokenizer"):
+    from transformers import CLIPTokenizer
+
+    return CLIPTokenizer.from_pretrained(root, subfolder=subfolder, local_files_only=True)
+
+
+def load_vq(root: str, dtype: torch.dtype, device: torch.device, variant: str | None):
+    """The VQ decoder. An fp16 VQ with ``force_upcast`` is upcast to fp32 once, here.
+
+    The reference casts the fp16 VQ to fp32 around every decode (reference §1, "Decode"); loading it
+    in fp16 and upcasting once gives the same weights (fp16-rounded, held in fp32) and the same
+    images without the per-call casts.
+    """
+    from diffusers import VQModel
+
+    vq = VQModel.from_pretrained(root, subfolder="vqvae", torch_dtype=dtype, variant=variant, low_cpu_mem_usage=True)
+    if dtype == torch.float16 and vq.config.get("force_upcast", False):
+        vq = vq.float()
+    return vq.to(device).eval().requires_grad_(False)
+
+
+def vq_scale_factor(vq_config) -> int:
+    """Pixels per token side: 2^(number of VQ resolution levels − 1) (16 for Meissonic and aMUSEd)."""
+    return 2 ** (len(vq_config["block_out_channels"]) - 1)
+
+
+def weights_variant(root, subfolder: str, requested: str | None) -> str | None:
+    """``requested`` if given; else None when the fp32 file exists, ``"fp16"`` when only the fp16 one does."""
+    from pathlib import Path
+
+    if requested:
+        return requested
+    folder = Path(root) / subfolder
+    if any(folder.glob("diffusion_pytorch_model.safetensors")) or any(folder.glob("diffusion_pytorch_model-*.safetensors")):
+        return None
+    if any(folder.glob("diffusion_pytorch_model.fp16*.safetensors")):
+        return "fp16"
+    return None
+
+
+class TokenBackend:
+    """Protocol plumbing shared by the real backends; subclasses provide `_forward` and their metadata.
+
+    Conditioning (batch-first, one row per image): ``pooled``, ``hidden``, and the shared negative
+    prompt's ``negative_pooled``, ``negative_hidden`` repeated per row (so `take_rows` keeps them aligned).
+    """
+
+    name = "?"
+    mask_token_id: int
+    codebook_size: int
+    default_negative_prompt: str = ""
+
+    def __init__(self):
+        self.forward_passes = 0
+        self.vqvae = None
+        self.prompts: PromptEncoder
+        self.height: int
+        self.width: int
+        self.vq_scale: int
+
+    # -- protocol -------------------------------------------------------------------------------
+    def token_grid(self, height: int | None = None, width: int | None = None) -> tuple[int, int]:
+        height = self.height if height is None else height
+        width = self.width if width is None else width
+        if (height, width) != (self.height, self.width):
+            raise ConfigError(
+                f"model {self.name!r} was loaded for {self.height}x{self.width} images; got {height}x{width} "
+                "(set height and width in the [model] table)"
+            )
+        return height // self.vq_scale, width // self.vq_scale
+
+    def encode(self, prompts: list[str], negative_prompt: str | None = None) -> dict[str, torch.Tensor]:
+        """Encode prompts once each (cached); ``negative_prompt=None`` means "" as in the reference pipelines."""
+        pooled, hidden = self.prompts(list(prompts))
+        neg_pooled, neg_hidden = self.prompts([negative_prompt or ""])
+        rows = len(prompts)
+        return {
+            "pooled": pooled,
+            "hidden": hidden,
+            "negative_pooled": neg_pooled.expand(rows, *neg_pooled.shape[1:]),
+            "negative_hidden": neg_hidden.expand(rows, *neg_hidden.shape[1:]),
+        }
+
+    @torch.inference_mode()
+    def logits(self, tokens, conditioning, step, total_steps, with_uncond=True):
+        """One batched forward over [uncond; cond] (or cond only); float32 ``(B, N, codebook_size)`` each."""
+        batch, seq = tokens.shape
+        rows, cols = self.token_grid()
+        if seq != rows * cols:
+            raise ValueError(f"model {self.name!r}: {seq} tokens do not fill the {rows}x{cols} token grid")
+        grid = tokens.to(self.device).view(batch, rows, cols)
+        pooled, hidden = conditioning["pooled"], conditioning["hidden"]
+        if with_uncond:
+            grid = torch.cat([grid, grid])
+            pooled = torch.cat([conditioning["negative_pooled"], pooled])
+            hidden = torch.cat([conditioning["negative_hidden"], hidden])
+        out = self._forward(grid, pooled.to(self.device), hidden.to(self.device), step, total_steps)
+        self.forward_passes += 1
+        out = out.reshape(out.shape[0], out.shape[1], seq).transpose(1, 2).float()
+        if with_uncond:
+            return out[batch:], out[:batch]
+        return out, None
+
+    @torch.inference_mode()
+    def decode(self, tokens: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
+        """Images ``(B, 3, H, W)`` in [0, 1], float32: codebook lookup → VQ decoder → clip (reference §1)."""
+        rows, cols = grid or self.token_grid()
+        if int(tokens.max()) >= self.codebook_size or int(tokens.min()) < 0:
+            raise ValueError(f"model {self.name!r}: decode got ids outside the codebook (still-masked tokens?)")
+        batch = tokens.shape[0]
+        channels = self.vqvae.config.latent_channels
+        ids = tokens.to(self.device).reshape(batch, rows, cols)
+        images = self.vqvae.decode(ids, force_not_quantize=True, shape=(batch, rows, cols, channels)).sample
+        return images.clip(0, 1).float()
+
+    def micro_conditions(self, rows: int) -> torch.Tensor:
+        """``(rows, 5)`` = [width, height, crop top, crop left, score] (width first "as in original code")."""
+        values = [self.width, self.height, self.crop_coords[0], self.crop_coords[1], self.aesthetic_score]
+        return torch.tensor(values, device=self.device, dtype=self.dtype)[None].expand(rows, 5)
+
+    def _forward(self, grid, pooled, hidden, step, total_steps) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError

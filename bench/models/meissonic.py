@@ -1,0 +1,226 @@
+"""Meissonic backend (arXiv 2410.08261) behind the model protocol: 1024 px and the 512 px family.
+
+Loading follows the official scripts (reference §4.1): the transformer, the VQ decoder and the CLIP
+tokenizer come from the checkpoint (``transformer/``, ``vqvae/``, ``tokenizer/``); the text encoder is
+``laion/CLIP-ViT-H-14-laion2B-s32B-b79K`` for the 1024 checkpoint ("original text enc for stable
+sampling") and the checkpoint's own ``text_encoder/`` for the 512 family (Collov-Labs/Monetico), unless
+``text_encoder`` says otherwise.
+
+Inference conventions kept from the reference pipeline (reference §1, §4.3–4.4, §5):
+
+- CFG batch order [uncond; cond], one forward per step; the unconditional branch encodes the negative
+  prompt ("" when none is given; the official scripts pass `DEFAULT_NEGATIVE_PROMPT`).
+- ``timestep`` = the integer step index T−1−i as a long tensor of shape [1] (scaled by 1000 inside).
+- micro-conditions [width, height, crop top 0, crop left 0, score 6] for every row.
+- RoPE ids from `rope_image_ids` (the height == 1024 special case).
+- logits over the 8192 codebook entries only; the mask id is 8255 = vocab_size − 1.
+- defaults: 1024 px → 64 steps, CFG 9; 512 px → 48 steps, CFG 9.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from mgt_common.errors import ConfigError
+
+from .hf_backend import (
+    DTYPE_NAMES,
+    PromptEncoder,
+    TokenBackend,
+    load_clip,
+    load_tokenizer,
+    load_vq,
+    parse_device,
+    parse_dtype,
+    quiet_loading,
+    reject_unknown,
+    vq_scale_factor,
+    weights_variant,
+)
+from .meissonic_transformer import MeissonicTransformer2DModel, rope_image_ids, text_position_ids
+from .registry import MODELS
+from .weights import ResolvedWeights, resolve_model
+
+DEFAULT_REPO = "MeissonFlow/Meissonic"
+#: The official scripts' text encoder for the 1024 checkpoint (reference §4.1).
+LAION_CLIP_H = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
+#: Used by every official script and the design-choices evaluation (reference §1, "Default negative prompt").
+DEFAULT_NEGATIVE_PROMPT = (
+    "worst quality, low quality, low res, blurry, distortion, watermark, logo, signature, text, jpeg artifacts, "
+    "signature, sketch, duplicate, ugly, identifying mark"
+)
+#: Reference defaults per family (reference §1, "Defaults").
+STEPS_1024, STEPS_512, GUIDANCE = 64, 48, 9.0
+
+VALID_ARGS = ["path", "revision", "dtype", "device", "height", "width", "text_encoder", "text_encoder_revision",
+              "variant", "aesthetic_score", "crop_coords"]
+
+
+def checkpoint_files(variant: str | None, own_text_encoder: bool) -> tuple[list[str], list[str]]:
+    """(required globs, download patterns) for a Meissonic-layout checkpoint."""
+    suffix = ".fp16" if variant == "fp16" else ""
+    required = [
+        "transformer/config.json",
+        "transformer/diffusion_pytorch_model.safetensors|transformer/diffusion_pytorch_model.fp16.safetensors",
+        "vqvae/config.json",
+        "vqvae/diffusion_pytorch_model.safetensors|vqvae/diffusion_pytorch_model.fp16.safetensors",
+        "tokenizer/tokenizer.json|tokenizer/vocab.json",
+    ]
+    download = [
+        "model_index.json", "scheduler/scheduler_config.json", "tokenizer/*",
+        "transformer/config.json", f"transformer/diffusion_pytorch_model{suffix}.safetensors",
+        "vqvae/config.json", f"vqvae/diffusion_pytorch_model{suffix}.safetensors",
+    ]
+    if own_text_encoder:
+        required += ["text_encoder/config.json", "text_encoder/model.safetensors|text_encoder/model.fp16.safetensors"]
+        download += ["text_encoder/config.json", f"text_encoder/model{suffix}.safetensors"]
+    return required, download
+
+
+class MeissonicModel(TokenBackend):
+    """A Meissonic checkpoint (transformer + VQ + CLIP) behind `samplers.protocol.MaskedTokenModel`."""
+
+    name = "meissonic"
+    default_negative_prompt = DEFAULT_NEGATIVE_PROMPT
+
+    def __init__(
+        self,
+        path: str = DEFAULT_REPO,
+        revision: str | None = None,
+        dtype: str = "fp32",
+        device: str | None = "auto",
+        height: int | None = None,
+        width: int | None = None,
+        text_encoder: str = "auto",
+        text_encoder_revision: str | None = None,
+        variant: str | None = None,
+        aesthetic_score: float = 6.0,
+        crop_coords: tuple[int, int] | list[int] = (0, 0),
+        **unknown: Any,
+    ):
+        super().__init__()
+        reject_unknown(self.name, unknown, VALID_ARGS)
+        if variant not in (None, "fp16"):
+            raise ConfigError(f"model 'meissonic': variant must be \"fp16\" or left out; got {variant!r}")
+        self.dtype = parse_dtype(self.name, dtype)
+        self.device = parse_device(self.name, device)
+        self.aesthetic_score = float(aesthetic_score)
+        self.crop_coords = tuple(int(c) for c in crop_coords)
+
+        required, download = checkpoint_files(variant, own_text_encoder=False)
+        self.weights: ResolvedWeights = resolve_model(
+            path, revision, required=required, allow_patterns=download, what="Meissonic checkpoint"
+        )
+        config = MeissonicTransformer2DModel.load_config(str(self.weights.path), subfolder="transformer")
+        family_1024 = bool(config.get("downsample", False))
+        # "auto" follows the official scripts: laion CLIP-H for the 1024 checkpoint, the checkpoint's own
+        # text encoder for the 512 family (Monetico).
+        own_te = text_encoder == "checkpoint" or (text_encoder == "auto" and not family_1024)
+        if own_te:  # the text encoder's files must be there too (cache or download)
+            required, download = checkpoint_files(variant, own_text_encoder=True)
+            self.weights = resolve_model(
+                path, revision, required=required, allow_patterns=download, what="Meissonic checkpoint"
+            )
+        root = str(self.weights.path)
+        self.height = int(height or (1024 if family_1024 else 512))
+        self.width = int(width or self.height)
+
+        self.variant = weights_variant(root, "transformer", variant)
+        with quiet_loading():
+            # low_cpu_mem_usage (needs accelerate): weights are materialised once, not over a random init.
+            self.transformer = MeissonicTransformer2DModel.from_pretrained(
+                root, subfolder="transformer", torch_dtype=self.dtype, variant=self.variant, low_cpu_mem_usage=True
+            ).to(self.device).eval().requires_grad_(False)
+            self.vqvae = load_vq(root, self.dtype, self.device, weights_variant(root, "vqvae", variant))
+        self.vq_scale = vq_scale_factor(self.vqvae.config)
+
+        tcfg = self.transformer.config
+        self.codebook_size = int(tcfg.codebook_size)
+        self.mask_token_id = _mask_token_id(root, int(tcfg.vocab_size))
+        self._check_resolution(bool(tcfg.downsample))
+
+        if own_te:
+            self.text_encoder_weights = self.weights
+            with quiet_loading():
+                encoder = load_clip(root, "text_encoder", self.dtype, self.device)
+        else:
+            te_name = LAION_CLIP_H if text_encoder in ("auto", "laion") else str(text_encoder)
+            self.text_encoder_weights = resolve_model(
+                te_name, text_encoder_revision,
+                required=["config.json", "model.safetensors|model.fp16.safetensors|pytorch_model.bin"],
+                allow_patterns=["config.json", "model.safetensors"], what="CLIP text encoder",
+            )
+            with quiet_loading():  # the full laion CLIP checkpoint: its vision weights are skipped on purpose
+                encoder = load_clip(str(self.text_encoder_weights.path), None, self.dtype, self.device)
+        self.prompts = PromptEncoder(load_tokenizer(root), encoder, self.device, self.dtype)
+
+        rows, cols = self.token_grid()
+        self._img_ids = rope_image_ids(rows, cols, self.height, device=self.device)
+        self._txt_ids = text_position_ids(self.prompts.max_length, device=self.device)
+        self.default_steps = STEPS_1024 if bool(tcfg.downsample) else STEPS_512
+        self.default_guidance_scale = GUIDANCE
+
+    def _check_resolution(self, downsample: bool) -> None:
+        step = self.vq_scale * (2 if downsample else 1)
+        if self.height % step or self.width % step:
+            raise ConfigError(f"model 'meissonic': height and width must be multiples of {step}; got {self.height}x{self.width}")
+        rows, cols = self.height // self.vq_scale, self.width // self.vq_scale
+        tokens = (rows // 2) * (cols // 2) if downsample else rows * cols
+        if rope_image_ids(rows, cols, self.height).shape[0] != tokens:
+            family = "1024 checkpoint (with 2x down-sampling)" if downsample else "checkpoint without down-sampling (512 family)"
+            need = "height = 1024" if downsample else "a height other than 1024"
+            raise ConfigError(
+                f"model 'meissonic': the {family} needs {need}: the reference pipeline builds RoPE ids from the latent "
+                f"grid only when height == 1024 (reference §4.3); got {self.height}x{self.width}"
+            )
+
+    def _forward(self, grid, pooled, hidden, step, total_steps):
+        timestep = torch.tensor([total_steps - 1 - step], device=self.device, dtype=torch.long)
+        return self.transformer(
+            grid, encoder_hidden_states=hidden, pooled_projections=pooled, timestep=timestep,
+            img_ids=self._img_ids, txt_ids=self._txt_ids, micro_conds=self.micro_conditions(grid.shape[0]),
+        ).sample
+
+    def describe(self) -> dict[str, Any]:
+        cfg = self.transformer.config
+        return {
+            "backend": self.name,
+            "weights": self.weights.describe(),
+            "text_encoder": self.text_encoder_weights.describe(),
+            "dtype": DTYPE_NAMES[self.dtype],
+            "variant": self.variant,
+            "device": str(self.device),
+            "attention": "sdpa",
+            "height": self.height,
+            "width": self.width,
+            "token_grid": list(self.token_grid()),
+            "codebook_size": self.codebook_size,
+            "mask_token_id": self.mask_token_id,
+            "default_steps": self.default_steps,
+            "default_guidance_scale": self.default_guidance_scale,
+            "default_negative_prompt": self.default_negative_prompt,
+            "micro_conditions": {"aesthetic_score": self.aesthetic_score, "crop_coords": list(self.crop_coords)},
+            "transformer": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items() if not k.startswith("_")},
+        }
+
+
+def _mask_token_id(root: str, vocab_size: int) -> int:
+    """The scheduler config's ``mask_token_id`` when the checkpoint has one, else vocab_size − 1 (reference §4.2)."""
+    import json
+    from pathlib import Path
+
+    config = Path(root) / "scheduler" / "scheduler_config.json"
+    if config.is_file():
+        value = json.loads(config.read_text()).get("mask_token_id")
+        if value is not None:
+            if not 0 <= int(value) < vocab_size:
+                raise ConfigError(f"{config}: mask_token_id {value} is outside the vocabulary of {vocab_size}")
+            return int(value)
+    return vocab_size - 1
+
+
+@MODELS.register("meissonic")
+def meissonic(**model_args) -> MeissonicModel:
+    """Meissonic (1024 px, or the 512 px family without down-sampling) from the hub or a local directory."""
+    return MeissonicModel(**model_args)
