@@ -27,7 +27,8 @@ class Prompt:
     seed: int | None = None
 
 
-PROMPT_SETS: Registry[Callable[..., list[Prompt]]] = Registry("prompt set", "named prompt sets")
+PROMPT_SETS: Registry[Callable[..., list[Prompt]]] = Registry("prompt set", "named prompt sets", builtins=(
+    "bench.models.synthetic.backend", "bench.prompt_sets"))
 
 
 def register_prompt_set(name: str):

@@ -65,6 +65,8 @@ class PerImageMetric(ABC):
     version: ClassVar[str] = "1"
     #: what `ScoreBatch` fields it needs beyond images and prompts ("tokens", "world").
     needs: ClassVar[frozenset[str]] = frozenset()
+    #: paired differences with |Δ| at most this are ties in win rates (count half).
+    tie_tolerance: ClassVar[float] = 1e-9
 
     def __init__(self, **params: Any):
         self.params = params
@@ -85,7 +87,8 @@ class PerImageMetric(ABC):
     def describe(self) -> dict[str, Any]:
         """What the manifest records about this scorer."""
         return {"name": self.name, "version": self.version, "higher_is_better": self.higher_is_better,
-                "params": self.params, "weights": self.weights_id()}
+                "tie_tolerance": self.tie_tolerance, "params": self.params, "weights": self.weights_id(),
+                "kind": "per-image"}
 
     def load(self) -> None:
         """Load weights (once); called before the first `score`."""
@@ -119,7 +122,8 @@ class SetMetric(ABC):
         self.device = torch.device(params.pop("device", "cpu"))
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "higher_is_better": self.higher_is_better, "params": self.params}
+        return {"name": self.name, "version": self.version, "higher_is_better": self.higher_is_better,
+                "params": self.params, "kind": "set"}
 
     @abstractmethod
     def compute(self, images: torch.Tensor, prompts: Sequence[str], world: ExactWorld | None = None,
@@ -127,7 +131,8 @@ class SetMetric(ABC):
         """Metric values for one set; keys are the reported metric names (e.g. ``{"fid": …}``)."""
 
 
-METRICS: Registry[type] = Registry("metric", "per-image scorers and set metrics")
+METRICS: Registry[type] = Registry("metric", "per-image scorers and set metrics", builtins=(
+    "metrics.world", "metrics.fid", "metrics.hpsv2", "metrics.clip_score", "metrics.pickscore"))
 
 
 def register_metric(name: str):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import importlib
 import importlib.util
 import sys
 from importlib import metadata
@@ -26,10 +27,21 @@ ENTRY_POINT_GROUPS = ("mgt_bench.samplers", "mgt_bench.metrics", "mgt_bench.mode
 class Registry(Generic[T]):
     """A name → object mapping for one kind of thing, e.g. ``Registry("reveal_schedule")``."""
 
-    def __init__(self, kind: str, description: str = ""):
+    def __init__(self, kind: str, description: str = "", builtins: tuple[str, ...] = ()):
+        """`builtins`: modules imported on first use, whose decorators register the built-in entries
+        (lazily, so that importing a registry never pulls in heavy dependencies such as open_clip)."""
         self.kind = kind
         self.description = description
+        self.builtins = builtins
+        self._builtins_loaded = not builtins
         self._entries: dict[str, T] = {}
+
+    def _load(self) -> None:
+        load_plugins()
+        if not self._builtins_loaded:
+            self._builtins_loaded = True
+            for module in self.builtins:
+                importlib.import_module(module)
 
     def register(self, name: str, obj: T | None = None, *, override: bool = False):
         """Register ``obj`` under ``name``; usable as ``@registry.register("name")``."""
@@ -43,19 +55,19 @@ class Registry(Generic[T]):
         return add if obj is None else add(obj)
 
     def get(self, name: str) -> T:
-        load_plugins()
+        self._load()
         try:
             return self._entries[name]
         except KeyError:
             raise ConfigError(unknown_name_message(self.kind, name, self._entries)) from None
 
     def __contains__(self, name: str) -> bool:
-        load_plugins()
+        self._load()
         return name in self._entries
 
     def names(self, pattern: str = "*") -> list[str]:
         """Sorted names matching a shell-style wildcard (``list('power*')``)."""
-        load_plugins()
+        self._load()
         return sorted(n for n in self._entries if fnmatch.fnmatch(n, pattern))
 
     def items(self) -> Iterator[tuple[str, T]]:

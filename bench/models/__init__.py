@@ -1,0 +1,1 @@
+"""Generation backends behind the model protocol (samplers/protocol.py), registered in `registry.MODELS`."""

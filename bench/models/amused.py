@@ -116,11 +116,9 @@ class AmusedModel(TokenBackend):
         mask = json.loads(scheduler.read_text()).get("mask_token_id") if scheduler.is_file() else None
         self.mask_token_id = int(mask) if mask is not None else int(cfg.vocab_size) - 1
 
-        self.height = int(height or cfg.sample_size * self.vq_scale)
-        self.width = int(width or self.height)
-        step = self.vq_scale * (2 if cfg.downsample else 1)
-        if self.height % step or self.width % step:
-            raise ConfigError(f"model 'amused': height and width must be multiples of {step}; got {self.height}x{self.width}")
+        self.token_stride = 2 if cfg.downsample else 1
+        side = int(cfg.sample_size) * self.vq_scale
+        self._set_resolution(int(height or side), int(width or height or side))
         self.prompts = PromptEncoder(load_tokenizer(root), encoder, self.device, self.dtype)
         self.default_steps = DEFAULT_STEPS
         self.default_guidance_scale = DEFAULT_GUIDANCE

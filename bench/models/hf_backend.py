@@ -169,6 +169,8 @@ class TokenBackend:
     mask_token_id: int
     codebook_size: int
     default_negative_prompt: str = ""
+    #: 2 when the transformer halves the token grid internally (its size must then be even).
+    token_stride: int = 1
 
     def __init__(self):
         self.forward_passes = 0
@@ -180,14 +182,22 @@ class TokenBackend:
 
     # -- protocol -------------------------------------------------------------------------------
     def token_grid(self, height: int | None = None, width: int | None = None) -> tuple[int, int]:
-        height = self.height if height is None else height
-        width = self.width if width is None else width
+        """Token rows and columns for an image size (None: the size the model was loaded for).
+
+        Asking for another size switches the backend to it (after checking the checkpoint supports
+        it): image size is a per-call argument of the reference pipelines too.
+        """
+        height = self.height if height is None else int(height)
+        width = self.width if width is None else int(width)
         if (height, width) != (self.height, self.width):
-            raise ConfigError(
-                f"model {self.name!r} was loaded for {self.height}x{self.width} images; got {height}x{width} "
-                "(set height and width in the [model] table)"
-            )
+            self._set_resolution(height, width)
         return height // self.vq_scale, width // self.vq_scale
+
+    def _set_resolution(self, height: int, width: int) -> None:
+        step = self.vq_scale * self.token_stride
+        if height <= 0 or width <= 0 or height % step or width % step:
+            raise ConfigError(f"model {self.name!r}: height and width must be positive multiples of {step}; got {height}x{width}")
+        self.height, self.width = height, width
 
     def encode(self, prompts: list[str], negative_prompt: str | None = None) -> dict[str, torch.Tensor]:
         """Encode prompts once each (cached); ``negative_prompt=None`` means "" as in the reference pipelines."""

@@ -38,7 +38,6 @@ from .hf_backend import (
     vq_scale_factor,
     weights_variant,
 )
-from .meissonic_transformer import MeissonicTransformer2DModel, rope_image_ids, text_position_ids
 from .registry import MODELS
 from .weights import ResolvedWeights, resolve_model
 
@@ -101,6 +100,9 @@ class MeissonicModel(TokenBackend):
     ):
         super().__init__()
         reject_unknown(self.name, unknown, VALID_ARGS)
+        # diffusers is imported here, not at module level: listing the registry must stay light.
+        from .meissonic_transformer import MeissonicTransformer2DModel
+
         if variant not in (None, "fp16"):
             raise ConfigError(f"model 'meissonic': variant must be \"fp16\" or left out; got {variant!r}")
         self.dtype = parse_dtype(self.name, dtype)
@@ -123,8 +125,6 @@ class MeissonicModel(TokenBackend):
                 path, revision, required=required, allow_patterns=download, what="Meissonic checkpoint"
             )
         root = str(self.weights.path)
-        self.height = int(height or (1024 if family_1024 else 512))
-        self.width = int(width or self.height)
 
         self.variant = weights_variant(root, "transformer", variant)
         with quiet_loading():
@@ -134,11 +134,11 @@ class MeissonicModel(TokenBackend):
             ).to(self.device).eval().requires_grad_(False)
             self.vqvae = load_vq(root, self.dtype, self.device, weights_variant(root, "vqvae", variant))
         self.vq_scale = vq_scale_factor(self.vqvae.config)
-
         tcfg = self.transformer.config
         self.codebook_size = int(tcfg.codebook_size)
         self.mask_token_id = _mask_token_id(root, int(tcfg.vocab_size))
-        self._check_resolution(bool(tcfg.downsample))
+        default_side = 1024 if tcfg.downsample else 512
+        self._set_resolution(int(height or default_side), int(width or height or default_side))
 
         if own_te:
             self.text_encoder_weights = self.weights
@@ -154,26 +154,30 @@ class MeissonicModel(TokenBackend):
             with quiet_loading():  # the full laion CLIP checkpoint: its vision weights are skipped on purpose
                 encoder = load_clip(str(self.text_encoder_weights.path), None, self.dtype, self.device)
         self.prompts = PromptEncoder(load_tokenizer(root), encoder, self.device, self.dtype)
-
-        rows, cols = self.token_grid()
-        self._img_ids = rope_image_ids(rows, cols, self.height, device=self.device)
-        self._txt_ids = text_position_ids(self.prompts.max_length, device=self.device)
-        self.default_steps = STEPS_1024 if bool(tcfg.downsample) else STEPS_512
+        self.default_steps = STEPS_1024 if tcfg.downsample else STEPS_512
         self.default_guidance_scale = GUIDANCE
 
-    def _check_resolution(self, downsample: bool) -> None:
+    def _set_resolution(self, height: int, width: int) -> None:
+        """Validate an image size for this checkpoint and build its RoPE ids (reference §4.3 step 6)."""
+        from .meissonic_transformer import rope_image_ids, text_position_ids
+
+        downsample = bool(self.transformer.config.downsample)
         step = self.vq_scale * (2 if downsample else 1)
-        if self.height % step or self.width % step:
-            raise ConfigError(f"model 'meissonic': height and width must be multiples of {step}; got {self.height}x{self.width}")
-        rows, cols = self.height // self.vq_scale, self.width // self.vq_scale
+        if height <= 0 or width <= 0 or height % step or width % step:
+            raise ConfigError(f"model 'meissonic': height and width must be positive multiples of {step}; got {height}x{width}")
+        rows, cols = height // self.vq_scale, width // self.vq_scale
         tokens = (rows // 2) * (cols // 2) if downsample else rows * cols
-        if rope_image_ids(rows, cols, self.height).shape[0] != tokens:
+        ids = rope_image_ids(rows, cols, height, device=self.device)
+        if ids.shape[0] != tokens:
             family = "1024 checkpoint (with 2x down-sampling)" if downsample else "checkpoint without down-sampling (512 family)"
             need = "height = 1024" if downsample else "a height other than 1024"
             raise ConfigError(
                 f"model 'meissonic': the {family} needs {need}: the reference pipeline builds RoPE ids from the latent "
-                f"grid only when height == 1024 (reference §4.3); got {self.height}x{self.width}"
+                f"grid only when height == 1024 (reference §4.3); got {height}x{width}"
             )
+        self.height, self.width = height, width
+        self._img_ids = ids
+        self._txt_ids = text_position_ids(77, device=self.device)  # CLIP's 77 text positions, all zero
 
     def _forward(self, grid, pooled, hidden, step, total_steps):
         timestep = torch.tensor([total_steps - 1 - step], device=self.device, dtype=torch.long)

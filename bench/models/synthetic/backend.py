@@ -10,8 +10,8 @@ denoiser. A real MGT is imperfect in ways the design choices try to repair; two 
 - ``logit_temperature`` τ_m > 0: miscalibrated confidence; all logits are divided by τ_m
   (τ_m > 1: under-confident and too diverse; τ_m < 1: over-confident).
 
-Defaults (α = 0.4, τ_m = 1.25): CFG helps up to w ≈ 2.5 and hurts beyond, and the model is slightly
-under-confident, so sampling and confidence choices have something to correct.
+Defaults (α = 0.25, τ_m = 1.25): CFG is needed (w = 1/α = 4 repairs the conditioning exactly), and the
+model is slightly under-confident, so sampling and confidence choices have something to correct.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import torch
 
 from mgt_common.errors import ConfigError
 
+from ...prompts import Prompt, register_prompt_set
 from ..registry import MODELS
 from .grammar import SceneGrammar
 from .world import TokenWorld
@@ -29,10 +30,11 @@ from .world import TokenWorld
 class SyntheticModel:
     """`MaskedTokenModel` over a `TokenWorld`; mask id = codebook size (as Meissonic's 8255 = vocab − 1)."""
 
-    def __init__(self, grid: int = 16, patch: int = 4, epsilon: float = 0.05, text_strength: float = 0.4,
+    def __init__(self, grid: int = 16, patch: int = 4, epsilon: float = 0.05, text_strength: float = 0.25,
                  logit_temperature: float = 1.25, colours: list[str] | None = None, shapes: list[str] | None = None,
                  positions: list[str] | None = None, sizes: list[str] | None = None, device: str = "cpu",
-                 **unknown: Any):
+                 dtype: str = "float32", **unknown: Any):
+        # dtype is accepted for a uniform model interface; the world's maths always runs in float64.
         if unknown:
             raise ConfigError(f"model 'synthetic': unknown parameter {sorted(unknown)[0]!r}; valid: grid, patch, "
                               "epsilon, text_strength, logit_temperature, colours, shapes, positions, sizes")
@@ -95,3 +97,11 @@ def _check(ok: bool, key: str, value, rule: str) -> None:
 def synthetic(**model_args) -> SyntheticModel:
     """The embedded synthetic world: exact token distribution, CPU-fast, no weights (the default model)."""
     return SyntheticModel(**model_args)
+
+
+@register_prompt_set("synthetic-world")
+def synthetic_world_prompts(n: int = 48, seed: int = 0, grid: int = 16) -> list[Prompt]:
+    """The synthetic world's own prompts: fully, partly and barely specified scenes (category = which)."""
+    if not isinstance(n, int) or n < 1:
+        raise ConfigError(f"prompts 'synthetic-world': n must be a positive integer, got {n!r}")
+    return [Prompt(id=i, text=t, category=c) for i, t, c in SceneGrammar(grid=grid).prompt_set(n, seed)]

@@ -1,0 +1,135 @@
+"""The command line: ``python run_bench.py`` / ``mgt-bench``.
+
+Flags equal config keys (``--batch-size`` ↔ ``batch_size``) and override the config file. A user
+mistake prints one line naming the key and the fix and exits with code 2; nothing is written.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mgt_common.errors import UserError
+from mgt_common.registry import load_plugin_file
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mgt-bench",
+        description="Benchmark sampler design choices of masked generative image transformers: generate, "
+                    "score, compare with the baseline prompt by prompt, and report win rates.",
+        epilog="With no arguments, runs the shipped default config on the synthetic world (CPU, offline).")
+    run = parser.add_argument_group("run")
+    run.add_argument("--config", help="TOML experiment file, or the name of a shipped config (see --list)")
+    run.add_argument("--out", help="run directory (default: the config's `out`, else results/<name>)")
+    run.add_argument("--samplers", help="comma-separated variant names to run (the baseline is always added)")
+    run.add_argument("--limit", type=int, help="use only the first N prompts")
+    run.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2")
+    run.add_argument("--steps", type=int, help="sampling steps T")
+    run.add_argument("--guidance", type=float, help="base classifier-free guidance scale w")
+    run.add_argument("--model", help="registered model name (its parameters come from the config's [model])")
+    run.add_argument("--prompts", help="prompt-set name or prompt file path")
+    run.add_argument("--metrics", help="comma-separated metric names")
+    run.add_argument("--device", help="cpu, cuda, cuda:N, mps or auto")
+    run.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
+    run.add_argument("--batch-size", type=int, dest="batch_size", help="images generated per batch")
+    run.add_argument("--fresh", action="store_true", help="delete the run directory first and start over")
+    run.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
+                     help="import a Python file that registers components, metrics or models (repeatable)")
+    actions = parser.add_argument_group("other actions")
+    actions.add_argument("--list", action="store_true", help="list every registered component, variant, model, "
+                                                             "metric, prompt set and shipped config")
+    actions.add_argument("--report-only", metavar="RUN_DIR", help="re-render the report of a finished run, no model")
+    actions.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"),
+                         help="report the same variants across two finished runs (written to --out)")
+    return parser
+
+
+def overrides_from(args: argparse.Namespace) -> dict:
+    overrides = {key: getattr(args, key) for key in
+                 ("out", "limit", "steps", "guidance", "device", "dtype", "batch_size")}
+    if args.samplers:
+        overrides["samplers"] = [s.strip() for s in args.samplers.split(",") if s.strip()]
+    if args.metrics:
+        overrides["metrics"] = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    if args.seeds:
+        try:
+            overrides["seeds"] = [int(s) for s in args.seeds.split(",") if s.strip()]
+        except ValueError:
+            raise UserError(f"--seeds {args.seeds!r}: give comma-separated integers, e.g. 0,1,2") from None
+    if args.prompts:
+        overrides["prompts"] = args.prompts
+    return overrides
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        for plugin in args.plugin:
+            load_plugin_file(plugin)
+        if args.list:
+            from .listing import print_listing
+
+            print_listing()
+            return 0
+        if args.report_only:
+            return report_only(Path(args.report_only))
+        if args.compare:
+            return compare(Path(args.compare[0]), Path(args.compare[1]), Path(args.out) if args.out else None)
+        return run(args)
+    except UserError as exc:
+        print(f"mgt-bench: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("mgt-bench: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+def run(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .runner import Benchmark
+
+    config = load_config(args.config, overrides_from(args))
+    if args.model:
+        config.values["model"] = {**config.values["model"], "name": args.model} \
+            if config.values["model"].get("name") == args.model else {"name": args.model}
+    benchmark = Benchmark(config)
+    result = benchmark.run(fresh=args.fresh)
+    print(f"mgt-bench: {result.generated} images generated, {result.reused} reused, in {result.run_dir}")
+    for kind in ("html", "markdown"):
+        if kind in result.report:
+            print(f"mgt-bench: report ({kind}): {result.report[kind]}")
+    return 0
+
+
+def report_only(run_dir: Path) -> int:
+    from .runner import render
+    from .store import RunDirectory
+
+    if RunDirectory(run_dir).read_manifest() is None:
+        raise UserError(f"--report-only {run_dir}: not an mgt-bench run directory (no manifest.json)")
+    paths = render(run_dir)
+    for kind, path in paths.items():
+        if kind in ("html", "markdown"):
+            print(f"mgt-bench: report ({kind}): {path}")
+    return 0
+
+
+def compare(run_a: Path, run_b: Path, out: Path | None) -> int:
+    from .report import render_comparison
+    from .store import RunDirectory
+
+    for run_dir in (run_a, run_b):
+        if RunDirectory(run_dir).read_manifest() is None:
+            raise UserError(f"--compare {run_dir}: not an mgt-bench run directory (no manifest.json)")
+    out = out or Path("results") / f"compare-{run_a.name}-vs-{run_b.name}"
+    paths = render_comparison(run_a, run_b, out)
+    for kind, path in paths.items():
+        if kind in ("html", "markdown"):
+            print(f"mgt-bench: comparison ({kind}): {path}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
