@@ -1,0 +1,115 @@
+"""The report's content as a list of sections, rendered identically by `html` and `markdown`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from . import format as fmt
+from .rundir import Run
+from .tables import ReportTables, provenance, provenance_json
+
+
+@dataclass
+class Section:
+    title: str
+    paragraphs: list[str] = field(default_factory=list)
+    bullets: list[str] = field(default_factory=list)
+    table: pd.DataFrame | None = None
+    image: Path | None = None
+    caption: str = ""
+    csv: list[str] = field(default_factory=list)  # the tables/*.csv behind the numbers
+    code: str = ""
+
+
+def build_sections(run: Run, t: ReportTables, plots: dict[str, Path]) -> list[Section]:
+    s = run.settings
+    corr = {"holm": "Holm", "bh": "Benjamini–Hochberg", "none": "no"}.get(s.correction, s.correction)
+    n_prompts = run.samples["prompt_id"].nunique()
+    n_seeds = run.seeds_per_prompt()
+    primary = run.display_name(run.primary_metric) if run.primary_metric else "—"
+    surviving = t.win_rates[t.win_rates["significant"]]
+    secs: list[Section] = []
+    secs.append(Section(
+        "Headline",
+        [f"{len(run.variants) - 1} variants against the baseline **{run.baseline}** on {n_prompts} prompts × "
+         f"{n_seeds} seed(s), paired by prompt and seed. Sorted by win rate on {primary}. Win rate = share of "
+         f"pairs where the variant scores better (ties count half), with {100 * s.confidence:.0f} % cluster-bootstrap "
+         f"intervals over prompts ({s.n_boot} resamples). * = sign test significant at α = {s.alpha} after {corr} "
+         f"correction across all {len(t.win_rates)} variant × metric comparisons "
+         f"({len(surviving)} survive)."],
+        bullets=fmt.readings(run, t), table=fmt.headline(run, t), csv=["headline.csv", "win_rates.csv", "set_metrics.csv"]))
+    secs.append(Section("Win rate vs baseline", image=plots.get("plots/win_rates"),
+                        caption="Bars start at 50 % (no difference); whiskers are the bootstrap intervals.",
+                        csv=["win_rates.csv"]))
+    secs.append(Section(
+        "All comparisons with the baseline",
+        [f"Mean Δ = mean paired difference variant − {run.baseline} in the metric's units (effect size). "
+         f"p sign: exact two-sided sign test (`scipy.stats.binomtest`, ties excluded); p Wilcoxon: signed-rank test "
+         f"(`scipy.stats.wilcoxon`, zeros dropped); both on one value per {s.test_unit}. "
+         f"'adj.' = {corr}-adjusted across the table; 'survives' = adjusted sign-test p ≤ {s.alpha}."],
+        table=fmt.win_rates(run, t), csv=["win_rates.csv", "paired_differences.csv"]))
+    secs.append(Section("Scores per variant", ["Mean ± standard deviation over all images."],
+                        table=fmt.metric_summary(run, t), csv=["metric_summary.csv"]))
+    sm = fmt.set_metrics(run, t)
+    if len(sm):
+        secs.append(Section("Set metrics", ["One number per variant over all its images; ± is the metric's own "
+                                            "standard deviation where it gives one (e.g. KID over subsets)."],
+                            table=sm, csv=["set_metrics.csv", "set_metrics_by_category.csv"]))
+    secs.append(Section("Pairwise win rates", ["Row variant beats column variant, share of shared prompt–seed units, "
+                                               "ties half; 'pooled' counts every metric's battles."],
+                        image=plots.get("plots/pairwise"), csv=["pairwise.csv"]))
+    secs.append(Section(
+        "Bradley–Terry ranking",
+        ["Bradley–Terry strengths fitted to all pairwise battles (ties half), on the Chatbot Arena scale "
+         f"(400 points = 10× odds; {run.baseline} = 1000), with cluster-bootstrap intervals over prompts. "
+         "Rank = 1 + number of variants whose lower bound is above this one's upper bound (Chatbot Arena, arXiv 2403.04132)."],
+        table=fmt.bradley_terry(run, t), image=plots.get("plots/bradley_terry"), csv=["bradley_terry.csv"]))
+    cat = fmt.by_category(run, t)
+    if len(cat):
+        secs.append(Section(f"By prompt category ({primary})",
+                            ["Win rate vs the baseline within each category, prompts resampled within the category; "
+                             "n = prompts. Descriptive: p-values in the CSV are not adjusted."],
+                            table=cat, csv=["breakdown_by_category.csv"]))
+    seed = fmt.by_seed(run, t)
+    if len(seed) and n_seeds > 1:
+        secs.append(Section(f"By seed ({primary})", ["Win rate vs the baseline for each seed separately."],
+                            table=seed, csv=["breakdown_by_seed.csv"]))
+    secs.append(Section("Cost", ["Forward passes (NFE) and wall-clock seconds per image as measured; ◆ = on the "
+                                 "Pareto front of cost and mean score; Δ / extra pass = change of the mean score per "
+                                 "forward pass beyond the baseline's."],
+                        table=fmt.cost(run, t), image=plots.get("plots/quality_vs_cost"), csv=["cost.csv"]))
+    secs.append(Section("Score distributions", image=plots.get("plots/distributions"), csv=["metric_summary.csv"]))
+    secs.append(Section("Image grid", ["Same prompt and seed in every column; rows are the best, then the worst, "
+                                       "paired differences of the top variant on the primary metric."],
+                        image=plots.get("plots/image_grid"), csv=["paired_differences.csv"]))
+    if plots.get("plots/trajectory"):
+        secs.append(Section("Decoding trajectory", image=plots.get("plots/trajectory")))
+    if run.warnings:
+        secs.append(Section("Warnings", bullets=list(run.warnings)))
+    secs.append(Section("Provenance", ["Everything needed to trace these numbers back to their run."],
+                        table=provenance_table(run), code=provenance_json(run)))
+    return secs
+
+
+def provenance_line(run: Run) -> str:
+    p = provenance(run)
+    model = p["model"].get("id", "") if isinstance(p["model"], dict) else str(p["model"])
+    return (f"config {p['config_hash'] or '?'} · model {model or '?'} · commit {str(p['git_commit'])[:12] or '?'} · "
+            f"seeds {p['seeds']} · created {p['created'] or '?'}")
+
+
+def provenance_table(run: Run) -> pd.DataFrame:
+    p = provenance(run)
+    model = p["model"]
+    rows = [("config hash", p["config_hash"]), ("created", p["created"]), ("git commit", p["git_commit"]),
+            ("device", p["device"]),
+            ("model", ", ".join(f"{k}={v}" for k, v in model.items()) if isinstance(model, dict) else str(model)),
+            ("scorers", "; ".join(f"{k} v{v.get('version', '?')}" + (f" ({v['weights']})" if v.get("weights") else "")
+                                  for k, v in p["scorers"].items())),
+            ("packages", ", ".join(f"{k} {v}" for k, v in p["versions"].items())),
+            ("seeds", ", ".join(map(str, p["seeds"]))), ("baseline", p["baseline"]),
+            ("prompts / images", f"{p['n_prompts']} / {p['n_images']}"),
+            ("bootstrap", p["statistics"]["bootstrap"]), ("tests", p["statistics"]["tests"])]
+    return pd.DataFrame(rows, columns=["item", "value"])

@@ -1,0 +1,274 @@
+"""The report's figures (matplotlib, Agg backend, print-readable defaults). Each function writes one PNG.
+
+All figures read the tables of `bench.report.tables` (plus the run's images for the grid), so a
+re-render from stored tables draws the same plots.
+"""
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: reports are rendered on headless machines
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from .rundir import Run  # noqa: E402
+from .tables import ReportTables  # noqa: E402
+
+STYLE = {
+    "figure.dpi": 110, "savefig.dpi": 150, "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9,
+    "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3,
+    "legend.frameon": False, "image.cmap": "RdBu_r",
+}
+# Okabe–Ito colours: distinguishable in colour-blind vision and in greyscale print.
+PALETTE = ["#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7"]
+
+
+def _colours(variants: list[str]) -> dict[str, str]:
+    return {v: PALETTE[i % len(PALETTE)] for i, v in enumerate(variants)}
+
+
+def _grid(n: int, max_cols: int = 3) -> tuple[int, int]:
+    cols = min(max_cols, max(1, n))
+    return math.ceil(n / cols), cols
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def win_rate_plot(run: Run, t: ReportTables, path: Path) -> Path:
+    """Win rate vs the baseline with its bootstrap interval, one panel per per-image metric (bars)."""
+    metrics = run.per_image_metrics
+    with plt.rc_context(STYLE):
+        rows, cols = _grid(len(metrics))
+        others = [v for v in run.variants if v != run.baseline]
+        fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 0.45 * len(others) * rows + 1.2 * rows), squeeze=False, layout="constrained")
+        for ax, m in zip(axes.flat, metrics):
+            d = t.win_rates[t.win_rates["metric"] == m].set_index("variant").reindex(others[::-1])
+            y = np.arange(len(d))
+            err = np.vstack([d["win_rate"] - d["win_rate_lo"], d["win_rate_hi"] - d["win_rate"]])
+            colours = ["#0072B2" if s else "#999999" for s in d["significant"].fillna(False)]
+            ax.barh(y, d["win_rate"] - 0.5, left=0.5, color=colours, height=0.6)
+            ax.errorbar(d["win_rate"], y, xerr=err, fmt="none", ecolor="black", capsize=3, lw=1)
+            ax.axvline(0.5, color="black", lw=0.8)
+            ax.set_yticks(y, d.index)
+            ax.set_xlim(0, 1)
+            ax.set_xlabel(f"win rate vs {run.baseline}")
+            arrow = "↑" if run.higher_is_better(m) else "↓"
+            ax.set_title(f"{run.display_name(m)} ({arrow} better)")
+        for ax in list(axes.flat)[len(metrics):]:
+            ax.axis("off")
+        fig.suptitle(f"Paired win rate vs {run.baseline} (ties ½); bars: {100 * run.settings.confidence:.0f} % cluster-bootstrap CI;"
+                     f" blue = significant after {run.settings.correction}", fontsize=8, y=1.0)
+        return _save(fig, path)
+
+
+def pairwise_heatmap(run: Run, t: ReportTables, path: Path) -> Path:
+    """Row beats column: win-rate matrix per metric (and pooled), annotated with percentages."""
+    metrics = list(dict.fromkeys(t.pairwise["metric"]))
+    variants = run.variants
+    with plt.rc_context({**STYLE, "axes.grid": False}):
+        rows, cols = _grid(len(metrics))
+        size = 0.6 * len(variants) + 2.2
+        fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows), squeeze=False, layout="constrained")
+        im = None
+        for ax, m in zip(axes.flat, metrics):
+            mat = (t.pairwise[t.pairwise["metric"] == m].pivot(index="variant", columns="opponent", values="win_rate")
+                   .reindex(index=variants, columns=variants))
+            im = ax.imshow(mat.to_numpy(float), vmin=0, vmax=1, cmap="RdBu_r")
+            for i in range(len(variants)):
+                for j in range(len(variants)):
+                    val = mat.iat[i, j]
+                    if not np.isnan(val):
+                        ax.text(j, i, f"{100 * val:.0f}", ha="center", va="center", fontsize=7,
+                                color="white" if abs(val - 0.5) > 0.3 else "black")
+            ax.set_xticks(range(len(variants)), variants, rotation=45, ha="right")
+            ax.set_yticks(range(len(variants)), variants)
+            ax.set_title("pooled over metrics" if m == "all" else run.display_name(m))
+        for ax in list(axes.flat)[len(metrics):]:
+            ax.axis("off")
+        if im is not None:
+            fig.colorbar(im, ax=axes, shrink=0.6, label="row beats column (win rate)")
+        return _save(fig, path)
+
+
+def bradley_terry_forest(run: Run, t: ReportTables, path: Path) -> Path:
+    """Bradley–Terry scores (Elo-like, baseline = 1000) with bootstrap intervals, per metric and pooled."""
+    bt = t.bradley_terry
+    metrics = list(dict.fromkeys(bt["metric"]))
+    colours = _colours(run.variants)
+    with plt.rc_context(STYLE):
+        rows, cols = _grid(len(metrics))
+        fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, (0.4 * len(run.variants) + 1.0) * rows), squeeze=False, layout="constrained")
+        for ax, m in zip(axes.flat, metrics):
+            d = bt[bt["metric"] == m].sort_values("score")
+            y = np.arange(len(d))
+            for yi, r in zip(y, d.itertuples()):
+                ax.plot([r.score_lo, r.score_hi], [yi, yi], color=colours.get(r.variant, "black"), lw=2)
+                ax.plot(r.score, yi, "o", color=colours.get(r.variant, "black"))
+            ax.set_yticks(y, [f"{r.variant} (#{r.rank})" for r in d.itertuples()])
+            ax.axvline(1000, color="grey", lw=0.8, ls="--")
+            ax.set_xlabel("Bradley–Terry score")
+            ax.set_title("pooled over metrics" if m == "all" else run.display_name(m))
+        for ax in list(axes.flat)[len(metrics):]:
+            ax.axis("off")
+        return _save(fig, path)
+
+
+def quality_vs_cost(run: Run, t: ReportTables, path: Path) -> Path:
+    """Mean score vs forward passes per image; the Pareto front (cheaper or better) is drawn and ringed."""
+    metrics = run.per_image_metrics
+    cost = t.cost
+    colours = _colours(run.variants)
+    with plt.rc_context(STYLE):
+        rows, cols = _grid(len(metrics))
+        fig, axes = plt.subplots(rows, cols, figsize=(3.8 * cols, 3.0 * rows), squeeze=False, layout="constrained")
+        for ax, m in zip(axes.flat, metrics):
+            x, y = cost["forward_passes"].to_numpy(float), cost[f"mean_{m}"].to_numpy(float)
+            front = cost[f"pareto_{m}"].to_numpy(bool)
+            order = np.argsort(x[front])
+            ax.step(x[front][order], y[front][order], where="post", color="grey", lw=1, zorder=1)
+            for xi, yi, v, f in zip(x, y, cost["variant"], front):
+                ax.scatter(xi, yi, color=colours.get(v, "black"), s=36, zorder=2,
+                           edgecolor="black" if f else "none", linewidth=1.2)
+                ax.annotate(v, (xi, yi), textcoords="offset points", xytext=(4, 3), fontsize=7)
+            ax.set_xlabel("forward passes per image")
+            arrow = "↑" if run.higher_is_better(m) else "↓"
+            ax.set_ylabel(f"mean {run.display_name(m)} ({arrow})")
+        for ax in list(axes.flat)[len(metrics):]:
+            ax.axis("off")
+        fig.suptitle("Quality vs cost; ringed = Pareto front", fontsize=9)
+        return _save(fig, path)
+
+
+def distributions(run: Run, path: Path) -> Path:
+    """Box plot of each per-image metric per variant (whiskers 1.5 IQR, means as white dots)."""
+    metrics = run.per_image_metrics
+    variants = run.variants
+    with plt.rc_context(STYLE):
+        rows, cols = _grid(len(metrics))
+        fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, (0.35 * len(variants) + 1.2) * rows), squeeze=False, layout="constrained")
+        for ax, m in zip(axes.flat, metrics):
+            sub = run.scores[run.scores["metric"] == m]
+            data = [sub.loc[sub["variant"] == v, "value"].to_numpy(float) for v in variants]
+            ax.boxplot(data, orientation="horizontal", tick_labels=variants, showmeans=True, widths=0.6,
+                       meanprops={"marker": "o", "markerfacecolor": "white", "markeredgecolor": "black", "markersize": 4},
+                       flierprops={"markersize": 2})
+            ax.invert_yaxis()
+            arrow = "↑" if run.higher_is_better(m) else "↓"
+            ax.set_title(f"{run.display_name(m)} ({arrow} better)")
+        for ax in list(axes.flat)[len(metrics):]:
+            ax.axis("off")
+        return _save(fig, path)
+
+
+def grid_selection(run: Run, t: ReportTables) -> tuple[str | None, pd.DataFrame]:
+    """The (prompt, seed) rows of the image grid: the headline variant's best then worst paired differences
+    on the primary metric. Returns ``(headline variant, rows)``."""
+    m = run.primary_metric
+    wr = t.win_rates[t.win_rates["metric"] == m].sort_values("win_rate", ascending=False)
+    if not len(wr):
+        first = run.samples.drop_duplicates(["prompt_id", "seed"]).head(2 * run.settings.grid_rows)
+        return None, first[["prompt_id", "seed"]].assign(advantage=np.nan, kind="")
+    top = wr.iloc[0]["variant"]
+    p = t.paired[(t.paired["variant"] == top) & (t.paired["metric"] == m)].sort_values("advantage", ascending=False)
+    k = run.settings.grid_rows
+    best = p.head(k).assign(kind="best")
+    worst = p.iloc[::-1].head(k)
+    worst = worst[~worst.set_index(["prompt_id", "seed"]).index.isin(best.set_index(["prompt_id", "seed"]).index)].assign(kind="worst")
+    return top, pd.concat([best, worst])[["prompt_id", "seed", "advantage", "kind"]].reset_index(drop=True)
+
+
+def image_grid(run: Run, t: ReportTables, path: Path, thumb: int = 160) -> Path:
+    """Same prompts and seeds across variants (columns, baseline first); rows: best, then worst pairs."""
+    top, sel = grid_selection(run, t)
+    variants = run.variants
+    lookup = run.samples.set_index(["variant", "prompt_id", "seed"])
+    prompts = run.samples.drop_duplicates("prompt_id").set_index("prompt_id")["prompt"]
+    with plt.rc_context({**STYLE, "axes.grid": False}):
+        fig, axes = plt.subplots(len(sel), len(variants), figsize=(1.5 * len(variants) + 2.2, 1.55 * len(sel) + 0.4),
+                                 squeeze=False, layout="constrained")
+        for i, r in enumerate(sel.itertuples()):
+            for j, v in enumerate(variants):
+                ax = axes[i, j]
+                ax.set_xticks([])
+                ax.set_yticks([])
+                for s in ax.spines.values():
+                    s.set_visible(False)
+                try:
+                    rel = lookup.loc[(v, r.prompt_id, r.seed), "image_path"]
+                    rel = rel.iloc[0] if isinstance(rel, pd.Series) else rel
+                    with Image.open(run.path / rel) as im:
+                        im = im.convert("RGB")
+                        im.thumbnail((thumb, thumb))
+                        ax.imshow(np.asarray(im))
+                except (KeyError, FileNotFoundError, OSError):
+                    ax.text(0.5, 0.5, "missing", ha="center", va="center", transform=ax.transAxes, color="red")
+                if i == 0:
+                    ax.set_title(v, fontsize=8, color="#0072B2" if v == top else "black")
+                if j == 0:
+                    label = textwrap.shorten(str(prompts.get(r.prompt_id, r.prompt_id)), 60)
+                    delta = "" if np.isnan(r.advantage) else f"\n{r.kind}: Δ {r.advantage:+.3g}"
+                    ax.set_ylabel("\n".join(textwrap.wrap(label, 24)) + f"\nseed {r.seed}{delta}", fontsize=6,
+                                  rotation=0, ha="right", va="center")
+        if top is not None:
+            fig.suptitle(f"Rows: {top}'s best and worst paired differences vs {run.baseline} on "
+                         f"{run.display_name(run.primary_metric)}", fontsize=8)
+        return _save(fig, path)
+
+
+def trajectory_plot(run: Run, t: ReportTables, path: Path) -> Path | None:
+    """Masked tokens left after each step, per variant, for the grid's first prompt and seed (if recorded)."""
+    if "trajectory" not in run.samples.columns:
+        return None
+    _, sel = grid_selection(run, t)
+    if not len(sel):
+        return None
+    pid, seed = sel.iloc[0]["prompt_id"], sel.iloc[0]["seed"]
+    sub = run.samples[(run.samples["prompt_id"] == pid) & (run.samples["seed"] == seed)]
+    colours = _colours(run.variants)
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(5, 3), layout="constrained")
+        drawn = 0
+        for r in sub.itertuples():
+            try:
+                traj = json.loads(r.trajectory) if isinstance(r.trajectory, str) and r.trajectory else None
+            except json.JSONDecodeError:
+                traj = None
+            if not traj:
+                continue
+            ax.plot(np.arange(1, len(traj) + 1), traj, marker=".", label=r.variant, color=colours.get(r.variant, "black"))
+            drawn += 1
+        if not drawn:
+            plt.close(fig)
+            return None
+        ax.set_xlabel("step")
+        ax.set_ylabel("masked tokens left")
+        ax.set_title(f"Decoding trajectory, prompt {pid}, seed {seed}")
+        ax.legend(fontsize=7)
+        return _save(fig, path)
+
+
+def render_all(run: Run, t: ReportTables, out_dir: Path) -> dict[str, Path]:
+    paths = {
+        "plots/win_rates": win_rate_plot(run, t, out_dir / "win_rates.png"),
+        "plots/pairwise": pairwise_heatmap(run, t, out_dir / "pairwise.png"),
+        "plots/bradley_terry": bradley_terry_forest(run, t, out_dir / "bradley_terry.png"),
+        "plots/quality_vs_cost": quality_vs_cost(run, t, out_dir / "quality_vs_cost.png"),
+        "plots/distributions": distributions(run, out_dir / "distributions.png"),
+        "plots/image_grid": image_grid(run, t, out_dir / "image_grid.png"),
+    }
+    traj = trajectory_plot(run, t, out_dir / "trajectory.png")
+    if traj is not None:
+        paths["plots/trajectory"] = traj
+    return paths

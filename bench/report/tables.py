@@ -1,0 +1,212 @@
+"""Every number of the report, as tables computed from a loaded run (and written to ``tables/*.csv``).
+
+The statistics themselves live in `metrics.stats` and `metrics.ranking`; this module decides which
+comparisons a report makes and in what order, and writes the one-line readings.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from metrics import ranking, stats
+
+from .rundir import Run
+
+
+@dataclass
+class ReportTables:
+    win_rates: pd.DataFrame            # variant × per-image metric vs baseline, adjusted p-values
+    headline: pd.DataFrame             # one row per variant, sorted by win rate on the primary metric
+    metric_summary: pd.DataFrame       # mean / std / n per variant × metric (baseline included)
+    breakdown_by_category: pd.DataFrame
+    breakdown_by_seed: pd.DataFrame
+    pairwise: pd.DataFrame
+    bradley_terry: pd.DataFrame
+    cost: pd.DataFrame
+    set_metrics: pd.DataFrame          # category "" rows; value, std, n
+    set_metrics_by_category: pd.DataFrame
+    paired: pd.DataFrame = field(repr=False, default=None)  # pair-level differences (for plots and the grid)
+
+    def csv_tables(self) -> dict[str, pd.DataFrame]:
+        return {
+            "win_rates": self.win_rates, "headline": self.headline, "metric_summary": self.metric_summary,
+            "breakdown_by_category": self.breakdown_by_category, "breakdown_by_seed": self.breakdown_by_seed,
+            "pairwise": self.pairwise, "bradley_terry": self.bradley_terry, "cost": self.cost,
+            "set_metrics": self.set_metrics, "set_metrics_by_category": self.set_metrics_by_category,
+            "paired_differences": self.paired,
+        }
+
+    def write(self, out_dir: Path) -> dict[str, Path]:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = {}
+        for name, df in self.csv_tables().items():
+            path = out_dir / f"{name}.csv"
+            df.to_csv(path, index=False, float_format="%.6g")
+            paths[f"tables/{name}"] = path
+        return paths
+
+
+def _fmt_pct(x: float) -> str:
+    return "n/a" if x is None or np.isnan(x) else f"{100 * x:.0f}"
+
+
+def reading(row: pd.Series, baseline: str, metric_name: str, unit: str, correction: str, alpha: float) -> str:
+    """One sentence per comparison, e.g. "better than vanilla on HPS v2.1 in 68 % [63, 73] of prompts,
+    p = 0.002 after Holm" (and "no detectable difference …" when the adjusted test does not reject)."""
+    interval = f"{_fmt_pct(row.win_rate)} % [{_fmt_pct(row.win_rate_lo)}, {_fmt_pct(row.win_rate_hi)}] of {unit}"
+    corr = {"holm": "Holm", "bh": "Benjamini–Hochberg", "none": "no correction"}.get(correction, correction)
+    p = stats.format_p(row.p_sign_adj)
+    p_text = f"p {p}" if p.startswith("<") else f"p = {p}"
+    ties = f"; {_fmt_pct(row.tie_share)} % ties" if row.tie_share >= 0.005 else ""
+    if row.p_sign_adj <= alpha and row.win_rate > 0.5:
+        verdict = f"better than {baseline} on {metric_name} in {interval}"
+    elif row.p_sign_adj <= alpha and row.win_rate < 0.5:
+        verdict = f"worse than {baseline} on {metric_name}: better in only {interval}"
+    else:
+        verdict = f"no detectable difference from {baseline} on {metric_name}: better in {interval}"
+    return f"{verdict}{ties}, {p_text} after {corr}" if correction != "none" else f"{verdict}{ties}, {p_text} (uncorrected)"
+
+
+def compute_tables(run: Run) -> ReportTables:
+    s = run.settings
+    metrics = run.per_image_metrics
+    hib = {m: run.higher_is_better(m) for m in metrics}
+    tol = {m: run.tie_tolerance(m) for m in metrics}
+    variants = run.variants
+    baseline = run.baseline
+
+    paired = stats.paired_differences(run.scores, baseline, hib, tol)
+    win_rates = stats.win_rate_table(paired, n_boot=s.n_boot, seed=s.bootstrap_seed, confidence=s.confidence,
+                                     test_unit=s.test_unit)
+    win_rates = stats.add_adjusted_pvalues(win_rates, s.correction, s.alpha)
+    win_rates["higher_is_better"] = win_rates["metric"].map(hib)
+    unit = "prompts" if run.seeds_per_prompt() <= 1 else "prompt–seed pairs"
+    win_rates["reading"] = [
+        f"{r.variant}: " + reading(r, baseline, run.display_name(r.metric), unit, s.correction, s.alpha)
+        for r in win_rates.itertuples()]
+    metric_rank = {m: i for i, m in enumerate(metrics)}
+    win_rates = (win_rates.assign(_m=win_rates["metric"].map(metric_rank))
+                 .sort_values(["_m", "win_rate"], ascending=[True, False]).drop(columns="_m").reset_index(drop=True))
+
+    by_cat = stats.win_rate_table(paired, by=["category"], n_boot=s.n_boot, seed=s.bootstrap_seed,
+                                  confidence=s.confidence, test_unit=s.test_unit)
+    by_seed = stats.win_rate_table(paired, by=["seed"], n_boot=s.n_boot, seed=s.bootstrap_seed,
+                                   confidence=s.confidence, test_unit="pair")
+    # Breakdowns are descriptive: their p-values are unadjusted, which the report says.
+    summary = (run.scores.groupby(["variant", "metric"])["value"].agg(["mean", "std", "median", "count"])
+               .reset_index().rename(columns={"count": "n"}))
+    pairwise, bt = ranking.rank_all(run.scores, variants, hib, tol, baseline, n_boot=s.n_boot,
+                                    seed=s.bootstrap_seed, confidence=s.confidence)
+    set_all, set_cat = _set_tables(run)
+    cost = _cost_table(run, win_rates, summary, hib)
+    headline = _headline(run, win_rates, set_all, cost)
+    return ReportTables(win_rates, headline, summary, by_cat, by_seed, pairwise, bt, cost, set_all, set_cat, paired)
+
+
+def _set_tables(run: Run) -> tuple[pd.DataFrame, pd.DataFrame]:
+    sm = run.set_metrics.copy()
+    if len(sm):
+        sm["higher_is_better"] = sm["metric"].map(run.higher_is_better)
+    overall = sm[sm["category"] == ""].reset_index(drop=True)
+    by_cat = sm[sm["category"] != ""].reset_index(drop=True)
+    return overall, by_cat
+
+
+def _pareto(cost: np.ndarray, quality: np.ndarray) -> np.ndarray:
+    """True where no other point is at most as costly and at least as good, and strictly better in one."""
+    c, q = np.asarray(cost, float), np.asarray(quality, float)
+    dominated = ((c[None, :] <= c[:, None]) & (q[None, :] >= q[:, None])
+                 & ((c[None, :] < c[:, None]) | (q[None, :] > q[:, None]))).any(axis=1)
+    return ~dominated & ~np.isnan(q)
+
+
+def _cost_table(run: Run, win_rates: pd.DataFrame, summary: pd.DataFrame, hib: dict) -> pd.DataFrame:
+    sm = run.samples
+    cost = (sm.groupby("variant").agg(images=("unit_key", "nunique"), forward_passes=("forward_passes", "mean"),
+                                      seconds_per_image=("seconds", "mean"), seconds_total=("seconds", "sum"))
+            .reindex(run.variants).reset_index())
+    declared = {v: (run.manifest.get("variants", {}).get(v) or {}).get("forward_passes_per_image") for v in run.variants}
+    cost["forward_passes_declared"] = cost["variant"].map(declared)
+    base_nfe = float(cost.loc[cost["variant"] == run.baseline, "forward_passes"].iloc[0]) if run.baseline in set(cost["variant"]) else np.nan
+    cost["extra_forward_passes"] = cost["forward_passes"] - base_nfe
+    for m in run.per_image_metrics:
+        means = summary[summary["metric"] == m].set_index("variant")["mean"]
+        cost[f"mean_{m}"] = cost["variant"].map(means)
+        wr = win_rates[win_rates["metric"] == m].set_index("variant")["win_rate"]
+        cost[f"win_rate_{m}"] = cost["variant"].map(wr).where(cost["variant"] != run.baseline, 0.5)
+        oriented = cost[f"mean_{m}"] * (1 if hib[m] else -1)
+        cost[f"pareto_{m}"] = _pareto(cost["forward_passes"].to_numpy(), oriented.to_numpy())
+        # quality per cost: change of the mean score per extra forward pass (only for variants that pay extra)
+        base_mean = float(means.get(run.baseline, np.nan))
+        extra = cost["extra_forward_passes"].to_numpy(float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cost[f"gain_{m}_per_extra_pass"] = np.where(extra > 0, (cost[f"mean_{m}"] - base_mean) / extra, np.nan)
+    return cost
+
+
+def _headline(run: Run, win_rates: pd.DataFrame, set_all: pd.DataFrame, cost: pd.DataFrame) -> pd.DataFrame:
+    """One row per variant: win rate [CI] per metric, the primary metric's reading, set metrics, cost."""
+    primary = run.primary_metric
+    rows = []
+    for v in run.variants:
+        row: dict = {"variant": v}
+        for m in run.per_image_metrics:
+            r = win_rates[(win_rates["variant"] == v) & (win_rates["metric"] == m)]
+            if len(r):
+                r = r.iloc[0]
+                row[f"win_rate_{m}"] = r.win_rate
+                row[f"win_rate_{m}_lo"] = r.win_rate_lo
+                row[f"win_rate_{m}_hi"] = r.win_rate_hi
+                row[f"p_adj_{m}"] = r.p_sign_adj
+                row[f"significant_{m}"] = bool(r.significant)
+        for m in run.set_metric_names:
+            r = set_all[(set_all["variant"] == v) & (set_all["metric"] == m)]
+            if len(r):
+                row[m] = r.iloc[0]["value"]
+                row[f"{m}_std"] = r.iloc[0]["std"]
+        c = cost[cost["variant"] == v]
+        if len(c):
+            row["forward_passes"] = c.iloc[0]["forward_passes"]
+            row["seconds_per_image"] = c.iloc[0]["seconds_per_image"]
+        r = win_rates[(win_rates["variant"] == v) & (win_rates["metric"] == primary)]
+        row["reading"] = r.iloc[0]["reading"] if len(r) else f"{v}: the baseline"
+        rows.append(row)
+    head = pd.DataFrame(rows)
+    key = f"win_rate_{primary}"
+    if key in head.columns:
+        head = head.assign(_k=head[key].fillna(-1)).sort_values("_k", ascending=False, kind="mergesort").drop(columns="_k")
+    return head.reset_index(drop=True)
+
+
+def provenance(run: Run) -> dict:
+    """What the report states about where its numbers come from."""
+    m = run.manifest
+    scorers = {name: {k: info.get(k) for k in ("version", "weights", "higher_is_better", "tie_tolerance") if k in info}
+               for name, info in (m.get("metrics") or {}).items()}
+    return {
+        "run_dir": str(run.path),
+        "config_hash": m.get("config_hash", ""),
+        "created": m.get("created", ""),
+        "git_commit": m.get("git_commit", ""),
+        "device": m.get("device", ""),
+        "model": m.get("model", {}),
+        "scorers": scorers,
+        "versions": m.get("versions", {}),
+        "seeds": m.get("seeds", sorted(set(run.samples["seed"]))),
+        "baseline": run.baseline,
+        "n_prompts": int(run.samples["prompt_id"].nunique()),
+        "n_images": int(len(run.samples)),
+        "timings": m.get("timings", {}),
+        "statistics": {"bootstrap": f"cluster bootstrap over prompts, {run.settings.n_boot} resamples, "
+                                    f"seed {run.settings.bootstrap_seed}, {100 * run.settings.confidence:.0f} % percentile intervals",
+                       "tests": f"sign test and Wilcoxon signed-rank per {run.settings.test_unit}, "
+                                f"{run.settings.correction} correction at alpha = {run.settings.alpha}"},
+    }
+
+
+def provenance_json(run: Run) -> str:
+    return json.dumps(provenance(run), indent=2, sort_keys=False, default=str)

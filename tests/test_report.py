@@ -1,0 +1,163 @@
+"""bench.report on a synthetic run directory: files, numbers traced to the raw tables, self-containment,
+provenance, re-rendering, comparison, and a real headless browser (skipped, with the reason, without one)."""
+from __future__ import annotations
+
+import base64
+import io
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from bench.report import render_comparison, render_report
+from bench.report.screenshot import find_browser, image_load_check, screenshot
+from run_fixture import make_run_dir
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    run = make_run_dir(tmp_path_factory.mktemp("run") / "run-a", n_prompts=24)
+    return run, render_report(run)
+
+
+class _Collect(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.attrs = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.attrs += [(tag, k, v or "") for k, v in attrs]
+
+
+def _parse(path: Path) -> _Collect:
+    p = _Collect()
+    p.feed(path.read_text(encoding="utf-8"))
+    return p
+
+
+def test_writes_every_artefact(rendered):
+    run, paths = rendered
+    for name in ("win_rates", "pairwise", "bradley_terry", "breakdown_by_category", "breakdown_by_seed", "cost",
+                 "set_metrics", "headline"):
+        assert (run / "tables" / f"{name}.csv").exists(), name
+    for name in ("win_rates", "pairwise", "bradley_terry", "quality_vs_cost", "distributions", "image_grid", "trajectory"):
+        assert paths[f"plots/{name}"] == run / "plots" / f"{name}.png"
+        with Image.open(paths[f"plots/{name}"]) as im:
+            assert im.size[0] > 300 and im.size[1] > 200
+    assert paths["html"] == run / "report.html" and paths["markdown"] == run / "report.md"
+    assert all(Path(p).exists() for p in paths.values())
+
+
+def test_win_rates_trace_back_to_raw_scores(rendered):
+    """Recompute one headline number from scores.csv with plain pandas, independently of metrics.stats."""
+    run, _ = rendered
+    scores = pd.read_csv(run / "scores.csv", dtype={"prompt_id": str})
+    m = scores[scores.metric == "toy_nll"].pivot_table(index=["prompt_id", "seed"], columns="variant", values="value")
+    adv = m["vanilla"] - m["strong"]  # lower is better
+    expected = ((adv > 0.05).sum() + 0.5 * (adv.abs() <= 0.05).sum()) / len(adv)
+    wr = pd.read_csv(run / "tables" / "win_rates.csv")
+    row = wr[(wr.variant == "strong") & (wr.metric == "toy_nll")].iloc[0]
+    assert row.win_rate == pytest.approx(expected, abs=1e-6)
+    assert row.tie_share == pytest.approx((adv.abs() <= 0.05).mean(), abs=1e-6)
+    assert row.win_rate_lo <= row.win_rate <= row.win_rate_hi
+    # the effects built into the fixture come out in the right direction and survive Holm
+    strong = wr[wr.variant == "strong"]
+    assert (strong.win_rate > 0.6).all() and strong.significant.all()
+    assert (wr.correction == "holm").all()
+
+
+def test_headline_sorted_and_read_aloud(rendered):
+    run, paths = rendered
+    head = pd.read_csv(run / "tables" / "headline.csv")
+    rates = head["win_rate_hpsv2"].dropna().to_numpy()
+    assert np.all(np.diff(rates) <= 0) and head["variant"].iloc[-1] == "vanilla"
+    md = paths["markdown"].read_text()
+    assert "- strong: better than vanilla on HPS v2.1 in " in md and "after Holm" in md
+    assert "fid" in head.columns and "kid_std" in head.columns
+
+
+def test_html_is_self_contained(rendered):
+    _, paths = rendered
+    parsed = _parse(paths["html"])
+    assert "script" not in parsed.tags and "link" not in parsed.tags and "iframe" not in parsed.tags
+    srcs = [v for t, k, v in parsed.attrs if k == "src"]
+    assert len(srcs) >= 7
+    for src in srcs:
+        assert src.startswith("data:image/png;base64,")
+        with Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as im:
+            im.verify()
+    assert not [v for t, k, v in parsed.attrs if k in ("href", "srcset", "data", "poster", "action")]
+    assert "url(" not in paths["html"].read_text()  # no CSS-loaded resources either
+
+
+def test_markdown_images_exist(rendered):
+    run, paths = rendered
+    md = paths["markdown"].read_text()
+    links = [line.split("](")[1].rstrip(")") for line in md.splitlines() if line.startswith("![")]
+    assert len(links) >= 7 and all((run / link).exists() for link in links)
+
+
+def test_provenance_is_stated(rendered):
+    _, paths = rendered
+    for text in (paths["html"].read_text(), paths["markdown"].read_text()):
+        for needle in ("abc123def456", "synthetic-world", "0123456789ab", "2026-11-22", "hpsv2 v2.1", "200 resamples, seed 7"):
+            assert needle in text, needle
+
+
+def test_report_only_rerender_is_reproducible(rendered, tmp_path):
+    run, _ = rendered
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    render_report(copy)
+    for name in ("win_rates", "bradley_terry", "breakdown_by_category", "cost"):
+        assert (run / "tables" / f"{name}.csv").read_text() == (copy / "tables" / f"{name}.csv").read_text(), name
+
+
+def test_bh_option_and_missing_trajectory(tmp_path):
+    run = make_run_dir(tmp_path / "r", n_prompts=8, seeds=(0,), with_trajectory=False)
+    paths = render_report(run, correction="bh", n_boot=50)
+    assert "plots/trajectory" not in paths
+    wr = pd.read_csv(run / "tables" / "win_rates.csv")
+    assert (wr.correction == "bh").all() and (wr.test_unit == "prompt").all()
+    assert "Benjamini–Hochberg" in paths["markdown"].read_text()
+    assert "of prompts" in paths["markdown"].read_text()  # one seed: pairs are prompts
+
+
+def test_compare_two_runs(rendered, tmp_path):
+    run, _ = rendered
+    twin = tmp_path / "run-b"
+    shutil.copytree(run, twin)
+    paths = render_comparison(run, twin, tmp_path / "cmp")
+    assert paths["html"].exists() and paths["markdown"].exists()
+    sbs = pd.read_csv(paths["tables/comparison_win_rates"])
+    assert set(sbs.variant) == {"strong", "weak", "worse"} and np.allclose(sbs["change"], 0)
+    paired = pd.read_csv(paths["tables/comparison_paired"])
+    assert np.allclose(paired["win_rate"], 0.5) and np.allclose(paired["tie_share"], 1.0)  # a run against itself
+    other = make_run_dir(tmp_path / "run-c", n_prompts=24, rng_seed=5,
+                         variants={"vanilla": 0.0, "strong": 2.0, "weak": 0.05})
+    sbs2 = pd.read_csv(render_comparison(run, other, tmp_path / "cmp2")["tables/comparison_win_rates"])
+    assert set(sbs2.variant) == {"strong", "weak"}
+    s = sbs2[(sbs2.variant == "strong") & (sbs2.metric == "clip_score")].iloc[0]
+    assert s.change > 0 and s.change_lo <= s.change <= s.change_hi
+
+
+def test_renders_in_headless_browser(rendered):
+    if find_browser() is None:
+        pytest.skip("no Chromium on PATH: install Debian's `chromium` (apt-get install -y chromium) to run this test")
+    run, paths = rendered
+    shot = run / "report.png"
+    res = screenshot(paths["html"], shot)
+    assert res, res.reason
+    checked = image_load_check(paths["html"])
+    assert isinstance(checked, tuple), checked.reason
+    n_images, broken = checked
+    assert n_images == sum(1 for t, k, _ in _parse(paths["html"]).attrs if t == "img" and k == "src") and broken == 0
+    with Image.open(shot) as im:
+        px = np.asarray(im.convert("L"), dtype=float)
+    assert px.shape == (4000, 1400)
+    assert px.std() > 20 and (px < 200).mean() > 0.02  # not a blank page
