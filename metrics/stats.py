@@ -12,8 +12,9 @@ Definitions (see ``docs/report.md`` for the reader's version):
   *advantage* is ``diff`` oriented by the metric's ``higher_is_better`` (positive = variant better).
 * **Outcome.** win (1) if ``advantage > tol``, loss (0) if ``advantage < −tol``, tie (½) if
   ``|advantage| ≤ tol`` (with ``tol = 0`` only exactly equal scores tie). The win rate is the mean
-  outcome, i.e. ties count half, as in AlpacaEval's length-controlled win rate and the win rates of
-  "Bag of Design Choices" (arXiv 2411.10781) and Z-Sampling (arXiv 2412.10891).
+  outcome, i.e. ties count half, as AlpacaEval counts them; this is the usual reading of the win
+  rates of "Bag of Design Choices" (arXiv 2411.10781) and Z-Sampling (arXiv 2412.10891), whose exact
+  protocol is not spelled out in their abstracts.
 * **Cluster bootstrap.** Seeds of one prompt share the prompt, so their outcomes are correlated; the
   prompt is the independent unit. Intervals resample prompts with replacement and carry all seeds
   of a drawn prompt along (Davison & Hinkley 1997, §3.8 "hierarchical data"; Field & Welsh 2007).
