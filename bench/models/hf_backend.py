@@ -114,6 +114,9 @@ def load_clip(root: str, subfolder: str | None, dtype: torch.dtype, device: torc
     from transformers import CLIPTextModelWithProjection
 
     kwargs = {"subfolder": subfolder} if subfolder else {}
+    variant = weights_variant(root, subfolder, None, stem="model")
+    if variant:
+        kwargs["variant"] = variant
     model = CLIPTextModelWithProjection.from_pretrained(root, dtype=dtype, local_files_only=True, **kwargs)
     return model.to(device).eval().requires_grad_(False)
 
@@ -144,16 +147,20 @@ def vq_scale_factor(vq_config) -> int:
     return 2 ** (len(vq_config["block_out_channels"]) - 1)
 
 
-def weights_variant(root, subfolder: str, requested: str | None) -> str | None:
-    """``requested`` if given; else None when the fp32 file exists, ``"fp16"`` when only the fp16 one does."""
+def weights_variant(root, subfolder: str | None, requested: str | None, stem: str = "diffusion_pytorch_model") -> str | None:
+    """``requested`` if given; else None when the full-precision file exists, ``"fp16"`` when only the fp16 one does.
+
+    ``stem`` is the weights file name without extension: ``diffusion_pytorch_model`` (diffusers) or
+    ``model`` (transformers).
+    """
     from pathlib import Path
 
     if requested:
         return requested
-    folder = Path(root) / subfolder
-    if any(folder.glob("diffusion_pytorch_model.safetensors")) or any(folder.glob("diffusion_pytorch_model-*.safetensors")):
+    folder = Path(root) / subfolder if subfolder else Path(root)
+    if any(folder.glob(f"{stem}.safetensors")) or any(folder.glob(f"{stem}-*.safetensors")):
         return None
-    if any(folder.glob("diffusion_pytorch_model.fp16*.safetensors")):
+    if any(folder.glob(f"{stem}.fp16*.safetensors")):
         return "fp16"
     return None
 

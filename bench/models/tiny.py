@@ -118,11 +118,12 @@ def save_tiny_meissonic(root: str | Path, *, downsample: bool = True, seed: int 
         pooled_projection_dim=width, axes_dims_rope=(4, 6, 6), downsample=downsample, upsample=downsample,
         codebook_size=TINY_CODEBOOK, vocab_size=TINY_VOCAB,
     )
-    transformer.save_pretrained(root / "transformer", variant=variant)
+    half = (lambda m: m.half()) if variant == "fp16" else (lambda m: m)  # hub .fp16 files hold fp16 tensors
+    half(transformer).save_pretrained(root / "transformer", variant=variant)
     _publish_class_name(root / "transformer" / "config.json", "Transformer2DModel")
-    _tiny_vq().save_pretrained(root / "vqvae", variant=variant)
+    half(_tiny_vq()).save_pretrained(root / "vqvae", variant=variant)
     text_config = _clip_text_config(width=24, projection=width)
-    CLIPTextModelWithProjection(text_config).save_pretrained(root / "text_encoder", variant=variant)
+    half(CLIPTextModelWithProjection(text_config)).save_pretrained(root / "text_encoder", variant=variant)
     save_clip_tokenizer(root / "tokenizer")
     _write_json(root / "scheduler" / "scheduler_config.json",
                 {"_class_name": "Scheduler", "mask_token_id": TINY_VOCAB - 1, "masking_schedule": "cosine"})
