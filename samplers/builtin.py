@@ -1,2 +1,15 @@
 """Imports every built-in component module so that their registrations run (see components._ensure_builtins)."""
-from . import confidence, guidance, loops, remasking, reveal, token_samplers  # noqa: F401
+from . import (  # noqa: F401
+    adaptive,
+    confidence,
+    differential,
+    guidance,
+    halton,
+    loops,
+    noise_regularization,
+    remasking,
+    remdm,
+    reveal,
+    token_samplers,
+    zigzag,
+)

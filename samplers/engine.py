@@ -46,6 +46,8 @@ class Generation:
     trajectory: list[list[int]] = field(default_factory=list)
     component_state: dict[int, dict[str, Any]] = field(default_factory=dict)
     callback: StepCallback | None = None
+    #: (rows, columns) of the token grid, for components with a spatial order (e.g. Halton).
+    grid: tuple[int, int] | None = None
 
     @property
     def batch_size(self) -> int:
@@ -78,6 +80,12 @@ class StepContext:
         #: True where the position was masked at the start of this step.
         self.unknown = unknown
         self.mask_token_id = generation.model.mask_token_id
+        self.grid = generation.grid
+        #: Filled in by `SamplerEngine.step` as the step proceeds, for components that need them (an
+        #: adaptive reveal count reads the probabilities and the confidence; ReMDM the sampled tokens).
+        self.probs: torch.Tensor | None = None
+        self.sampled: torch.Tensor | None = None
+        self.confidence: torch.Tensor | None = None
 
     @property
     def is_last(self) -> bool:
@@ -119,6 +127,7 @@ class SamplerEngine:
             guidance_scale=guidance_scale,
             forward_passes=torch.zeros(batch, dtype=torch.long),
             callback=callback,
+            grid=(int(grid[0]), int(grid[1])),
         )
         variant.loop.run(self, generation)
         if bool(generation.masked().any()):
@@ -138,34 +147,47 @@ class SamplerEngine:
         return cond, uncond
 
     def guided_probs(self, generation: Generation, ctx: StepContext, guidance=None,
-                     tokens: torch.Tensor | None = None) -> torch.Tensor:
-        """Steps 1–5: forward, guidance, logits processors, softmax (float32), probability correctors."""
+                     tokens: torch.Tensor | None = None, processors: bool = True) -> torch.Tensor:
+        """Steps 1–5: forward, guidance, logits processors, softmax (float32), probability correctors.
+
+        ``processors=False`` skips the variant's logits processors and probability correctors (an
+        auxiliary pass such as zig-zag's inversion, which the reference runs without them).
+        """
         variant = generation.variant
         guidance = variant.guidance if guidance is None else guidance
         cond, uncond = self.model_logits(generation, ctx.step, tokens, with_uncond=guidance.needs_uncond(ctx))
         logits = guidance.combine(cond, uncond, ctx)
-        for processor in variant.logits_processors:
+        for processor in (variant.logits_processors if processors else ()):
             logits = processor(logits, ctx)
         probs = logits.float().softmax(dim=-1)
-        for corrector in variant.probability_correctors:
+        for corrector in (variant.probability_correctors if processors else ()):
             probs = corrector(probs, ctx)
         return probs
 
-    def step(self, generation: Generation, step: int, guidance=None) -> None:
-        """One denoising step (all seven parts), updating `generation.tokens` in place."""
+    def step(self, generation: Generation, step: int, guidance=None, notify: bool = True) -> None:
+        """One denoising step (all seven parts), updating `generation.tokens` in place.
+
+        ``notify=False`` leaves out `after_step` (trajectory and callback), for a loop whose step is
+        several engine steps (zig-zag records once, after its re-denoise).
+        """
         variant = generation.variant
         unknown = generation.masked()
         ctx = StepContext(generation, step, unknown)
         probs = self.guided_probs(generation, ctx, guidance)
         sampled = torch.where(unknown, variant.token_sampler.sample(probs, ctx), generation.tokens)
+        ctx.probs, ctx.sampled = probs, sampled
         if ctx.is_last:
             generation.tokens = sampled
         else:
-            mask_len = variant.reveal_schedule.mask_len(ctx)
+            # The confidence comes before the reveal count so that an adaptive count can read it; reveal
+            # schedules draw no random numbers, so the random stream is consumed as in the reference.
             confidence = variant.confidence.score(probs, sampled, ctx)
+            ctx.confidence = confidence
+            mask_len = variant.reveal_schedule.mask_len(ctx)
             remask = variant.remask.select(confidence, mask_len, ctx)
             generation.tokens = torch.where(remask, self.model.mask_token_id, sampled)
-        self.after_step(generation, step)
+        if notify:
+            self.after_step(generation, step)
 
     def after_step(self, generation: Generation, step: int) -> None:
         generation.trajectory.append(generation.masked().sum(dim=-1).tolist())

@@ -2,11 +2,22 @@
 
 CFG on logits: ℓ = ℓ_u + w_i (ℓ_c − ℓ_u) (Ho & Salimans 2022; Meissonic applies it to the transformer's
 raw logits, reference §1 step 2). The run's `guidance` value is the base scale w; a schedule shapes w_i.
+Neither Meissonic code base schedules w (reference §1 step 2); the shapes follow the CFG-scheduler
+study of Wang et al. 2024 ("Analysis of Classifier-Free Guidance Weight Schedulers", arXiv 2404.13040,
+§3: increasing schedules — linear, cosine, power — help) and the guidance interval of Kynkäänniemi et
+al. 2024 (arXiv 2404.07724), as diffusers' guiders implement it (`start`/`stop` step fractions).
+When w_i = 1 the step needs no unconditional branch, and the model is asked for the conditional only.
+The negative prompt is the model's business (its unconditional branch).
 """
 from __future__ import annotations
 
+from . import schedules
 from .components import Guidance, register_component, require
 from .schedules import linear_value
+
+
+def _run_scale(ctx) -> float:
+    return float(ctx.guidance_scale)
 
 
 @register_component("guidance", "constant")
@@ -21,9 +32,26 @@ class ConstantGuidance(Guidance):
         return w if w > 1.0 else 1.0
 
 
+@register_component("guidance", "fixed")
+class FixedGuidance(Guidance):
+    """w exactly as given, whatever the run's scale: 0 = unconditional only, 1 = conditional only.
+
+    Unlike `constant`, w ≤ 1 is honoured (the reference's zig-zag inversion uses w_inv = 0 this way,
+    reference §2.3 step 2).
+    """
+
+    scale_value: float = 1.0
+
+    def scale(self, ctx) -> float:
+        return float(self.scale_value)
+
+
 @register_component("guidance", "linear")
 class LinearGuidance(Guidance):
-    """Linearly increasing CFG: w_i goes from `start` to `end` (default: the run's guidance) over the steps."""
+    """Linearly increasing CFG: w_i goes from `start` to `end` (default: the run's guidance) over the steps.
+
+    Wang et al. 2024 (arXiv 2404.13040) §3, "linear" increasing schedule: w_i = start + (w − start)·i/(T−1).
+    """
 
     start: float = 1.0
     end: float | None = None
@@ -35,3 +63,81 @@ class LinearGuidance(Guidance):
     def scale(self, ctx) -> float:
         end = ctx.guidance_scale if self.end is None else self.end
         return linear_value(self.start, end, ctx.step, ctx.total_steps)
+
+
+@register_component("guidance", "linear-decreasing")
+class LinearDecreasingGuidance(Guidance):
+    """Linearly decreasing CFG: w_i goes from `start` (default: the run's guidance) down to `end` (default 1).
+
+    The mirror of `linear` (Wang et al. 2024, arXiv 2404.13040, §3 "decreasing" schedules: usually worse).
+    """
+
+    start: float | None = None
+    end: float = 1.0
+
+    def validate(self) -> None:
+        require(self.start is None or self.start >= 0, "guidance", self.name, f"start must be >= 0, got {self.start}")
+        require(self.end >= 0, "guidance", self.name, f"end must be >= 0, got {self.end}")
+
+    def scale(self, ctx) -> float:
+        start = _run_scale(ctx) if self.start is None else self.start
+        return linear_value(start, self.end, ctx.step, ctx.total_steps)
+
+
+@register_component("guidance", "cosine")
+class CosineGuidance(Guidance):
+    """Cosine-increasing CFG: w_i = start + (w − start)·(1 − cos(π i/(T−1)))/2 (arXiv 2404.13040, §3 "cosine").
+
+    Weak guidance while the layout forms, full guidance for the details; flat at both ends.
+    """
+
+    start: float = 1.0
+    end: float | None = None
+
+    def validate(self) -> None:
+        require(self.start >= 0, "guidance", self.name, f"start must be >= 0, got {self.start}")
+        require(self.end is None or self.end >= 0, "guidance", self.name, f"end must be >= 0, got {self.end}")
+
+    def scale(self, ctx) -> float:
+        end = _run_scale(ctx) if self.end is None else self.end
+        return schedules.ramp("cosine", self.start, end, ctx.step, ctx.total_steps)
+
+
+@register_component("guidance", "power")
+class PowerGuidance(Guidance):
+    """Power-law CFG: w_i = start + (w − start)·(i/(T−1))^k (arXiv 2404.13040, §3 "power" family)."""
+
+    start: float = 1.0
+    end: float | None = None
+    exponent: float = 2.0
+
+    def validate(self) -> None:
+        require(self.start >= 0, "guidance", self.name, f"start must be >= 0, got {self.start}")
+        require(self.end is None or self.end >= 0, "guidance", self.name, f"end must be >= 0, got {self.end}")
+        require(self.exponent > 0, "guidance", self.name, f"exponent must be > 0, got {self.exponent}")
+
+    def scale(self, ctx) -> float:
+        end = _run_scale(ctx) if self.end is None else self.end
+        return schedules.ramp("power", self.start, end, ctx.step, ctx.total_steps, self.exponent)
+
+
+@register_component("guidance", "interval")
+class IntervalGuidance(Guidance):
+    """The run's w only for steps int(start·T) ≤ i < int(stop·T), no guidance (w = 1) elsewhere.
+
+    Guidance in a limited interval (Kynkäänniemi et al. 2024, arXiv 2404.07724, §3), with the step
+    rule of diffusers' guiders (`ClassifierFreeGuidance(start, stop)`). Outside the interval the model
+    is asked for the conditional logits only.
+    """
+
+    start: float = 0.0
+    stop: float = 1.0
+
+    def validate(self) -> None:
+        require(0 <= self.start < self.stop <= 1, "guidance", self.name,
+                f"need 0 <= start < stop <= 1, got start={self.start}, stop={self.stop}")
+
+    def scale(self, ctx) -> float:
+        first, stop = int(self.start * ctx.total_steps), int(self.stop * ctx.total_steps)
+        w = _run_scale(ctx)
+        return w if first <= ctx.step < stop and w > 1.0 else 1.0

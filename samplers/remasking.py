@@ -1,9 +1,33 @@
-"""Re-mask policies: which positions are masked after a step (remask kind)."""
+"""Re-mask policies: which positions are masked after a step (remask kind). ReMDM is in `remdm.py`."""
 from __future__ import annotations
 
 import torch
 
 from .components import RemaskPolicy, register_component
+
+
+def lowest_confidence(confidence: torch.Tensor, candidates: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """Boolean ``(B, N)``: the `count` (per row, ``(B, 1)``) lowest-confidence candidates.
+
+    As in diffusers' `mask_by_random_topk`: the cut-off is the count-th smallest confidence and
+    positions strictly below it are selected (non-candidates carry +inf); unlike it, ties at the
+    cut-off are filled in position order so that exactly `count` are selected. count = 0 selects nothing.
+    """
+    counts = count.reshape(-1, 1).clamp(min=0)
+    confidence = torch.where(candidates, confidence, torch.full_like(confidence, float("inf")))
+    # kthvalue is the (count+1)-th smallest, i.e. sort(...)[count], without a full sort.
+    cutoff = torch.stack([torch.kthvalue(row, int(k) + 1).values
+                          for row, k in zip(confidence, counts[:, 0].tolist())]).unsqueeze(-1)
+    selected = confidence < cutoff
+    # Ties at the cut-off: the reference selects none of them, so a deterministic confidence with many
+    # equal values (margin, entropy, Gumbel at τ = 0) would reveal far more than the schedule asks.
+    # Fill the remainder from the tied candidates in position order. With continuous Gumbel noise
+    # ties do not occur and this is a no-op, so the vanilla step stays the reference's.
+    deficit = counts - selected.sum(dim=-1, keepdim=True)
+    if bool((deficit > 0).any()):
+        tied = (confidence == cutoff) & candidates
+        selected |= tied & (tied.long().cumsum(dim=-1) <= deficit)
+    return selected
 
 
 @register_component("remask", "lowest-confidence")
@@ -15,7 +39,4 @@ class LowestConfidence(RemaskPolicy):
     """
 
     def select(self, confidence, mask_len, ctx):
-        confidence = torch.where(ctx.unknown, confidence, torch.full_like(confidence, float("inf")))
-        # kthvalue is the (mask_len+1)-th smallest, i.e. sort(...)[mask_len], without a full sort.
-        cutoff = torch.stack([torch.kthvalue(row, int(k) + 1).values for row, k in zip(confidence, mask_len[:, 0])])
-        return confidence < cutoff.unsqueeze(-1)
+        return lowest_confidence(confidence, ctx.unknown, mask_len)

@@ -69,6 +69,7 @@ register_variant("random-order", {"base": "vanilla", "confidence": "random",
                                   "description": "positions revealed in uniformly random order"})
 register_variant("no-gumbel", {"base": "vanilla", "confidence": {"name": "gumbel", "start": 0.0, "end": 0.0},
                                "description": "pure confidence order: Gumbel temperature 0 throughout"})
+# The rest of the catalogue's presets (one per design choice) live in samplers/presets.py.
 
 
 @dataclass
@@ -170,3 +171,6 @@ def build_variant(name: str, tables: Mapping[str, Mapping[str, Any]] | None = No
         except ConfigError as exc:
             raise ConfigError(f"variants.{name}: {exc}") from None
     return variant
+
+
+from . import presets as _presets  # noqa: E402,F401  (registers the catalogue presets)

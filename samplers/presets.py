@@ -1,0 +1,88 @@
+"""Built-in named variants: one per design choice of the catalogue (docs/catalogue.md), plus the paper's
+combinations. Each is "vanilla with one change" unless its name says otherwise, so that a comparison
+with "vanilla" isolates that change. Use them by name in a config: ``samplers = ["vanilla", "noise-reg"]``.
+"""
+from __future__ import annotations
+
+from .variant import register_variant
+
+_PRESETS: dict[str, dict] = {
+    # -- the paper (arXiv 2411.10781) and its combinations (reference §2.7: README/gallery) ----------
+    "noise-reg": {"logits_processors": ["noise-regularization"],
+                  "description": "noise regularization: Gaussian noise 2·|cos(π t/(T−1))| on the guided logits"},
+    "noise-reg-constant": {"logits_processors": [{"name": "noise-regularization", "schedule": "constant", "scale": 1.0}],
+                           "description": "noise regularization with constant σ = 1"},
+    "noise-reg-linear": {"logits_processors": [{"name": "noise-regularization", "schedule": "linear"}],
+                         "description": "noise regularization with σ falling linearly from 2 to 0"},
+    "differential": {"probability_correctors": ["differential"],
+                     "description": "differential sampling: lowest-KL 75% of masked tokens sample from (p_t − p_prev)+"},
+    "differential-all": {"probability_correctors": [{"name": "differential", "scope": "all"}],
+                         "description": "differential sampling ranked over all N positions, as the reference code"},
+    "zigzag": {"loop": "zigzag",
+               "description": "masked Z-sampling: denoise, re-mask under unconditional inversion, denoise again"},
+    "zigzag+noise-reg": {"base": "zigzag", "logits_processors": ["noise-regularization"],
+                         "description": "masked Z-sampling with noise regularization"},
+    "zigzag+differential": {"base": "zigzag", "probability_correctors": ["differential"],
+                            "description": "masked Z-sampling with differential sampling"},
+    # -- reveal schedules (MaskGIT §4.3, open-muse) ---------------------------------------------------
+    "reveal-square": {"reveal_schedule": "square", "description": "mask ratio 1 − r²"},
+    "reveal-cubic": {"reveal_schedule": "cubic", "description": "mask ratio 1 − r³"},
+    "reveal-root": {"reveal_schedule": "root", "description": "mask ratio 1 − √r"},
+    "reveal-arccos": {"reveal_schedule": "arccos", "description": "mask ratio arccos(r)/(π/2)"},
+    "reveal-exponential": {"reveal_schedule": "exponential", "description": "mask ratio 1 − N^(r−1)"},
+    "reveal-logarithmic": {"reveal_schedule": "logarithmic", "description": "mask ratio −log2 r / log2 N"},
+    "reveal-sigmoid": {"reveal_schedule": "sigmoid", "description": "open-muse's sigmoid mask ratio"},
+    # -- which positions to reveal ----------------------------------------------------------------------
+    "margin": {"confidence": "margin", "description": "reveal by top-1 − top-2 probability margin"},
+    "entropy": {"confidence": "entropy", "description": "reveal the lowest-entropy positions first"},
+    "halton": {"confidence": "halton", "description": "reveal in 2-D Halton low-discrepancy order (Halton-MaskGIT)"},
+    "halton-shifted": {"confidence": {"name": "halton", "shift": True},
+                       "description": "Halton order with a random toroidal shift per image"},
+    # -- Gumbel (confidence) temperature schedules --------------------------------------------------------
+    "gumbel-constant": {"confidence": {"name": "gumbel", "start": 1.0, "schedule": "constant"},
+                        "description": "constant Gumbel temperature 1"},
+    "gumbel-cosine": {"confidence": {"name": "gumbel", "start": 2.0, "end": 0.0, "schedule": "cosine"},
+                      "description": "Gumbel temperature 2 → 0 along a cosine"},
+    "gumbel-exponential": {"confidence": {"name": "gumbel", "start": 2.0, "end": 0.01, "schedule": "exponential"},
+                           "description": "Gumbel temperature 2 → 0.01 geometrically"},
+    "gumbel-maskgit": {"confidence": {"name": "gumbel", "start": 4.5, "schedule": "maskgit"},
+                       "description": "MaskGIT's choice temperature 4.5·(1 − (i+1)/T)"},
+    # -- token samplers and sampling temperature -----------------------------------------------------------
+    "gumbel-max-f64": {"token_sampler": "gumbel-max-f64", "description": "Gumbel-max token draws in float64"},
+    "top-k": {"token_sampler": {"name": "top-k", "k": 50}, "description": "top-k sampling, k = 50"},
+    "top-p": {"token_sampler": {"name": "top-p", "p": 0.9}, "description": "nucleus sampling, p = 0.9"},
+    "greedy": {"token_sampler": "greedy", "description": "argmax tokens (no sampling)"},
+    "softmax-temp-0.8": {"token_sampler": {"name": "multinomial", "temperature": 0.8},
+                         "description": "tokens drawn at softmax temperature 0.8"},
+    "softmax-temp-linear": {"token_sampler": {"name": "multinomial", "temperature": 1.2, "temperature_end": 0.6,
+                                              "temperature_schedule": "linear"},
+                            "description": "softmax temperature 1.2 → 0.6 linearly"},
+    "softmax-temp-cosine": {"token_sampler": {"name": "multinomial", "temperature": 1.2, "temperature_end": 0.6,
+                                              "temperature_schedule": "cosine"},
+                            "description": "softmax temperature 1.2 → 0.6 along a cosine"},
+    # -- CFG schedules ------------------------------------------------------------------------------------
+    "cfg-cosine": {"guidance": {"name": "cosine", "start": 1.0},
+                   "description": "CFG rising from 1 to the run's scale along a cosine"},
+    "cfg-linear-decreasing": {"guidance": "linear-decreasing",
+                              "description": "CFG falling linearly from the run's scale to 1"},
+    "cfg-power": {"guidance": {"name": "power", "exponent": 2.0},
+                  "description": "CFG rising from 1 to the run's scale as (i/(T−1))²"},
+    "cfg-interval": {"guidance": {"name": "interval", "start": 0.25, "stop": 0.75},
+                     "description": "CFG only in the middle half of the steps"},
+    # -- re-masking committed tokens (ReMDM) ---------------------------------------------------------------
+    "remdm-cap": {"remask": {"name": "remdm", "strategy": "cap", "eta": 0.02},
+                  "description": "ReMDM-cap: re-mask committed tokens with σ = min(0.02, σ_max)"},
+    "remdm-rescale": {"remask": {"name": "remdm", "strategy": "rescale", "eta": 0.1},
+                      "description": "ReMDM-rescale: σ = 0.1 · σ_max"},
+    "remdm-conf": {"remask": {"name": "remdm", "strategy": "conf"},
+                   "description": "ReMDM-conf: σ_max spread over committed tokens by low confidence"},
+    # -- beyond the paper ------------------------------------------------------------------------------------
+    "eb-adaptive": {"reveal_schedule": {"name": "entropy-bounded", "gamma": 1.0}, "confidence": "entropy",
+                    "description": "entropy-bounded adaptive reveal count (EB-sampler), entropy order"},
+}
+
+for _name, _spec in _PRESETS.items():
+    register_variant(_name, {"base": "vanilla", **_spec})
+
+#: The paper's choices and combinations, for configs that want "the catalogue's core".
+PAPER_PRESETS = ("vanilla", "noise-reg", "differential", "zigzag", "zigzag+noise-reg", "zigzag+differential")

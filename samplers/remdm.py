@@ -1,0 +1,105 @@
+"""ReMDM: re-masking committed tokens (Wang et al. 2025, "Remasking Discrete Diffusion Models with
+Inference-Time Scaling", arXiv 2503.00307, §3–4).
+
+In the vanilla sampler a revealed token is final. ReMDM's backward step re-masks each committed token
+with probability σ_t, bounded so that the marginals of the forward process are kept:
+σ_t ≤ σ_max = min(1, (1 − α_s)/α_t), α the fraction of unmasked positions before (t) and after (s)
+the step. For the MGT step we take α from the actual counts: α_t = 1 − m_i/N with m_i masked at the
+start of step i, α_s = 1 − mask_len/N with mask_len the schedule's count after it, so
+σ_max = min(1, mask_len / (N − m_i)). Strategies (§4.1):
+
+- cap:      σ = min(η, σ_max)                                  (ReMDM-cap)
+- rescale:  σ = η · σ_max                                      (ReMDM-rescale)
+- conf:     σ^(ℓ) = η_conf^(ℓ) · σ_max,  η_conf = softmax over committed ℓ of (−ψ^(ℓ)), ψ the token's
+            probability when it was last revealed: less confident tokens are re-masked more (ReMDM-conf)
+
+Re-masking is on only for steps with start ≤ i/T < stop (the paper's t_on/t_off switch, in step
+fractions). The total masked after the step stays at the schedule's mask_len: the r re-opened tokens
+take r of its slots, and the masked positions keep the remaining mask_len − r (lowest confidence), so
+the schedule's pace is kept. If more than mask_len tokens are drawn for re-masking, those with the
+smallest uniform draws are kept.
+"""
+from __future__ import annotations
+
+import torch
+
+from . import randomness
+from .components import ConfigError, RemaskPolicy, register_component, require
+from .remasking import lowest_confidence
+
+STRATEGIES = ("cap", "rescale", "conf")
+
+
+def sigma_max(masked_before: torch.Tensor, mask_len: torch.Tensor, seq_len: int) -> torch.Tensor:
+    """min(1, (1 − α_s)/α_t) with α_t = 1 − m/N, α_s = 1 − mask_len/N; 0 where nothing is committed yet."""
+    committed = (seq_len - masked_before).double()
+    ratio = torch.where(committed > 0, mask_len.double() / committed.clamp(min=1), torch.zeros_like(committed))
+    return ratio.clamp(max=1.0)
+
+
+@register_component("remask", "remdm")
+class ReMDM(RemaskPolicy):
+    """Re-mask committed tokens with probability σ_t (ReMDM cap / rescale / conf; arXiv 2503.00307 §4.1)."""
+
+    strategy: str = "cap"
+    eta: float = 0.02
+    start: float = 0.0
+    stop: float = 1.0
+
+    def validate(self) -> None:
+        require(self.strategy in STRATEGIES, self.kind, self.name,
+                f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        require(0 <= self.eta <= 1, self.kind, self.name, f"eta must be in [0, 1], got {self.eta}")
+        require(0 <= self.start < self.stop <= 1, self.kind, self.name,
+                f"need 0 <= start < stop <= 1 (the on/off interval in step fractions), got {self.start}, {self.stop}")
+
+    def check_composition(self, variant) -> None:
+        if variant.loop.name == "zigzag":
+            raise ConfigError("remask 'remdm' with loop 'zigzag': both re-open committed tokens, and zig-zag sizes its "
+                              "inversion from the tokens the step revealed, which ReMDM changes. Use one of them.")
+
+    def active(self, ctx) -> bool:
+        fraction = ctx.step / ctx.total_steps
+        return self.start <= fraction < self.stop and (self.strategy == "conf" or self.eta > 0)
+
+    def sigma(self, ctx, mask_len: torch.Tensor) -> torch.Tensor:
+        """σ per row ``(B, 1)`` (cap, rescale) or per position ``(B, N)`` (conf)."""
+        unknown = ctx.unknown
+        s_max = sigma_max(unknown.sum(dim=-1, keepdim=True), mask_len, ctx.seq_len)
+        if self.strategy == "cap":
+            return s_max.clamp(max=self.eta)
+        if self.strategy == "rescale":
+            return self.eta * s_max
+        psi = ctx.state(self).get("psi")
+        if psi is None:
+            return torch.zeros(unknown.shape, dtype=torch.float64, device=unknown.device)
+        logits = torch.where(unknown, torch.full_like(psi, -torch.inf), -psi)
+        weights = torch.where(unknown.all(dim=-1, keepdim=True), torch.zeros_like(psi), logits.softmax(dim=-1))
+        return weights * s_max
+
+    def select(self, confidence, mask_len, ctx):
+        unknown = ctx.unknown
+        reopen = torch.zeros_like(unknown)
+        if self.active(ctx):
+            # The draw is made only when re-masking is on, so eta = 0 or an empty interval is the vanilla step.
+            u = randomness.uniform(ctx.generators, (ctx.seq_len,), ctx.device, torch.float64)
+            reopen = ~unknown & (u < self.sigma(ctx, mask_len))
+            excess = reopen.sum(dim=-1, keepdim=True) - mask_len
+            if bool((excess > 0).any()):
+                reopen = lowest_confidence(torch.where(reopen, u, torch.ones_like(u)), reopen, mask_len)
+        keep_masked = lowest_confidence(confidence, unknown, mask_len - reopen.sum(dim=-1, keepdim=True))
+        remask = keep_masked | reopen
+        self._remember_confidence(ctx, remask)
+        return remask
+
+    def _remember_confidence(self, ctx, remask: torch.Tensor) -> None:
+        """ψ = p(token) at the step a position is revealed (the conf strategy's score)."""
+        if self.strategy != "conf":
+            return
+        state = ctx.state(self)
+        psi = state.get("psi")
+        if psi is None:
+            psi = torch.full(ctx.unknown.shape, torch.inf, dtype=torch.float64, device=ctx.device)
+        revealed = ctx.unknown & ~remask
+        chosen = torch.gather(ctx.probs, -1, ctx.sampled.unsqueeze(-1)).squeeze(-1).double()
+        state["psi"] = torch.where(revealed, chosen, torch.where(remask, torch.inf, psi))
