@@ -34,11 +34,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
     run.add_argument("--batch-size", type=int, dest="batch_size", help="images generated per batch")
     run.add_argument("--fresh", action="store_true", help="delete the run directory first and start over")
+    run.add_argument("--shard", metavar="INDEX/COUNT",
+                     help="generate only shard INDEX (0-based) of COUNT, e.g. 0/4; under torchrun, accelerate launch "
+                          "or a SLURM job array the shard comes from the launcher's environment (see docs/scaling.md)")
     run.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
                      help="import a Python file that registers components, metrics or models (repeatable)")
     actions = parser.add_argument_group("other actions")
     actions.add_argument("--list", action="store_true", help="list every registered component, variant, model, "
                                                              "metric, prompt set and shipped config")
+    actions.add_argument("--merge", metavar="RUN_DIR",
+                         help="merge the shards of a sharded run once all are done: tables, scores, report (once)")
     actions.add_argument("--report-only", metavar="RUN_DIR", help="re-render the report of a finished run, no model")
     actions.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"),
                          help="report the same variants across two finished runs (written to --out)")
@@ -73,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
 
             print_listing()
             return 0
+        if args.merge:
+            return merge(Path(args.merge))
         if args.report_only:
             return report_only(Path(args.report_only))
         if args.compare:
@@ -89,14 +96,42 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     from .config import load_config
     from .runner import Benchmark
+    from .sharding import detect_shard
 
+    shard = detect_shard(args.shard)
     config = load_config(args.config, overrides_from(args))
     if args.model:
         config.values["model"] = {**config.values["model"], "name": args.model} \
             if config.values["model"].get("name") == args.model else {"name": args.model}
-    benchmark = Benchmark(config)
+    benchmark = Benchmark(config, shard=shard)
     result = benchmark.run(fresh=args.fresh)
-    print(f"mgt-bench: {result.generated} images generated, {result.reused} reused, in {result.run_dir}")
+    where = f"shard {shard} ({shard.source}): " if shard.is_sharded else ""
+    print(f"mgt-bench: {where}{result.generated} images generated, {result.reused} reused, in {result.run_dir}")
+    if not result.merged:
+        if shard.launched_together:
+            print(f"mgt-bench: shard {shard}: done; rank 0 scores and reports")
+        else:
+            print(f"mgt-bench: shard {shard}: done; once every shard is, run: python run_bench.py --merge {result.run_dir}")
+        return 0
+    for kind in ("html", "markdown"):
+        if kind in result.report:
+            print(f"mgt-bench: report ({kind}): {result.report[kind]}")
+    return 0
+
+
+def merge(run_dir: Path) -> int:
+    """Score and report a run whose shards were separate jobs, with the configuration its manifest records."""
+    from .config import BenchConfig
+    from .runner import Benchmark
+    from .store import RunDirectory
+
+    manifest = RunDirectory(run_dir).read_manifest()
+    if manifest is None or "config" not in manifest:
+        raise UserError(f"--merge {run_dir}: not an mgt-bench run directory (no manifest.json); pass the --out "
+                        "directory the shards wrote to")
+    config = BenchConfig(values=manifest["config"], source=manifest.get("config_source", "<manifest>"))
+    result = Benchmark(config, out=run_dir).merge()
+    print(f"mgt-bench: merged {result.reused} images in {result.run_dir}")
     for kind in ("html", "markdown"):
         if kind in result.report:
             print(f"mgt-bench: report ({kind}): {result.report[kind]}")

@@ -7,7 +7,9 @@ parameters, prompts, weights, the output directory — is checked before the fir
 from __future__ import annotations
 
 import datetime as _dt
+import gc
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -24,12 +26,14 @@ from mgt_common.errors import UserError
 from samplers.variant import build_variant
 
 from .config import BenchConfig
+from .distributed import ProcessGroup, rank_device
 from .generate import generate_units
 from .models.registry import MODELS
 from .plan import Unit, make_plan
 from .prompts import load_prompts
 from .scoring import build_metrics, score_images, set_metric_rows
-from .store import SAMPLE_COLUMNS, RunDirectory
+from .sharding import Shard, assign, shard_units, unit_cost
+from .store import SAMPLE_COLUMNS, RunDirectory, atomic_write_text
 
 PACKAGES = ("mgt-bench", "torch", "torchvision", "diffusers", "transformers", "open_clip_torch", "torchmetrics",
             "numpy", "pandas", "scipy")
@@ -41,6 +45,9 @@ class RunResult:
     report: dict[str, Path]
     generated: int
     reused: int
+    #: False for a shard that only generated (scoring and the report come with the merge).
+    merged: bool = True
+    shard: Shard | None = None
 
 
 def default_out(config: BenchConfig) -> Path:
@@ -78,23 +85,37 @@ def device_description(device: str) -> str:
 
 
 class Benchmark:
-    """A configured run: resolves everything up front, then executes the stages."""
+    """A configured run: resolves everything up front, then executes the stages.
 
-    def __init__(self, config: BenchConfig, out: Path | None = None):
+    As shard i of n (`bench.sharding`), it generates only its share of the units, journals them under
+    its own name, and leaves scoring and the report to the merge (rank 0 after a barrier, or
+    ``--merge RUN_DIR``): shards share the run directory without locks because no two of them ever
+    write the same file, except identical content-addressed images of units with equal keys.
+    """
+
+    def __init__(self, config: BenchConfig, out: Path | None = None, shard: Shard | None = None):
         self.config = config
-        self.store = RunDirectory(out or default_out(config))
+        self.shard = shard or Shard()
+        #: this process's device: ``cuda`` becomes ``cuda:LOCAL_RANK`` under a launcher (the config keeps
+        #: "cuda", so every rank has the same config hash and unit keys).
+        self.device = rank_device(str(config.device), self.shard)
+        self.store = RunDirectory(out or default_out(config), shard=self.shard.label)
+        #: the merged view (unsuffixed journals, tables, manifest) that only the merging process writes.
+        self.merged_store = RunDirectory(self.store.root)
         self.variants = {name: build_variant(name, config.variants) for name in config.samplers}
         prompt_source, prompt_params = config.prompt_source
         prompts = load_prompts(prompt_source, **prompt_params)
         self.prompts = prompts[: config.limit] if config.limit else prompts
-        self.metrics = build_metrics(config.metrics, config.device)
+        self.metrics = build_metrics(config.metrics, self.device)
         self.model = None
+        self.model_description: dict[str, Any] | None = None
 
     def load_model(self):
         if self.model is None:
             factory = MODELS.get(self.config.model_name)
-            args = {"device": self.config.device, "dtype": self.config.dtype, **self.config.model_args}
+            args = {"device": self.device, "dtype": self.config.dtype, **self.config.model_args}
             self.model = factory(**args)
+            self.model_description = {"name": self.config.model_name, **self.model.describe()}
         return self.model
 
     def plan(self) -> list[Unit]:
@@ -103,7 +124,9 @@ class Benchmark:
         self.negative_prompt = self.config.negative_prompt
         if self.negative_prompt is None:
             self.negative_prompt = getattr(model, "default_negative_prompt", None)
-        return make_plan(self.config, self.prompts, self.variants, self.model_identity(), self.negative_prompt)
+        self._planned_units = make_plan(self.config, self.prompts, self.variants, self.model_identity(),
+                                        self.negative_prompt)
+        return self._planned_units
 
     def model_identity(self) -> dict[str, Any]:
         description = dict(self.model.describe())
@@ -127,7 +150,12 @@ class Benchmark:
             detail = f" (changed: {', '.join(changed)})" if changed else ""
             raise UserError(f"{root} was made with a different configuration{detail}; pass --fresh to start it over "
                             "or --out NEW_DIR to keep both")
-        if existing is None and root.exists() and any(p.name != ".gitkeep" for p in root.iterdir()):
+        # Shards started at the same moment (a SLURM array) may find each other's first files before the
+        # manifest: what shards themselves create does not make the directory foreign.
+        own = {".gitkeep"} | ({"journal", "images", "tokens", "shards"} if self.shard.is_sharded else set())
+        if existing is None and root.exists() and any(p.name not in own and not (self.shard.is_sharded and
+                                                                                  p.name.startswith("."))
+                                                       for p in root.iterdir()):
             raise UserError(f"{root} exists and is not an mgt-bench run directory; pass an empty or new --out")
         self.store.check_writable()
 
@@ -149,65 +177,214 @@ class Benchmark:
                                 "forward_passes_per_image": v.forward_passes(self.config.steps)}
                          for name, v in self.variants.items()},
             "metrics": {label: m.describe() for label, m in self.metrics.items()},
-            "model": {"name": self.config.model_name, **self.model.describe()} if self.model is not None
-                     else previous.get("model"),
+            "model": self.model_description or previous.get("model"),
             "prompts": {"source": self.config.prompt_source[0], "count": len(self.prompts)},
             "seeds": sorted({u.seed for u in units}),
             "units": len(units),
             "negative_prompt": getattr(self, "negative_prompt", None),
             "versions": package_versions(),
             "git_commit": git_commit(),
-            "device": device_description(str(self.config.device)),
+            "device": device_description(self.device),
             "platform": platform.platform(),
             "timings": {**previous.get("timings", {}), **timings},
             "throughput": throughput or previous.get("throughput"),
+            "shards": self.shard_summary() or previous.get("shards"),
         }
 
     # -- the stages ------------------------------------------------------------------------------
 
     def run(self, fresh: bool = False, report: bool = True) -> RunResult:
+        """Plan, generate this process's share, then (once every shard is done) score and report."""
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         units = self.plan()
         timings["plan_seconds"] = round(time.perf_counter() - t0, 3)
-        self.prepare_directory(fresh)
-        self.store.write_manifest(self.manifest(units, timings, "generating"))
+        with ProcessGroup(self.shard) as group:
+            self.prepare_shared_directory(fresh, group)
+            mine = shard_units(units, self.shard, self.variants, self.config.steps)
+            finished = self.store.finished_units()
+            todo = [u for u in mine if f"{u.variant}/{u.key}" not in finished]
+            started = time.time()
+            t0 = time.perf_counter()
+            throughput = None
+            if todo:
+                throughput = generate_units(self.load_model(), todo, self.variants, self.store, grid=self.grid,
+                                            steps=self.config.steps, guidance=float(self.config.guidance),
+                                            batch_size=self.config.batch_size, device=self.device,
+                                            negative_prompt=self.negative_prompt)
+                throughput = self.per_image_figures(throughput)
+            timings["generate_seconds"] = round(time.perf_counter() - t0, 3)
+            if self.shard.is_sharded:
+                self.write_shard_record(len(mine), len(todo), started, timings["generate_seconds"], throughput)
+                group.barrier()  # shards launched together: rank 0 merges once all of them are done
+                if not (self.shard.launched_together and self.shard.index == 0):
+                    return RunResult(self.store.root, {}, generated=len(todo), reused=len(mine) - len(todo),
+                                     merged=False, shard=self.shard)
+                self.check_complete(units, "rank 0 after the barrier")
+                timings["generate_seconds"] = self.shard_span() or timings["generate_seconds"]
+                throughput = self.merged_throughput()
+        paths = self.finish(units, timings, throughput, report)
+        return RunResult(self.store.root, paths, generated=len(todo), reused=len(mine) - len(todo), shard=self.shard)
 
-        finished = self.store.finished_units()
-        todo = [u for u in units if f"{u.variant}/{u.key}" not in finished]
-        t0 = time.perf_counter()
-        throughput = None
-        if todo:
-            throughput = generate_units(self.model, todo, self.variants, self.store, grid=self.grid,
-                                        steps=self.config.steps, guidance=float(self.config.guidance),
-                                        batch_size=self.config.batch_size, device=str(self.config.device),
-                                        negative_prompt=self.negative_prompt)
-        timings["generate_seconds"] = round(time.perf_counter() - t0, 3)
+    def merge(self, report: bool = True) -> RunResult:
+        """``--merge RUN_DIR``: check that every shard finished, then score and report once."""
+        units = self.plan()
+        existing = self.merged_store.read_manifest() or {}
+        if existing.get("config_hash") != self.config.generation_hash():
+            raise UserError(f"--merge {self.store.root}: the manifest's configuration does not match its own hash; "
+                            "the run directory was edited by hand or written by another mgt-bench version")
+        self.check_complete(units, f"--merge {self.store.root}")
+        timings = {"generate_seconds": self.shard_span() or existing.get("timings", {}).get("generate_seconds", 0.0)}
+        paths = self.finish(units, timings, self.merged_throughput() or existing.get("throughput"), report)
+        return RunResult(self.store.root, paths, generated=0, reused=len(units))
+
+    def check_complete(self, units: list[Unit], who: str) -> None:
+        finished = self.merged_store.finished_units()
+        missing = [u for u in units if f"{u.variant}/{u.key}" not in finished]
+        if missing:
+            raise UserError(f"{who}: {len(missing)} of {len(units)} images are not generated yet "
+                            f"({self.missing_by_shard(missing, units)}); re-run those shards with the same command "
+                            "(they resume where they stopped), then merge with --merge RUN_DIR")
+
+    def finish(self, units: list[Unit], timings: dict[str, float], throughput, report: bool) -> dict[str, Path]:
+        """The stages after generation, run by exactly one process: tables, scores, set metrics, report."""
+        store = self.merged_store
         samples = self.samples_table(units)
-        self.store.write_table("samples", samples)
+        store.write_table("samples", samples)
 
         t0 = time.perf_counter()
         world = getattr(self.model, "world", None)
         self.release_generation_model()
-        scores = score_images(samples, self.metrics, self.store, world=world)
-        self.store.write_table("scores", scores)
-        self.store.write_table("set_metrics", set_metric_rows(samples, self.metrics, self.store, world=world))
+        scores = score_images(samples, self.metrics, store, world=world)
+        store.write_table("scores", scores)
+        store.write_table("set_metrics", set_metric_rows(samples, self.metrics, store, world=world))
         timings["score_seconds"] = round(time.perf_counter() - t0, 3)
-        self.store.write_manifest(self.manifest(units, timings, "scored", throughput))
+        store.write_manifest(self.manifest(units, timings, "scored", throughput))
 
         paths: dict[str, Path] = {}
         if report:
             t0 = time.perf_counter()
-            paths = render(self.store.root)
+            paths = render(store.root)
             timings["report_seconds"] = round(time.perf_counter() - t0, 3)
-        self.store.write_manifest(self.manifest(units, timings, "complete", throughput))
-        return RunResult(self.store.root, paths, generated=len(todo), reused=len(units) - len(todo))
+        store.write_manifest(self.manifest(units, timings, "complete", throughput))
+        return paths
+
+    # -- shards ----------------------------------------------------------------------------------
+
+    def prepare_shared_directory(self, fresh: bool, group: ProcessGroup) -> None:
+        """The config guard and the first manifest, without two shards racing to create or delete the directory.
+
+        Shards launched together: rank 0 prepares (and honours --fresh) while the others wait at a
+        barrier. Separate shards cannot wait for each other, so --fresh is refused there: it would delete
+        work other shards may be doing right now.
+        """
+        if self.shard.is_sharded and fresh and not self.shard.launched_together:
+            raise UserError(f"--fresh with --shard {self.shard} (or a SLURM array) would delete the other shards' "
+                            f"work; delete {self.store.root} once before submitting the shards, or pass a new --out")
+        first = not self.shard.launched_together or self.shard.index == 0
+        if first:
+            self.prepare_directory(fresh)
+            if not self.shard.is_sharded or self.merged_store.read_manifest() is None:
+                self.merged_store.write_manifest(self.manifest_for_plan())
+        group.barrier()
+        if not first:
+            self.prepare_directory(False)
+
+    def manifest_for_plan(self) -> dict[str, Any]:
+        units = self._planned_units
+        return self.manifest(units, {}, "generating")
+
+    def shard_path(self, label: str) -> Path:
+        return self.store.root / "shards" / f"{label}.json"
+
+    def write_shard_record(self, assigned: int, generated: int, started: float, seconds: float, throughput) -> None:
+        """shards/<label>.json: what this shard did, where and how fast (the merge collects them)."""
+        record = {
+            "shard": str(self.shard), "label": self.shard.label, "source": self.shard.source,
+            "host": platform.node(), "pid": os.getpid(), "device": device_description(self.device),
+            "units": assigned, "generated": generated, "reused": assigned - generated,
+            "started": started, "finished": time.time(), "generate_seconds": seconds, "throughput": throughput,
+        }
+        atomic_write_text(self.shard_path(self.shard.label), json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+    def shard_records(self) -> dict[str, dict[str, Any]]:
+        folder = self.store.root / "shards"
+        records = {}
+        for path in sorted(folder.glob("*.json")) if folder.exists() else []:
+            try:
+                records[path.stem] = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue  # a shard record is informative only; the journals decide what is done
+        return records
+
+    def shard_summary(self) -> dict[str, Any] | None:
+        records = self.shard_records()
+        if not records:
+            return None
+        counts = sorted({int(label.split("of")[1]) for label in records})
+        return {"count": counts[-1] if len(counts) == 1 else counts, "records": records}
+
+    def shard_span(self) -> float | None:
+        """Wall-clock seconds from the first shard's start to the last shard's end (the sharded generate time)."""
+        records = [r for r in self.shard_records().values() if r.get("generated")]
+        if not records:
+            return None
+        return round(max(r["finished"] for r in records) - min(r["started"] for r in records), 3)
+
+    def merged_throughput(self) -> dict[str, Any] | None:
+        records = [r for r in self.shard_records().values() if r.get("throughput")]
+        if not records:
+            return None
+        images = sum(r["throughput"]["images"] for r in records)
+        span = self.shard_span()
+        merged = {"images": images, "seconds": span, "shards": len(records),
+                  "images_per_second": round(images / span, 4) if span else None}
+        for key in ("peak_memory_gib", "peak_memory_per_image_gib", "peak_rss_gib"):
+            values = [r["throughput"][key] for r in records if r["throughput"].get(key) is not None]
+            if values:
+                merged[key] = max(values)  # the worst shard: what one device must hold
+        return merged
+
+    def missing_by_shard(self, missing: list[Unit], units: list[Unit]) -> str:
+        """'shard 1/2: 12 images' for the shard layout(s) the run was launched with."""
+        counts = sorted({int(label.split("of")[1]) for label in self.shard_records()}) or [1]
+        count = counts[-1]
+        shares = assign(units, count, unit_cost(self.variants, self.config.steps)) if count > 1 else [units]
+        wanted = {f"{u.variant}/{u.key}" for u in missing}
+        parts = [f"shard {index}/{count}: {sum(f'{u.variant}/{u.key}' in wanted for u in share)} images"
+                 for index, share in enumerate(shares) if any(f"{u.variant}/{u.key}" in wanted for u in share)]
+        return "; ".join(parts)
+
+    def per_image_figures(self, stats: dict[str, Any]) -> dict[str, Any]:
+        """Add per-image time and memory to generate_units' figures (issue 7: reported in the manifest)."""
+        stats = dict(stats)
+        stats["batch_size"] = self.config.batch_size
+        if stats.get("images"):
+            stats["seconds_per_image"] = round(stats["seconds"] / stats["images"], 4)
+        if stats.get("peak_memory_gib") is not None:
+            # Peak GPU memory of a full batch, divided over its images (the model's weights included).
+            per_batch = min(self.config.batch_size, stats["images"])
+            stats["peak_memory_per_image_gib"] = round(stats["peak_memory_gib"] / per_batch, 4)
+        try:
+            import resource
+
+            # ru_maxrss is in KiB on Linux: the process's peak resident memory (CPU runs, and the host side of GPU runs).
+            stats["peak_rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)
+        except (ImportError, OSError):
+            pass
+        return stats
 
     def release_generation_model(self) -> None:
-        """Free the generator's GPU memory before big scorers load (Meissonic-1024 then HPSv2 on 24 GB)."""
+        """Free the generator's GPU memory before big scorers load (Meissonic-1024 then HPSv2 on 24 GB).
+
+        The runner drops its only reference to the model (scoring needs none: the synthetic world is
+        passed on separately), so its weights are freed, not merely moved.
+        """
         release = getattr(self.model, "release", None)
         if release is not None:
             release()
+        self.model = None
+        gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
