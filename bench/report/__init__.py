@@ -36,7 +36,7 @@ def render_report(run_dir: Path | str, screenshot: bool = False, **settings: Any
     plots = render_all(run, tables, run_dir / "plots")
     paths.update(plots)
     sections = build_sections(run, tables, plots)
-    title = f"mgt-bench report: {run.manifest.get('model', {}).get('id', run_dir.name) if isinstance(run.manifest.get('model'), dict) else run_dir.name}"
+    title = f"mgt-bench report: {run_dir.name}" + (f" ({run.model_label})" if run.model_label else "")
     line = provenance_line(run)
     paths["html"] = render_html(title, line, sections, run_dir / "report.html")
     paths["markdown"] = render_markdown(title, line, sections, run_dir / "report.md")

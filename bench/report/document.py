@@ -38,7 +38,7 @@ def build_sections(run: Run, t: ReportTables, plots: dict[str, Path]) -> list[Se
          f"pairs where the variant scores better (ties count half), with {100 * s.confidence:.0f} % cluster-bootstrap "
          f"intervals over prompts ({s.n_boot} resamples). * = sign test significant at α = {s.alpha} after {corr} "
          f"correction across all {len(t.win_rates)} variant × metric comparisons "
-         f"({len(surviving)} survive)."],
+         f"({len(surviving)} {'survives' if len(surviving) == 1 else 'survive'})."],
         bullets=fmt.readings(run, t), table=fmt.headline(run, t), csv=["headline.csv", "win_rates.csv", "set_metrics.csv"]))
     secs.append(Section("Win rate vs baseline", image=plots.get("plots/win_rates"),
                         caption="Bars start at 50 % (no difference); whiskers are the bootstrap intervals.",
@@ -95,8 +95,7 @@ def build_sections(run: Run, t: ReportTables, plots: dict[str, Path]) -> list[Se
 
 def provenance_line(run: Run) -> str:
     p = provenance(run)
-    model = p["model"].get("id", "") if isinstance(p["model"], dict) else str(p["model"])
-    return (f"config {p['config_hash'] or '?'} · model {model or '?'} · commit {str(p['git_commit'])[:12] or '?'} · "
+    return (f"config {p['config_hash'] or '?'} · model {run.model_label or '?'} · commit {str(p['git_commit'])[:12] or '?'} · "
             f"seeds {p['seeds']} · created {p['created'] or '?'}")
 
 

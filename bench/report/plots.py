@@ -143,6 +143,7 @@ def quality_vs_cost(run: Run, t: ReportTables, path: Path) -> Path:
                            edgecolor="black" if f else "none", linewidth=1.2)
                 ax.annotate(v, (xi, yi), textcoords="offset points", xytext=(4, 3), fontsize=7)
             ax.set_xlabel("forward passes per image")
+            ax.ticklabel_format(axis="y", useOffset=False)  # an offset like "+1" hides the values
             arrow = "↑" if run.higher_is_better(m) else "↓"
             ax.set_ylabel(f"mean {run.display_name(m)} ({arrow})")
         for ax in list(axes.flat)[len(metrics):]:
@@ -186,7 +187,9 @@ def grid_selection(run: Run, t: ReportTables) -> tuple[str | None, pd.DataFrame]
     best = p.head(k).assign(kind="best")
     worst = p.iloc[::-1].head(k)
     worst = worst[~worst.set_index(["prompt_id", "seed"]).index.isin(best.set_index(["prompt_id", "seed"]).index)].assign(kind="worst")
-    return top, pd.concat([best, worst])[["prompt_id", "seed", "advantage", "kind"]].reset_index(drop=True)
+    rows = pd.concat([best, worst])
+    rows["kind"] = np.where(rows["outcome"] == 0.5, "tie", rows["kind"])  # within the tolerance: not a "best"
+    return top, rows[["prompt_id", "seed", "advantage", "kind"]].reset_index(drop=True)
 
 
 def image_grid(run: Run, t: ReportTables, path: Path, thumb: int = 160) -> Path:

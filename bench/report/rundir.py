@@ -10,7 +10,8 @@ The run directory contract (written by the harness, read here only):
 * ``manifest.json`` — config, config hash, baseline, variants, metrics (``higher_is_better``,
   ``version``, ``tie_tolerance``), model, versions, git commit, device, seeds, timings, created.
 
-Report settings are read from ``manifest["config"]["report"]`` when present (``n_boot``,
+Report settings are read from ``manifest["config"]["report"]`` when present (``n_boot``, also
+taken from the config's top-level ``bootstrap``,
 ``bootstrap_seed``, ``confidence``, ``correction``, ``alpha``, ``test_unit``, ``primary_metric``,
 ``grid_rows``); the defaults below apply otherwise.
 """
@@ -29,7 +30,7 @@ SCORE_COLUMNS = ["unit_key", "variant", "prompt_id", "seed", "metric", "value"]
 SET_COLUMNS = ["variant", "category", "metric", "value", "std", "n"]
 # Text columns are read as text: prompt ids such as "007" must not become the integer 7.
 _TEXT = {"unit_key": str, "variant": str, "prompt_id": str, "prompt": str, "category": str, "metric": str,
-         "image_path": str, "trajectory": str}
+         "image_path": str, "trajectory": str, "warnings": str}
 
 # Set metrics whose direction the manifest may not state: Fréchet/kernel distances are lower-better.
 _LOWER_IS_BETTER_SET = {"fid", "kid", "fd", "cmmd", "fd_dinov2"}
@@ -48,7 +49,12 @@ class ReportSettings:
 
     @classmethod
     def from_manifest(cls, manifest: dict[str, Any], **overrides: Any) -> "ReportSettings":
-        cfg = dict((manifest.get("config") or {}).get("report") or {})
+        config = manifest.get("config") or {}
+        cfg = {}
+        # the config's top-level `bootstrap` (resamples) is the harness's name for n_boot
+        if isinstance(config.get("bootstrap"), int):
+            cfg["n_boot"] = config["bootstrap"]
+        cfg.update(config.get("report") or {})
         cfg.update({k: v for k, v in overrides.items() if v is not None})
         known = {k: cfg[k] for k in cls.__dataclass_fields__ if k in cfg}
         return cls(**known)
@@ -114,6 +120,16 @@ class Run:
         info = self.metric_info(metric)
         return str(info.get("display_name") or metric)
 
+    @property
+    def model_label(self) -> str:
+        """A short name of the model: its id, else its name or backend (plus revision when recorded)."""
+        model = self.manifest.get("model")
+        if not isinstance(model, dict):
+            return str(model or "")
+        label = str(model.get("id") or model.get("name") or model.get("backend") or "")
+        rev = model.get("revision")
+        return f"{label}@{rev}" if label and rev else label
+
     def seeds_per_prompt(self) -> int:
         counts = self.samples.groupby(["variant", "prompt_id"])["seed"].nunique()
         return int(counts.max()) if len(counts) else 0
@@ -154,6 +170,11 @@ def load_run(run_dir: Path | str, **setting_overrides: Any) -> Run:
     if n_nan:
         warnings.append(f"{n_nan} scores are missing or not numbers and were left out")
         scores = scores.dropna(subset=["value"])
+    if "warnings" in set_metrics.columns:
+        # the harness's own caveats about a set metric (e.g. FID on too few images) belong in the report
+        for w in dict.fromkeys(set_metrics["warnings"].dropna().astype(str)):
+            if w.strip():
+                warnings.append(w.strip())
     unknown = sorted(set(scores["metric"]) - set(manifest.get("metrics", {})))
     if unknown:
         warnings.append(f"metrics {unknown} are not in the manifest; assumed higher is better, no tie tolerance")

@@ -126,7 +126,7 @@ def _pareto(cost: np.ndarray, quality: np.ndarray) -> np.ndarray:
 
 def _cost_table(run: Run, win_rates: pd.DataFrame, summary: pd.DataFrame, hib: dict) -> pd.DataFrame:
     sm = run.samples
-    cost = (sm.groupby("variant").agg(images=("unit_key", "nunique"), forward_passes=("forward_passes", "mean"),
+    cost = (sm.groupby("variant").agg(images=("unit_key", "size"), forward_passes=("forward_passes", "mean"),
                                       seconds_per_image=("seconds", "mean"), seconds_total=("seconds", "sum"))
             .reindex(run.variants).reset_index())
     declared = {v: (run.manifest.get("variants", {}).get(v) or {}).get("forward_passes_per_image") for v in run.variants}
