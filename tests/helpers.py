@@ -1,0 +1,52 @@
+"""Test helpers: tiny configs of the synthetic world, and running the CLI as a user does."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parent.parent
+
+TINY_CONFIG = """
+name = "tiny"
+limit = {limit}
+seeds = [0, 1]
+steps = {steps}
+guidance = 3.0
+samplers = {samplers}
+metrics = ["world-loglik", "world-alignment", {{ name = "fid", reference_per_prompt = 2 }}]
+batch_size = {batch_size}
+bootstrap = 200
+
+[model]
+name = "synthetic"
+grid = 8
+text_strength = 0.25
+
+[prompts]
+source = "synthetic-world"
+n = 12
+"""
+
+
+def write_tiny_config(path: Path, *, limit: int = 4, steps: int = 6, batch_size: int = 4,
+                      samplers: tuple[str, ...] = ("vanilla", "cfg-linear"), extra: str = "") -> Path:
+    text = TINY_CONFIG.format(limit=limit, steps=steps, batch_size=batch_size,
+                              samplers="[" + ", ".join(f'"{s}"' for s in samplers) + "]")
+    # top-level keys must precede the first table
+    head, tables = text.split("[model]", 1)
+    path.write_text(head + extra + "\n[model]" + tables)
+    return path
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python run_bench.py ARGS` in a subprocess (the user's view: exit code, stdout, stderr)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, str(REPO / "run_bench.py"), *args], cwd=cwd or REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
