@@ -216,4 +216,4 @@ def _long_pairwise(metric: str, wins: np.ndarray, games: np.ndarray, variants: S
     w, n = wins.sum(0), games.sum(0)
     rows = [{"metric": metric, "variant": a, "opponent": b, "win_rate": m.iloc[i, j], "wins": w[i, j], "games": n[i, j]}
             for i, a in enumerate(variants) for j, b in enumerate(variants) if i != j]
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["metric", "variant", "opponent", "win_rate", "wins", "games"])

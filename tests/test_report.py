@@ -160,3 +160,21 @@ def test_renders_in_headless_browser(rendered):
         px = np.asarray(im.convert("L"), dtype=float)
     assert px.shape == (4000, 1400)
     assert px.std() > 20 and (px < 200).mean() > 0.02  # not a blank page
+
+
+def test_degenerate_runs_still_render(tmp_path):
+    # one variant besides the baseline, one metric, no set_metrics.csv, an image missing on disk
+    run = make_run_dir(tmp_path / "small", n_prompts=6, seeds=(0,), variants={"vanilla": 0.0, "x": 1.0})
+    scores = pd.read_csv(run / "scores.csv", dtype={"prompt_id": str})
+    scores[scores.metric == "hpsv2"].to_csv(run / "scores.csv", index=False)
+    (run / "set_metrics.csv").unlink()
+    (run / "images" / "x-000-0.png").unlink()
+    paths = render_report(run, n_boot=50)
+    bt = pd.read_csv(run / "tables" / "bradley_terry.csv")
+    assert set(bt.metric) == {"hpsv2"}  # no pooled ranking from a single metric
+    assert "Set metrics" not in paths["markdown"].read_text()
+    # the baseline alone: nothing to compare, but scores and cost are still reported
+    alone = make_run_dir(tmp_path / "alone", n_prompts=4, seeds=(0,), variants={"vanilla": 0.0})
+    paths = render_report(alone, n_boot=50)
+    assert "plots/win_rates" not in paths and "plots/pairwise" not in paths
+    assert pd.read_csv(alone / "tables" / "win_rates.csv").empty

@@ -30,6 +30,9 @@ from .plots import STYLE, _grid, _save  # noqa: E402
 from .rundir import Run, load_run  # noqa: E402
 
 
+CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini–Hochberg", "none": "No"}
+
+
 def _labels(a: Run, b: Run) -> tuple[str, str]:
     la, lb = a.path.name, b.path.name
     return (f"A:{la}", f"B:{lb}") if la == lb else (la, lb)
@@ -166,7 +169,7 @@ def render_comparison(run_a: Path | str, run_b: Path | str, out_dir: Path | str 
             "survives": np.where(pac["significant"], "yes", "no")})
         sections.append(Section("B against A, paired by prompt and seed",
                                 [f"Same variant in both runs, on the prompts and seeds both runs share (same prompt text). "
-                                 f"{s.correction} correction across the table."], table=showp, csv=["comparison_paired.csv"]))
+                                 f"{CORRECTION_NAMES.get(s.correction, s.correction)} correction across the table."], table=showp, csv=["comparison_paired.csv"]))
     else:
         sections.append(Section("B against A, paired by prompt and seed",
                                 ["Not available: the runs share no prompt (same id and text) scored on a common metric."]))

@@ -46,9 +46,11 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def win_rate_plot(run: Run, t: ReportTables, path: Path) -> Path:
+def win_rate_plot(run: Run, t: ReportTables, path: Path) -> Path | None:
     """Win rate vs the baseline with its bootstrap interval, one panel per per-image metric (bars)."""
-    metrics = run.per_image_metrics
+    metrics = [m for m in run.per_image_metrics if m in set(t.win_rates["metric"])]
+    if not metrics:
+        return None  # nothing compared (e.g. a run of the baseline alone)
     with plt.rc_context(STYLE):
         rows, cols = _grid(len(metrics))
         others = [v for v in run.variants if v != run.baseline]
@@ -73,9 +75,11 @@ def win_rate_plot(run: Run, t: ReportTables, path: Path) -> Path:
         return _save(fig, path)
 
 
-def pairwise_heatmap(run: Run, t: ReportTables, path: Path) -> Path:
+def pairwise_heatmap(run: Run, t: ReportTables, path: Path) -> Path | None:
     """Row beats column: win-rate matrix per metric (and pooled), annotated with percentages."""
     metrics = list(dict.fromkeys(t.pairwise["metric"]))
+    if not metrics:
+        return None
     variants = run.variants
     with plt.rc_context({**STYLE, "axes.grid": False}):
         rows, cols = _grid(len(metrics))
@@ -102,10 +106,12 @@ def pairwise_heatmap(run: Run, t: ReportTables, path: Path) -> Path:
         return _save(fig, path)
 
 
-def bradley_terry_forest(run: Run, t: ReportTables, path: Path) -> Path:
+def bradley_terry_forest(run: Run, t: ReportTables, path: Path) -> Path | None:
     """Bradley–Terry scores (Elo-like, baseline = 1000) with bootstrap intervals, per metric and pooled."""
     bt = t.bradley_terry
     metrics = list(dict.fromkeys(bt["metric"]))
+    if len(run.variants) < 2 or not metrics:
+        return None
     colours = _colours(run.variants)
     with plt.rc_context(STYLE):
         rows, cols = _grid(len(metrics))
@@ -271,7 +277,5 @@ def render_all(run: Run, t: ReportTables, out_dir: Path) -> dict[str, Path]:
         "plots/distributions": distributions(run, out_dir / "distributions.png"),
         "plots/image_grid": image_grid(run, t, out_dir / "image_grid.png"),
     }
-    traj = trajectory_plot(run, t, out_dir / "trajectory.png")
-    if traj is not None:
-        paths["plots/trajectory"] = traj
-    return paths
+    paths["plots/trajectory"] = trajectory_plot(run, t, out_dir / "trajectory.png")
+    return {k: v for k, v in paths.items() if v is not None}
