@@ -129,31 +129,56 @@ class MeissonicModel(TokenBackend):
         self.variant = weights_variant(root, "transformer", variant)
         with quiet_loading():
             # low_cpu_mem_usage (needs accelerate): weights are materialised once, not over a random init.
-            self.transformer = MeissonicTransformer2DModel.from_pretrained(
+            transformer = MeissonicTransformer2DModel.from_pretrained(
                 root, subfolder="transformer", torch_dtype=self.dtype, variant=self.variant, low_cpu_mem_usage=True
-            ).to(self.device).eval().requires_grad_(False)
-            self.vqvae = load_vq(root, self.dtype, self.device, weights_variant(root, "vqvae", variant))
+            )
+            vqvae = load_vq(root, self.dtype, self.device, weights_variant(root, "vqvae", variant))
+            if own_te:
+                self.text_encoder_weights = self.weights
+                encoder = load_clip(root, "text_encoder", self.dtype, self.device)
+            else:
+                te_name = LAION_CLIP_H if text_encoder in ("auto", "laion") else str(text_encoder)
+                self.text_encoder_weights = resolve_model(
+                    te_name, text_encoder_revision,
+                    required=["config.json", "model.safetensors|model.fp16.safetensors|pytorch_model.bin"],
+                    allow_patterns=["config.json", "model.safetensors"], what="CLIP text encoder",
+                )
+                # the full laion CLIP checkpoint: its vision weights are skipped on purpose
+                encoder = load_clip(str(self.text_encoder_weights.path), None, self.dtype, self.device)
+        self._assemble(transformer, vqvae, encoder, load_tokenizer(root), _mask_token_id(root, transformer.config.vocab_size),
+                       height, width)
+
+    @classmethod
+    def from_components(cls, transformer, vqvae, text_encoder, tokenizer, *, height: int | None = None,
+                        width: int | None = None, device: str | None = "auto", mask_token_id: int | None = None,
+                        aesthetic_score: float = 6.0, crop_coords=(0, 0)) -> "MeissonicModel":
+        """A backend over modules already in memory (random full-size weights for `benchmarks/model_speed.py`).
+
+        Modules keep their dtype (the transformer's is the backend's); ``mask_token_id`` defaults to
+        vocab_size − 1. `describe()` reports ``weights: None``.
+        """
+        self = cls.__new__(cls)
+        TokenBackend.__init__(self)
+        self.dtype = transformer.dtype
+        self.device = parse_device(cls.name, device)
+        self.aesthetic_score, self.crop_coords = float(aesthetic_score), tuple(int(c) for c in crop_coords)
+        self.weights = self.text_encoder_weights = None
+        self.variant = None
+        vocab = transformer.config.vocab_size
+        self._assemble(transformer, vqvae, text_encoder.to(self.device).eval().requires_grad_(False), tokenizer,
+                       vocab - 1 if mask_token_id is None else mask_token_id, height, width)
+        return self
+
+    def _assemble(self, transformer, vqvae, encoder, tokenizer, mask_token_id: int, height, width) -> None:
+        self.transformer = transformer.to(self.device).eval().requires_grad_(False)
+        self.vqvae = vqvae.to(self.device).eval().requires_grad_(False)
         self.vq_scale = vq_scale_factor(self.vqvae.config)
         tcfg = self.transformer.config
         self.codebook_size = int(tcfg.codebook_size)
-        self.mask_token_id = _mask_token_id(root, int(tcfg.vocab_size))
+        self.mask_token_id = int(mask_token_id)
         default_side = 1024 if tcfg.downsample else 512
         self._set_resolution(int(height or default_side), int(width or height or default_side))
-
-        if own_te:
-            self.text_encoder_weights = self.weights
-            with quiet_loading():
-                encoder = load_clip(root, "text_encoder", self.dtype, self.device)
-        else:
-            te_name = LAION_CLIP_H if text_encoder in ("auto", "laion") else str(text_encoder)
-            self.text_encoder_weights = resolve_model(
-                te_name, text_encoder_revision,
-                required=["config.json", "model.safetensors|model.fp16.safetensors|pytorch_model.bin"],
-                allow_patterns=["config.json", "model.safetensors"], what="CLIP text encoder",
-            )
-            with quiet_loading():  # the full laion CLIP checkpoint: its vision weights are skipped on purpose
-                encoder = load_clip(str(self.text_encoder_weights.path), None, self.dtype, self.device)
-        self.prompts = PromptEncoder(load_tokenizer(root), encoder, self.device, self.dtype)
+        self.prompts = PromptEncoder(tokenizer, encoder, self.device, self.dtype)
         self.default_steps = STEPS_1024 if tcfg.downsample else STEPS_512
         self.default_guidance_scale = GUIDANCE
 
@@ -190,8 +215,8 @@ class MeissonicModel(TokenBackend):
         cfg = self.transformer.config
         return {
             "backend": self.name,
-            "weights": self.weights.describe(),
-            "text_encoder": self.text_encoder_weights.describe(),
+            "weights": self.weights.describe() if self.weights else None,
+            "text_encoder": self.text_encoder_weights.describe() if self.text_encoder_weights else None,
             "dtype": DTYPE_NAMES[self.dtype],
             "variant": self.variant,
             "device": str(self.device),

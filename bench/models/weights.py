@@ -6,7 +6,7 @@ Order (issue 4, "Weights, offline-first"):
 2. the Hugging Face cache (``snapshot_download(local_files_only=True)`` / ``hf_hub_download(local_files_only=True)``);
 3. only when the network is allowed: a download restricted to the files the backend needs.
 
-The network is not allowed when ``HF_HUB_OFFLINE`` is set (read at call time as well as at import) or when
+The network is not allowed when ``HF_HUB_OFFLINE`` or ``MGT_BENCH_OFFLINE`` is set (read at call time) or when
 the caller passes ``allow_download=False``. A failure is one `MissingWeightsError` at once (no retry
 loops: a 3-second reachability probe runs before any download), whose message says what was looked
 for, where, and how to get it (``hf download …`` on a connected machine, or the local path to pass).
@@ -59,10 +59,11 @@ class ResolvedWeights:
 
 
 def network_allowed(allow_download: bool | None = None) -> bool:
-    """False when ``HF_HUB_OFFLINE`` is set (now or at import) or the caller forbids downloads."""
+    """False when ``HF_HUB_OFFLINE`` (the hub's switch, read now and at import) or ``MGT_BENCH_OFFLINE``
+    (the suite's, shared with `metrics.weights`) is set, or the caller forbids downloads."""
     if allow_download is False:
         return False
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE:
+    if any(os.environ.get(var, "").strip().lower() in _TRUE for var in ("HF_HUB_OFFLINE", "MGT_BENCH_OFFLINE")):
         return False
     from huggingface_hub import constants
 
@@ -185,7 +186,7 @@ def resolve_model(
     if not network_allowed(allow_download):
         raise MissingWeightsError(
             f"{what} {name}{'@' + revision if revision else ''} is not on this machine: {looked}{cache_problem}; "
-            f"downloads are off (HF_HUB_OFFLINE=1 or allow_download=false). {hint}."
+            f"downloads are off (HF_HUB_OFFLINE=1 / MGT_BENCH_OFFLINE=1). {hint}."
         )
     unreachable = _probe_hub()
     if unreachable:
@@ -238,7 +239,7 @@ def resolve_file(
         raise MissingWeightsError(
             f"{what} {filename} of {name}{'@' + revision if revision else ''} is not on this machine: looked for a local "
             f"path {name!r} (none) and the Hugging Face cache ({cache_dir or _cache_dir()}: {cache_problem}); downloads "
-            f"are off (HF_HUB_OFFLINE=1 or allow_download=false). {hint}, or pass the file's local path."
+            f"are off (HF_HUB_OFFLINE=1 / MGT_BENCH_OFFLINE=1). {hint}, or pass the file's local path."
         )
     unreachable = _probe_hub()
     if unreachable:
