@@ -187,14 +187,16 @@ def sign_test(wins: int, losses: int) -> float:
 def wilcoxon_test(advantage: np.ndarray | Sequence[float], tolerance: float = 0.0) -> float:
     """Two-sided Wilcoxon signed-rank p-value of oriented differences; ``|a| <= tolerance`` counts as 0.
 
-    Zeros are dropped (``zero_method="wilcox"``) so that the test uses the same untied pairs as the
-    sign test; SciPy picks the exact null distribution for small samples without tied ranks and the
-    normal approximation otherwise (``method="auto"``). Returns 1.0 with no untied pair.
+    Zeros are dropped (Wilcoxon's own convention, SciPy's ``zero_method="wilcox"``) so that the test
+    uses the same untied pairs as the sign test. They are dropped *before* calling SciPy because its
+    ``method="auto"`` gives the exact null distribution only to zero-free data (n ≤ 50, no tied
+    ranks); with tied ranks it permutes exhaustively for n ≤ 13 and uses the normal approximation
+    above. Returns 1.0 with no untied pair.
     """
     a = np.asarray(advantage, dtype=float)
     a = a[~np.isnan(a)]
-    a = np.where(np.abs(a) <= float(tolerance or 0.0), 0.0, a)
-    if np.count_nonzero(a) == 0:
+    a = a[np.abs(a) > float(tolerance or 0.0)]
+    if a.size == 0:
         return 1.0
     res = sps.wilcoxon(a, zero_method="wilcox", alternative="two-sided")
     return float(res.pvalue)
