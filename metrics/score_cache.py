@@ -1,0 +1,179 @@
+"""A content-addressed cache of per-image scores, so that re-scoring a finished run costs nothing.
+
+Key: (sha256 of the image file's bytes, sha256 of the prompt text, the scorer's ``cache_id``). The
+``cache_id`` carries the scorer's name, code version, parameters and weights, so a new checkpoint or a
+changed parameter misses the cache, while a new metric added to a finished run scores only itself.
+The prompt is part of the key because text-conditioned scores (HPSv2, CLIP score, PickScore) depend on it.
+
+Keying by content rather than by unit also makes identical images score identically: two variants that
+produce the same PNG for a prompt get the *same* number (a tie in a paired comparison), however the
+batches that scored them were composed.
+
+Storage: one SQLite file (in the run directory, or a shared user cache); every batch of new scores is
+one transaction, so a killed run keeps what it finished and never leaves a half-written entry. WAL mode
+lets several shards write to the same file.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence
+
+import torch
+
+from .base import PerImageMetric, ScoreBatch
+
+Key = tuple[str, str]  # (image sha256, prompt sha256)
+
+
+def image_sha256(source: str | os.PathLike | bytes) -> str:
+    """sha256 of an image file's bytes (the PNG as written), or of given bytes."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return hashlib.sha256(source).hexdigest()
+    digest = hashlib.sha256()
+    with open(source, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def prompt_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class ScoreCache:
+    """``(image hash, prompt hash, scorer id) -> float`` in a SQLite file."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path).expanduser()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(self.path), timeout=60, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS scores (image TEXT NOT NULL, prompt TEXT NOT NULL, scorer TEXT NOT NULL,"
+                         " value REAL NOT NULL, created REAL NOT NULL, PRIMARY KEY (scorer, image, prompt))")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "ScoreCache":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def get(self, scorer_id: str, keys: Iterable[Key]) -> dict[Key, float]:
+        """The cached scores among ``keys`` (missing keys are absent from the result)."""
+        wanted = set(keys)
+        found: dict[Key, float] = {}
+        images = sorted({image for image, _ in wanted})
+        for start in range(0, len(images), 500):  # SQLite limits the number of bound parameters
+            chunk = images[start:start + 500]
+            rows = self._db.execute(f"SELECT image, prompt, value FROM scores WHERE scorer = ? AND image IN "
+                                    f"({','.join('?' * len(chunk))})", (scorer_id, *chunk))
+            for image, prompt, value in rows:
+                if (image, prompt) in wanted:
+                    found[(image, prompt)] = value
+        return found
+
+    def put(self, scorer_id: str, scores: Mapping[Key, float]) -> None:
+        """Store scores in one transaction (all or nothing)."""
+        now = time.time()
+        with self._db:  # BEGIN ... COMMIT, rolled back on error
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?)",
+                                 [(image, prompt, scorer_id, float(value), now) for (image, prompt), value in scores.items()])
+
+    def scorers(self) -> list[str]:
+        return [row[0] for row in self._db.execute("SELECT DISTINCT scorer FROM scores ORDER BY scorer")]
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM scores").fetchone()[0]
+
+
+def read_image(path: str | os.PathLike) -> torch.Tensor:
+    """An image file as float ``(3, H, W)`` in [0, 1] (RGB; exactly ToTensor of the file)."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as image:
+        array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div(255.0)
+
+
+def score_with_cache(metric: PerImageMetric, cache: ScoreCache | None, image_paths: Sequence[str | os.PathLike],
+                     prompts: Sequence[str], *, prompt_ids: Sequence[str] | None = None,
+                     tokens: Sequence[torch.Tensor] | None = None, world=None,
+                     image_hashes: Sequence[str] | None = None,
+                     loader: Callable[[str | os.PathLike], torch.Tensor] = read_image,
+                     progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    """Scores ``(N,)`` float64 of the images at ``image_paths``, computing only what the cache lacks.
+
+    Only missing images are read, the scorer's weights are loaded only if something is missing, and new
+    scores are written after every batch (an interrupted run keeps them). ``image_hashes`` may be given
+    when the caller already knows them (e.g. recorded at generation time).
+    """
+    if len(prompts) != len(image_paths):
+        raise ValueError(f"{len(image_paths)} images but {len(prompts)} prompts")
+    if "tokens" in metric.needs and tokens is None:
+        raise ValueError(f"metric {metric.name!r} needs the generated tokens")
+    if "world" in metric.needs and world is None:
+        raise ValueError(f"metric {metric.name!r} needs the synthetic world")
+    hashes = list(image_hashes) if image_hashes is not None else [image_sha256(p) for p in image_paths]
+    keys = [(h, prompt_sha256(p)) for h, p in zip(hashes, prompts)]
+    scorer_id = metric.cache_id
+    known = cache.get(scorer_id, keys) if cache is not None else {}
+    result = torch.full((len(keys),), float("nan"), dtype=torch.float64)
+    missing: list[int] = []
+    first_index: dict[Key, int] = {}
+    for index, key in enumerate(keys):
+        if key in known:
+            result[index] = known[key]
+        elif key in first_index:
+            continue  # the same image and prompt twice: score once, copy below
+        else:
+            first_index[key] = index
+            missing.append(index)
+    batch_size = max(1, int(getattr(metric, "batch_size", 16)))
+    done = 0
+    if missing:
+        metric.load()
+        # Group same-sized images so that each batch stacks; order within a size is kept.
+        pending: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = {}
+        for index in missing:
+            image = loader(image_paths[index])
+            group = pending.setdefault(tuple(image.shape), [])
+            group.append((index, image))
+            if len(group) >= batch_size:
+                done += _score_group(metric, cache, scorer_id, group, keys, prompts, prompt_ids, tokens, world, result)
+                pending[tuple(image.shape)] = []
+                if progress:
+                    progress(done, len(missing))
+        for group in pending.values():
+            if group:
+                done += _score_group(metric, cache, scorer_id, group, keys, prompts, prompt_ids, tokens, world, result)
+                if progress:
+                    progress(done, len(missing))
+    for index, key in enumerate(keys):
+        if torch.isnan(result[index]) and key in first_index:
+            result[index] = result[first_index[key]]
+    return result
+
+
+def _score_group(metric, cache, scorer_id, group, keys, prompts, prompt_ids, tokens, world, result) -> int:
+    indices = [index for index, _ in group]
+    batch = ScoreBatch(images=torch.stack([image for _, image in group]),
+                       prompts=[prompts[i] for i in indices],
+                       tokens=torch.stack([tokens[i] for i in indices]) if tokens is not None else None,
+                       prompt_ids=[prompt_ids[i] for i in indices] if prompt_ids is not None else None,
+                       world=world)
+    scores = metric.score(batch).to(torch.float64).cpu()
+    if scores.shape != (len(indices),):
+        raise RuntimeError(f"metric {metric.name!r} returned shape {tuple(scores.shape)} for {len(indices)} images")
+    for index, value in zip(indices, scores.tolist()):
+        result[index] = value
+    if cache is not None:
+        cache.put(scorer_id, {keys[i]: v for i, v in zip(indices, scores.tolist())})
+    return len(indices)
