@@ -117,8 +117,9 @@ def detect_shard(explicit: str | None = None, environ: Mapping[str, str] | None 
 def assign(units: Sequence, count: int, cost) -> list[list]:
     """Split `units` into `count` shares of near-equal total cost (greedy LPT, deterministic).
 
-    Units are taken by decreasing cost, ties broken by unit key then variant (so the result depends only
-    on the set of units), and each goes to the share with the least cost so far, ties to the lowest
+    Units are taken by decreasing cost, ties broken by variant name then unit key (so the result depends
+    only on the set of units, and each variant's units are dealt out in turn, which also keeps every
+    shard's batches full), and each goes to the share with the least cost so far, ties to the lowest
     index. LPT's makespan is within 4/3 of the optimum; for equal-cost units it is a round robin. Each
     share is returned in the order of `units` (the plan order), so that a share's units of one variant
     stay consecutive and batch together.
@@ -126,7 +127,7 @@ def assign(units: Sequence, count: int, cost) -> list[list]:
     if count < 1:
         raise ValueError(f"need at least one shard, got {count}")
     order = {id(unit): position for position, unit in enumerate(units)}
-    ranked = sorted(units, key=lambda u: (-cost(u), u.key, u.variant))
+    ranked = sorted(units, key=lambda u: (-cost(u), u.variant, u.key))
     loads = [(0, index) for index in range(count)]  # a heap of (cost so far, shard index)
     shares: list[list] = [[] for _ in range(count)]
     for unit in ranked:
