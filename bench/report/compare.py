@@ -28,9 +28,7 @@ from .html import render_html  # noqa: E402
 from .markdown import render_markdown  # noqa: E402
 from .plots import STYLE, _grid, _save  # noqa: E402
 from .rundir import Run, load_run  # noqa: E402
-
-
-CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini–Hochberg", "none": "No"}
+from .tables import CORRECTION_NAMES  # noqa: E402
 
 
 def _labels(a: Run, b: Run) -> tuple[str, str]:

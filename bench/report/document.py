@@ -8,7 +8,7 @@ import pandas as pd
 
 from . import format as fmt
 from .rundir import Run
-from .tables import ReportTables, provenance, provenance_json
+from .tables import CORRECTION_NAMES, ReportTables, provenance, provenance_json
 
 
 @dataclass
@@ -25,7 +25,7 @@ class Section:
 
 def build_sections(run: Run, t: ReportTables, plots: dict[str, Path]) -> list[Section]:
     s = run.settings
-    corr = {"holm": "Holm", "bh": "Benjamini–Hochberg", "none": "no"}.get(s.correction, s.correction)
+    corr = CORRECTION_NAMES.get(s.correction, s.correction)
     n_prompts = run.samples["prompt_id"].nunique()
     n_seeds = run.seeds_per_prompt()
     primary = run.display_name(run.primary_metric) if run.primary_metric else "—"

@@ -256,7 +256,9 @@ def trajectory_plot(run: Run, t: ReportTables, path: Path) -> Path | None:
                 traj = None
             if not traj:
                 continue
-            ax.plot(np.arange(1, len(traj) + 1), traj, marker=".", label=r.variant, color=colours.get(r.variant, "black"))
+            # varied dashes and widths keep identical trajectories (common: same reveal schedule) visible
+            ax.plot(np.arange(1, len(traj) + 1), traj, marker=".", label=r.variant, color=colours.get(r.variant, "black"),
+                    linestyle=["-", "--", ":", "-."][drawn % 4], linewidth=max(0.8, 2.6 - 0.5 * drawn))
             drawn += 1
         if not drawn:
             plt.close(fig)

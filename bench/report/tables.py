@@ -50,6 +50,9 @@ class ReportTables:
         return paths
 
 
+CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini–Hochberg", "none": "no"}
+
+
 def _fmt_pct(x: float) -> str:
     return "n/a" if x is None or np.isnan(x) else f"{100 * x:.0f}"
 
@@ -58,7 +61,7 @@ def reading(row: pd.Series, baseline: str, metric_name: str, unit: str, correcti
     """One sentence per comparison, e.g. "better than vanilla on HPS v2.1 in 68 % [63, 73] of prompts,
     p = 0.002 after Holm" (and "no detectable difference …" when the adjusted test does not reject)."""
     interval = f"{_fmt_pct(row.win_rate)} % [{_fmt_pct(row.win_rate_lo)}, {_fmt_pct(row.win_rate_hi)}] of {unit}"
-    corr = {"holm": "Holm", "bh": "Benjamini–Hochberg", "none": "no correction"}.get(correction, correction)
+    corr = CORRECTION_NAMES.get(correction, correction)
     p = stats.format_p(row.p_sign_adj)
     p_text = f"p {p}" if p.startswith("<") else f"p = {p}"
     ties = f"; {_fmt_pct(row.tie_share)} % ties" if row.tie_share >= 0.005 else ""
@@ -204,7 +207,8 @@ def provenance(run: Run) -> dict:
         "statistics": {"bootstrap": f"cluster bootstrap over prompts, {run.settings.n_boot} resamples, "
                                     f"seed {run.settings.bootstrap_seed}, {100 * run.settings.confidence:.0f} % percentile intervals",
                        "tests": f"sign test and Wilcoxon signed-rank per {run.settings.test_unit}, "
-                                f"{run.settings.correction} correction at alpha = {run.settings.alpha}"},
+                                f"{CORRECTION_NAMES.get(run.settings.correction, run.settings.correction)} correction "
+                                f"at alpha = {run.settings.alpha}"},
     }
 
 
