@@ -158,8 +158,13 @@ def bradley_terry_table(
         "win_prob_vs_baseline": 1.0 / (1.0 + np.exp(-(theta - ref))),
         "battles": games.sum(0).sum(1) if games.ndim == 3 else games.sum(1),
     })
-    table["rank"] = arena_rank(table["score_lo"].to_numpy(), table["score_hi"].to_numpy())
-    return table.sort_values(["rank", "score"], ascending=[True, False]).reset_index(drop=True)
+    # a variant without a single battle (e.g. never scored on this metric) has no strength: say so
+    absent = table["battles"].to_numpy() == 0
+    table.loc[absent, ["theta", "score", "score_lo", "score_hi", "win_prob_vs_baseline"]] = np.nan
+    ranks = arena_rank(table["score_lo"].to_numpy(), table["score_hi"].to_numpy()).astype(float)
+    ranks[absent] = np.nan
+    table["rank"] = pd.array(np.where(absent, pd.NA, ranks), dtype="Int64") if absent.any() else ranks.astype(int)
+    return table.sort_values(["rank", "score"], ascending=[True, False], na_position="last").reset_index(drop=True)
 
 
 def arena_rank(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:

@@ -179,7 +179,10 @@ def load_run(run_dir: Path | str, **setting_overrides: Any) -> Run:
     if unknown:
         warnings.append(f"metrics {unknown} are not in the manifest; assumed higher is better, no tie tolerance")
     # The category of a score comes from its unit, so breakdowns by category need no extra column in scores.csv.
-    cat = samples.drop_duplicates("unit_key").set_index("unit_key")["category"]
-    scores["category"] = scores["unit_key"].map(cat).fillna("")
+    # Matched on (variant, prompt_id, seed), not unit_key: units are content-addressed, so two prompt ids
+    # with the same text share a key but may sit in different categories.
+    cat = samples.drop_duplicates(["variant", "prompt_id", "seed"]).set_index(["variant", "prompt_id", "seed"])["category"]
+    idx = pd.MultiIndex.from_frame(scores[["variant", "prompt_id", "seed"]])
+    scores["category"] = pd.Series(cat.reindex(idx).to_numpy(), index=scores.index).fillna("")
     settings = ReportSettings.from_manifest(manifest, **setting_overrides)
     return Run(run_dir, samples, scores, set_metrics, manifest, settings, warnings)
