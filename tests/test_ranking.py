@@ -137,3 +137,14 @@ def test_rank_all_orders_simulated_variants():
     # same seed → same intervals
     _, bt2 = ranking.rank_all(s, list(eff), {"up": True, "down": False}, baseline="vanilla", n_boot=200)
     pd.testing.assert_frame_equal(bt, bt2)
+
+
+def test_variant_without_battles_has_no_strength():
+    rng = np.random.default_rng(1)
+    rows = [pd.DataFrame({"variant": v, "prompt_id": [f"p{i}" for i in range(20)], "seed": 0, "metric": m,
+                          "value": rng.normal(size=20)})
+            for v in "abc" for m in ("m1", "m2") if not (v == "c" and m == "m2")]
+    _, bt = ranking.rank_all(pd.concat(rows), list("abc"), {"m1": True, "m2": True}, baseline="a", n_boot=50)
+    c2 = bt[(bt.metric == "m2") & (bt.variant == "c")].iloc[0]
+    assert c2.battles == 0 and np.isnan(c2.score) and pd.isna(c2["rank"])
+    assert bt[(bt.metric == "m1")]["score"].notna().all()

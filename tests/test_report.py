@@ -178,3 +178,17 @@ def test_degenerate_runs_still_render(tmp_path):
     paths = render_report(alone, n_boot=50)
     assert "plots/win_rates" not in paths and "plots/pairwise" not in paths
     assert pd.read_csv(alone / "tables" / "win_rates.csv").empty
+
+
+def test_category_follows_the_unit_not_a_shared_key(tmp_path):
+    # Content-addressed unit keys: two prompt ids with the same text share a key, yet keep their categories.
+    run = make_run_dir(tmp_path / "dup", n_prompts=4, seeds=(0,), variants={"vanilla": 0.0, "x": 1.0})
+    samples = pd.read_csv(run / "samples.csv", dtype={"prompt_id": str})
+    scores = pd.read_csv(run / "scores.csv", dtype={"prompt_id": str})
+    for df in (samples, scores):
+        df["unit_key"] = df["unit_key"].str.replace("-001-", "-000-")
+    samples.to_csv(run / "samples.csv", index=False)
+    scores.to_csv(run / "scores.csv", index=False)
+    loaded = load_run(run)
+    cats = loaded.scores.drop_duplicates("prompt_id").set_index("prompt_id")["category"]
+    assert cats["000"] == "anime" and cats["001"] == "concept-art"
