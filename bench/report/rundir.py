@@ -55,6 +55,9 @@ class ReportSettings:
         if isinstance(config.get("bootstrap"), int):
             cfg["n_boot"] = config["bootstrap"]
         cfg.update(config.get("report") or {})
+        unknown = sorted(set(overrides) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise TypeError(f"unknown report settings {unknown}; known: {sorted(cls.__dataclass_fields__)}")
         cfg.update({k: v for k, v in overrides.items() if v is not None})
         known = {k: cfg[k] for k in cls.__dataclass_fields__ if k in cfg}
         return cls(**known)
