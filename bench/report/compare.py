@@ -53,7 +53,7 @@ def side_by_side(a: Run, b: Run, n_boot: int = 1000, seed: int = 0, confidence: 
     for v in variants:
         for m in metrics:
             reps, est = [], []
-            for run, pp, tag in ((a, pa, "a"), (b, pb, "b")):
+            for pp, tag in ((pa, "a"), (pb, "b")):
                 try:
                     sub = pp.loc[(v, m)]
                 except KeyError:
@@ -145,10 +145,10 @@ def render_comparison(run_a: Path | str, run_b: Path | str, out_dir: Path | str 
 
     show = pd.DataFrame({
         "variant": sbs["variant"], "metric": sbs["metric"].map(a.display_name),
-        f"win rate {la}": [fmt.pct_ci(x, l, h) for x, l, h in zip(sbs["win_rate_a"], sbs["win_rate_a_lo"], sbs["win_rate_a_hi"])],
-        f"win rate {lb}": [fmt.pct_ci(x, l, h) for x, l, h in zip(sbs["win_rate_b"], sbs["win_rate_b_lo"], sbs["win_rate_b_hi"])],
-        "change B − A (points)": [f"{100 * x:+.0f} [{100 * l:+.0f}, {100 * h:+.0f}]"
-                                  for x, l, h in zip(sbs["change"], sbs["change_lo"], sbs["change_hi"])],
+        f"win rate {la}": [fmt.pct_ci(x, lo, hi) for x, lo, hi in zip(sbs["win_rate_a"], sbs["win_rate_a_lo"], sbs["win_rate_a_hi"])],
+        f"win rate {lb}": [fmt.pct_ci(x, lo, hi) for x, lo, hi in zip(sbs["win_rate_b"], sbs["win_rate_b_lo"], sbs["win_rate_b_hi"])],
+        "change B − A (points)": [f"{100 * x:+.0f} [{100 * lo:+.0f}, {100 * hi:+.0f}]"
+                                  for x, lo, hi in zip(sbs["change"], sbs["change_lo"], sbs["change_hi"])],
     })
     sections = [
         Section("Runs", bullets=[f"A = {la}: {provenance_line(a)}", f"B = {lb}: {provenance_line(b)}"]),
@@ -160,9 +160,9 @@ def render_comparison(run_a: Path | str, run_b: Path | str, out_dir: Path | str 
     if len(pac):
         showp = pd.DataFrame({
             "variant": pac["variant"], "metric": pac["metric"].map(a.display_name), "pairs": pac["n_pairs"],
-            f"{lb} better than {la}": [fmt.pct_ci(x, l, h) for x, l, h in zip(pac["win_rate"], pac["win_rate_lo"], pac["win_rate_hi"])],
+            f"{lb} better than {la}": [fmt.pct_ci(x, lo, hi) for x, lo, hi in zip(pac["win_rate"], pac["win_rate_lo"], pac["win_rate_hi"])],
             "ties": pac["tie_share"].map(fmt.pct),
-            "mean Δ (B − A)": [fmt.num_ci(x, l, h) for x, l, h in zip(pac["mean_diff"], pac["mean_diff_lo"], pac["mean_diff_hi"])],
+            "mean Δ (B − A)": [fmt.num_ci(x, lo, hi) for x, lo, hi in zip(pac["mean_diff"], pac["mean_diff_lo"], pac["mean_diff_hi"])],
             "p sign adj.": pac["p_sign_adj"].map(stats.format_p),
             "survives": np.where(pac["significant"], "yes", "no")})
         sections.append(Section("B against A, paired by prompt and seed",
