@@ -192,3 +192,18 @@ def test_category_follows_the_unit_not_a_shared_key(tmp_path):
     loaded = load_run(run)
     cats = loaded.scores.drop_duplicates("prompt_id").set_index("prompt_id")["category"]
     assert cats["000"] == "anime" and cats["001"] == "concept-art"
+
+
+def test_reading_sentences():
+    from bench.report.tables import reading
+
+    row = pd.Series({"win_rate": 0.68, "win_rate_lo": 0.63, "win_rate_hi": 0.73, "tie_share": 0.0, "p_sign_adj": 0.0021})
+    assert reading(row, "vanilla", "HPS v2.1", "prompts", "holm", 0.05) == \
+        "better than vanilla on HPS v2.1 in 68 % [63, 73] of prompts, p = 0.002 after Holm"
+    worse = row.copy()
+    worse[["win_rate", "win_rate_lo", "win_rate_hi", "tie_share", "p_sign_adj"]] = [0.3, 0.22, 0.38, 0.1, 0.0001]
+    assert reading(worse, "vanilla", "CLIP", "prompts", "bh", 0.05) == \
+        "worse than vanilla on CLIP: better in only 30 % [22, 38] of prompts; 10 % ties, p < 0.001 after Benjamini–Hochberg"
+    unclear = row.copy()
+    unclear["p_sign_adj"] = 0.2
+    assert reading(unclear, "vanilla", "HPS v2.1", "prompts", "holm", 0.05).startswith("no detectable difference from vanilla")
