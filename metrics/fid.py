@@ -236,7 +236,7 @@ class _FeatureSetMetric(SetMetric):
         if feature == "world" or (feature == "auto" and world is not None):
             if world is None:
                 raise ConfigError(f"{self.name}: feature='world' needs the synthetic world model")
-            return CallableFeatures(world.features, f"world:{type(world).__name__}:{getattr(world, 'cache_id', '')}")
+            return CallableFeatures(world.features, f"world:{type(world).__name__}:{id(world)}")
         if feature in ("auto", "inception"):
             if self._inception is None:
                 self._inception = InceptionFeatures(self.inception_weights, self.inception_dims).to(self.device)
@@ -245,14 +245,23 @@ class _FeatureSetMetric(SetMetric):
 
     @torch.no_grad()
     def features(self, images: torch.Tensor | Iterable[torch.Tensor], extractor: nn.Module) -> torch.Tensor:
-        """Features ``(N, D)`` float32 of images (a tensor, or an iterable of batches), memoised by content."""
+        """Features ``(N, D)`` float32 of images (a tensor, or an iterable of batches).
+
+        Features of networks with weights are memoised by image content (per-category subsets then reuse
+        the per-variant features); plain callables such as the world's cheap ``features`` are not, since
+        nothing identifies them across objects.
+        """
         ident = module_identity(extractor)
+        memoise = not isinstance(extractor, CallableFeatures)
         batches = [images] if isinstance(images, torch.Tensor) else images
         out: list[torch.Tensor] = []
         for batch in batches:
             for start in range(0, batch.shape[0], self.batch_size):
                 chunk = batch[start:start + self.batch_size]
-                keys = [(ident, hashlib.sha256(to_uint8(img).numpy().tobytes()).hexdigest()) for img in chunk.cpu()]
+                if not memoise:
+                    out.append(extractor(chunk.to(self.device)).detach().float().cpu())
+                    continue
+                keys = [(ident, hashlib.sha256(img.float().contiguous().numpy().tobytes()).hexdigest()) for img in chunk.cpu()]
                 todo = [i for i, k in enumerate(keys) if k not in self._memo]
                 if todo:
                     feats = extractor(chunk[todo].to(self.device)).detach().float().cpu()

@@ -72,13 +72,18 @@ def hps_preprocess(images: torch.Tensor, size: int = IMAGE_SIZE, antialias: bool
     return (images - mean) / std
 
 
-def load_hps_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """The ``state_dict`` of an HPS checkpoint file (tensors only: loaded with ``weights_only=True``)."""
+def load_hps_state_dict(path: Path, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """The ``state_dict`` of an HPS checkpoint file.
+
+    Read with ``weights_only=True`` (tensors and plain containers only: a checkpoint cannot run code);
+    ``allow_pickle`` opts in to full unpickling, for a trusted file that stores other objects.
+    """
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
     except Exception as exc:
-        raise ConfigError(f"hpsv2: cannot read checkpoint {path} as a tensors-only torch file "
-                          f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+        hint = "" if allow_pickle else "; if the file is trusted and stores other Python objects, set allow_pickle = true"
+        raise ConfigError(f"hpsv2: cannot read checkpoint {path} ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0][:200]}){hint}") from None
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
         return checkpoint["state_dict"]
     keys = list(checkpoint)[:5] if isinstance(checkpoint, dict) else type(checkpoint).__name__
@@ -107,7 +112,7 @@ class HPSv2(PerImageMetric):
     Params: ``version`` ("v2.0" or "v2.1"), ``checkpoint`` (a local file, overriding the hub file),
     ``model`` (the OpenCLIP config, "ViT-H-14"; tests pass a tiny one), ``precision`` ("auto": fp16
     autocast on CUDA as the reference, fp32 on CPU), ``antialias`` (see the module docstring),
-    ``device``, ``batch_size``.
+    ``allow_pickle`` (read a trusted checkpoint that is not tensors-only), ``device``, ``batch_size``.
     """
 
     higher_is_better = True
@@ -116,7 +121,7 @@ class HPSv2(PerImageMetric):
     fixed_version: str | None = None
 
     def __init__(self, version: str = "v2.1", checkpoint: str | None = None, model: str = "ViT-H-14",
-                 precision: str = "auto", antialias: bool = True, **params: Any):
+                 precision: str = "auto", antialias: bool = True, allow_pickle: bool = False, **params: Any):
         if self.fixed_version is not None:
             version = self.fixed_version
         version = {"2.0": "v2.0", "2.1": "v2.1", "v2": "v2.0"}.get(str(version), str(version))
@@ -128,6 +133,7 @@ class HPSv2(PerImageMetric):
         self.model_name = model
         self.precision = resolve_precision(precision, self.device)
         self.antialias = bool(antialias)
+        self.allow_pickle = bool(allow_pickle)
         # The checkpoint *path* stays out of params: the cache key carries the weights' identity instead,
         # so that the same file at another path (another machine) hits the same cache entries.
         self.params.update(version=version, model=model, precision=self.precision, antialias=self.antialias)
@@ -181,7 +187,7 @@ class HPSv2(PerImageMetric):
 
         check_model_name(self.model_name)
         path = self.checkpoint_path()
-        state_dict = load_hps_state_dict(path)
+        state_dict = load_hps_state_dict(path, self.allow_pickle)
         self._model = build_hps_model(self.model_name, state_dict, source=str(path)).to(self.device)
         del state_dict
         self._tokenizer = open_clip.get_tokenizer(self.model_name)

@@ -142,6 +142,13 @@ def test_strict_load_rejects_mismatched_checkpoints(tiny, tmp_path):
     for name, message in (("missing.pt", "does not match"), ("extra.pt", "does not match"), ("bare.pt", "state_dict")):
         with pytest.raises(ConfigError, match=message):
             HPSv2(checkpoint=str(tmp_path / name), model=TINY).score(batch)
+    # a checkpoint holding arbitrary Python objects is refused unless the user trusts it
+    import argparse
+
+    torch.save({"state_dict": state, "args": argparse.Namespace(lr=1)}, tmp_path / "pickled.pt")
+    with pytest.raises(ConfigError, match="allow_pickle"):
+        HPSv2(checkpoint=str(tmp_path / "pickled.pt"), model=TINY).score(batch)
+    assert HPSv2(checkpoint=str(tmp_path / "pickled.pt"), model=TINY, allow_pickle=True).score(batch).shape == (1,)
 
 
 def test_missing_weights_offline_says_what_and_how(monkeypatch, tmp_path):
