@@ -221,6 +221,7 @@ class Benchmark:
                     return RunResult(self.store.root, {}, generated=len(todo), reused=len(mine) - len(todo),
                                      merged=False, shard=self.shard)
                 self.check_complete(units, "rank 0 after the barrier")
+                self.widen_threads()
                 timings["generate_seconds"] = self.shard_span() or timings["generate_seconds"]
                 throughput = self.merged_throughput()
         paths = self.finish(units, timings, throughput, report)
@@ -354,6 +355,17 @@ class Benchmark:
         parts = [f"shard {index}/{count}: {sum(f'{u.variant}/{u.key}' in wanted for u in share)} images"
                  for index, share in enumerate(shares) if any(f"{u.variant}/{u.key}" in wanted for u in share)]
         return "; ".join(parts)
+
+    def widen_threads(self) -> None:
+        """Rank 0 scores alone: give it the CPU threads its node's ranks had between them.
+
+        torchrun sets OMP_NUM_THREADS=1 per rank; scoring with one thread is slow, and some reductions
+        (e.g. the eigenvalues inside FID) round differently with another thread count, so a merged run
+        would differ from a single-process one in the last digits of its set metrics.
+        """
+        ranks_here = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+        if ranks_here > 1:
+            torch.set_num_threads(max(1, min(os.cpu_count() or 1, torch.get_num_threads() * ranks_here)))
 
     def per_image_figures(self, stats: dict[str, Any]) -> dict[str, Any]:
         """Add per-image time and memory to generate_units' figures (issue 7: reported in the manifest)."""
