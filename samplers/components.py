@@ -77,7 +77,11 @@ class Guidance(Component):
         w = self.scale(ctx)
         if w == 1.0 or uncond is None:
             return cond
-        return uncond + w * (cond - uncond)
+        # In place on one fresh tensor: the same three roundings as uncond + w·(cond − uncond) (IEEE
+        # addition commutes), with one logits-sized temporary instead of three (issue 7: step memory).
+        guided = torch.sub(cond, uncond)
+        guided.mul_(w)
+        return guided.add_(uncond)
 
 
 class LogitsProcessor(Component):

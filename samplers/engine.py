@@ -96,6 +96,25 @@ class StepContext:
         return self.generation.component_state.setdefault(id(component), {})
 
 
+def softmax_float32(logits: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor | None,
+                    fresh: bool) -> torch.Tensor:
+    """softmax(logits) in float32, written over `logits` when nothing else can hold that tensor.
+
+    At Meissonic's size a logits tensor is 128 MiB per image; overwriting the guided logits (which only
+    the engine holds once guidance has made them) saves allocating and faulting in another one. The
+    kernel is the same, so the probabilities are bit-identical. Not done when `logits` may be the
+    model's own output (no guidance: it *is* ``cond``) or a logits processor's tensor (`fresh` False),
+    which a component might keep.
+    """
+    logits = logits.float()
+    owned = fresh and logits.is_contiguous() and all(
+        other is None or other.untyped_storage().data_ptr() != logits.untyped_storage().data_ptr()
+        for other in (cond, uncond))
+    if owned:
+        return torch.softmax(logits, dim=-1, out=logits)
+    return logits.softmax(dim=-1)
+
+
 class SamplerEngine:
     """Runs a `SamplerVariant` against a `MaskedTokenModel`."""
 
@@ -159,7 +178,8 @@ class SamplerEngine:
         logits = guidance.combine(cond, uncond, ctx)
         for processor in (variant.logits_processors if processors else ()):
             logits = processor(logits, ctx)
-        probs = logits.float().softmax(dim=-1)
+        processed = bool(variant.logits_processors)
+        probs = softmax_float32(logits, cond, uncond, fresh=not processed or logits.dtype != torch.float32)
         for corrector in (variant.probability_correctors if processors else ()):
             probs = corrector(probs, ctx)
         return probs
