@@ -178,7 +178,7 @@ class SamplerEngine:
         logits = guidance.combine(cond, uncond, ctx)
         for processor in (variant.logits_processors if processors else ()):
             logits = processor(logits, ctx)
-        processed = bool(variant.logits_processors)
+        processed = bool(processors and variant.logits_processors)
         probs = softmax_float32(logits, cond, uncond, fresh=not processed or logits.dtype != torch.float32)
         for corrector in (variant.probability_correctors if processors else ()):
             probs = corrector(probs, ctx)
