@@ -1,0 +1,91 @@
+#!/usr/bin/env python
+"""The same benchmark run with 1, 2, … processes on this machine: wall time, throughput, and equality (issue 7).
+
+For each process count n it runs ``run_bench.py`` afresh into its own run directory — one process for
+n = 1, ``torchrun --standalone --nproc_per_node n`` otherwise — and reports the whole command's wall
+time, the generation time (for a sharded run: first shard start to last shard end), images per second,
+the speed-up over n = 1, and whether the tables (timings aside), the image bytes and the scores equal
+the single-process run's.
+
+    python benchmarks/scaling.py                              # the shipped default run, 1 and 2 processes
+    python benchmarks/scaling.py --processes 1,2,4 --out /scratch/scaling -- --limit 16 --steps 8
+
+Arguments after ``--`` go to every ``run_bench.py`` call. torchrun gives each rank one CPU thread
+(OMP_NUM_THREADS=1) unless you set it; the single process uses torch's default.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def command(processes: int, out: Path, extra: list[str]) -> list[str]:
+    script = [str(REPO / "run_bench.py"), "--out", str(out), "--fresh", *extra]
+    if processes == 1:
+        return [sys.executable, *script]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes), *script]
+
+
+def fingerprint(run_dir: Path) -> dict[str, str]:
+    """Hashes of what must not depend on the process count: tables without timings, and every image."""
+    samples = pd.read_csv(run_dir / "samples.csv").drop(columns=["seconds"])
+    parts = {"samples": samples.to_csv(index=False),
+             "scores": (run_dir / "scores.csv").read_text(),
+             "set_metrics": (run_dir / "set_metrics.csv").read_text()}
+    images = hashlib.sha256()
+    for path in sorted((run_dir / "images").rglob("*.png")):
+        images.update(path.name.encode() + path.read_bytes())
+    return {name: hashlib.sha256(text.encode()).hexdigest() for name, text in parts.items()} | {
+        "images": images.hexdigest()}
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    own = argv[: argv.index("--")] if "--" in argv else argv
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--processes", default="1,2", help="comma-separated process counts (default 1,2)")
+    parser.add_argument("--out", default="results/scaling", help="parent folder of the run directories")
+    parser.add_argument("--json", help="also write the rows to this file")
+    args = parser.parse_args(own)
+    counts = [int(n) for n in args.processes.split(",")]
+    rows, reference = [], None
+    for n in counts:
+        out = Path(args.out) / f"np{n}"
+        started = time.perf_counter()
+        done = subprocess.run(command(n, out, extra), cwd=REPO, capture_output=True, text=True)
+        wall = time.perf_counter() - started
+        if done.returncode != 0:
+            print(done.stdout[-3000:], done.stderr[-3000:], file=sys.stderr)
+            raise SystemExit(f"{n} process(es): run_bench.py failed with exit code {done.returncode}")
+        manifest = json.loads((out / "manifest.json").read_text())
+        prints = fingerprint(out)
+        reference = reference or prints
+        generate = manifest["timings"]["generate_seconds"]
+        images = manifest["throughput"]["images"]
+        rows.append({"processes": n, "wall_s": round(wall, 1), "generate_s": generate,
+                     "score_s": manifest["timings"].get("score_seconds"), "images": images,
+                     "images_per_s": round(images / generate, 3) if generate else None,
+                     "identical_to_1": prints == reference})
+    base = rows[0]["generate_s"]
+    print(f"{'procs':>5} {'wall s':>8} {'generate s':>11} {'score s':>8} {'images/s':>9} {'speed-up':>9}  identical")
+    for row in rows:
+        row["speedup_generate"] = round(base / row["generate_s"], 2) if row["generate_s"] else None
+        print(f"{row['processes']:>5} {row['wall_s']:>8} {row['generate_s']:>11} {row['score_s']:>8} "
+              f"{row['images_per_s']:>9} {row['speedup_generate']:>9}  {row['identical_to_1']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0 if all(row["identical_to_1"] for row in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
