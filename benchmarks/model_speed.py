@@ -136,6 +136,7 @@ def full_size_meissonic(device: torch.device, dtype: torch.dtype, width: int = 1
     from diffusers import VQModel
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
+    from bench.models.hf_backend import quiet_loading
     from bench.models.meissonic import MeissonicModel
     from bench.models.meissonic_transformer import MeissonicTransformer2DModel
     from bench.models.tiny import clip_tokenizer
@@ -155,8 +156,10 @@ def full_size_meissonic(device: torch.device, dtype: torch.dtype, width: int = 1
             vocab_size=49408, hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
             projection_dim=1024, max_position_embeddings=77, hidden_act="gelu", eos_token_id=2))
     # as the backend loads them: everything in the run dtype, an fp16 VQ upcast to fp32 (force_upcast)
-    vq = vq.float() if dtype == torch.float16 else vq.to(dtype)
-    return MeissonicModel.from_components(transformer.to(dtype), vq, text.to(dtype), clip_tokenizer(),
+    with quiet_loading():  # diffusers warns about .to(dtype) on models without fp32-only modules
+        vq = vq.float() if dtype == torch.float16 else vq.to(dtype)
+        transformer = transformer.to(dtype)
+    return MeissonicModel.from_components(transformer, vq, text.to(dtype), clip_tokenizer(),
                                           height=1024, width=width, device=str(device))
 
 

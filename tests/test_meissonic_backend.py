@@ -45,6 +45,9 @@ def test_protocol_metadata_and_reference_defaults(m1024, m512):
     assert info["dtype"] == "fp32" and info["weights"]["source"] == "local" and len(info["weights"]["fingerprint"]) == 16
     assert info["text_encoder"]["path"] == str(laion_clip().resolve())  # a separate (laion-style, full CLIP) model
     assert m512.describe()["text_encoder"]["path"] == str(tiny_checkpoint("meissonic-512").resolve())  # its own
+    identity = m1024.identity()  # for unit keys: content, not location
+    assert identity["weights"] == {"fingerprint": info["weights"]["fingerprint"]} and "device" not in identity
+    assert identity["dtype"] == "fp32" and identity["height"] == 1024
 
 
 def reference_text_features(model, texts):

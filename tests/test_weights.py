@@ -143,3 +143,18 @@ def test_resolve_file_local_cache_and_missing(tmp_path, no_downloads):
 def test_required_patterns_accept_alternatives(tmp_path):
     (tmp_path / "model.fp16.safetensors").write_text("")
     assert missing_files(tmp_path, ["model.safetensors|model.fp16.safetensors", "config.json"]) == ["config.json"]
+
+
+def test_fingerprint_covers_the_needed_files_only(tmp_path, no_downloads):
+    """A clone with extra files and a cache snapshot of the same weights get the same fingerprint."""
+    snapshot = fake_cache(tmp_path / "cache", files=["transformer/config.json", "a.safetensors"])
+    clone = tmp_path / "clone"
+    for name in ("transformer/config.json", "a.safetensors", "README.md", "assets/teaser.jpg", ".cache/x.lock"):
+        (clone / name).parent.mkdir(parents=True, exist_ok=True)
+        (clone / name).write_text("{}")
+    wanted = dict(required=["transformer/config.json"], allow_patterns=["transformer/config.json", "*.safetensors"])
+    cached = resolve_model("owner/model", cache_dir=tmp_path / "cache", **wanted)
+    local = resolve_model(clone, **wanted)
+    assert cached.path == snapshot and cached.fingerprint == local.fingerprint
+    (clone / "a.safetensors").write_text("{bigger}")  # a changed weight file (size) changes it
+    assert resolve_model(clone, **wanted).fingerprint != cached.fingerprint

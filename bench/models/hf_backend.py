@@ -225,7 +225,7 @@ class TokenBackend:
         rows, cols = self.token_grid()
         if seq != rows * cols:
             raise ValueError(f"model {self.name!r}: {seq} tokens do not fill the {rows}x{cols} token grid")
-        grid = tokens.to(self.device).view(batch, rows, cols)
+        grid = tokens.to(self.device).reshape(batch, rows, cols)
         pooled, hidden = conditioning["pooled"], conditioning["hidden"]
         if with_uncond:
             grid = torch.cat([grid, grid])
@@ -249,6 +249,18 @@ class TokenBackend:
         ids = tokens.to(self.device).reshape(batch, rows, cols)
         images = self.vqvae.decode(ids, force_not_quantize=True, shape=(batch, rows, cols, channels)).sample
         return images.clip(0, 1).float()
+
+    def identity(self) -> dict[str, Any]:
+        """What decides the images, for unit keys: `describe()` without where the files happen to lie.
+
+        Weight folders enter through their fingerprint and resolved commit only, so moving a checkpoint
+        (or reading it from the cache instead of a copy) does not invalidate finished units.
+        """
+        info = {k: v for k, v in self.describe().items() if k != "device"}
+        for key in ("weights", "text_encoder"):
+            if isinstance(info.get(key), dict):
+                info[key] = {"fingerprint": info[key]["fingerprint"]}
+        return info
 
     def micro_conditions(self, rows: int) -> torch.Tensor:
         """``(rows, 5)`` = [width, height, crop top, crop left, score] (width first "as in original code")."""

@@ -17,6 +17,7 @@ keys change when the weights do, even for a local directory.
 """
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import os
 import re
@@ -85,11 +86,17 @@ def missing_files(root: Path, required: list[str] | tuple[str, ...]) -> list[str
     return [pattern for pattern in required if not _matches(root, pattern)]
 
 
-def fingerprint(root: Path) -> str:
-    """Cheap content id of a model folder: JSON/TXT bytes plus names and sizes of everything else."""
+def fingerprint(root: Path, patterns: list[str] | None = None) -> str:
+    """Cheap content id of a model folder: JSON/TXT bytes plus names and sizes of the weight files.
+
+    Only files matching ``patterns`` (the files the backend reads) count, so a full clone, a partial
+    download and a cache snapshot of the same weights have the same fingerprint.
+    """
     digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and ".cache" not in p.parts):
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and ".cache" not in p.relative_to(root).parts):
         rel = path.relative_to(root).as_posix()
+        if patterns and not any(fnmatch.fnmatch(rel, pattern) for pattern in patterns):
+            continue
         digest.update(rel.encode())
         if path.suffix in {".json", ".txt"} and path.stat().st_size < 4_000_000:
             digest.update(path.read_bytes())
@@ -151,6 +158,7 @@ def resolve_model(
     """
     name = str(name)
     path = Path(name).expanduser()
+    patterns = list(allow_patterns or [p.strip() for req in required for p in req.split("|")] or ["*"])
     if path.is_dir():
         missing = missing_files(path, required)
         if missing:
@@ -158,7 +166,8 @@ def resolve_model(
                 f"{what}: the local directory {path} lacks {', '.join(missing)}; it must hold the checkpoint's "
                 f"layout (e.g. as written by `hf download <repo> --local-dir {path}`)"
             )
-        return ResolvedWeights(name, path.resolve(), None, revision, _commit_from_path(path), "local", fingerprint(path))
+        return ResolvedWeights(name, path.resolve(), None, revision, _commit_from_path(path), "local",
+                               fingerprint(path, patterns))
 
     if not is_repo_id(name):
         raise MissingWeightsError(
@@ -168,7 +177,6 @@ def resolve_model(
 
     from huggingface_hub import snapshot_download
 
-    patterns = list(allow_patterns or [p for req in required for p in req.split("|")] or ["*"])
     looked = f"looked for a local directory {name!r} (none) and the Hugging Face cache ({cache_dir or _cache_dir()})"
     cache_problem = ""
     try:
@@ -177,7 +185,7 @@ def resolve_model(
         )
         missing = missing_files(snapshot, required)
         if not missing:
-            return ResolvedWeights(name, snapshot, name, revision, _commit_from_path(snapshot), "cache", fingerprint(snapshot))
+            return ResolvedWeights(name, snapshot, name, revision, _commit_from_path(snapshot), "cache", fingerprint(snapshot, patterns))
         cache_problem = f": the cached snapshot {snapshot} lacks {', '.join(missing)}"
     except Exception as exc:  # LocalEntryNotFoundError and friends: nothing usable in the cache
         cache_problem = f": no snapshot of {name}{'@' + revision if revision else ''} ({type(exc).__name__})"
@@ -198,7 +206,7 @@ def resolve_model(
     missing = missing_files(snapshot, required)
     if missing:
         raise MissingWeightsError(f"{what} {name}: the hub repo has no {', '.join(missing)} (downloaded to {snapshot})")
-    return ResolvedWeights(name, snapshot, name, revision, _commit_from_path(snapshot), "download", fingerprint(snapshot))
+    return ResolvedWeights(name, snapshot, name, revision, _commit_from_path(snapshot), "download", fingerprint(snapshot, patterns))
 
 
 def resolve_file(
