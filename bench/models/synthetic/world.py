@@ -39,7 +39,12 @@ class TokenWorld:
         self.num_scenes, self.seq_len = self.prototypes.shape
         V = self.codebook_size
         # one-hot of every prototype, flattened (K, N·V): counts and mixtures are matrix products with it.
-        self.onehot = torch.nn.functional.one_hot(self.prototypes, V).reshape(self.num_scenes, -1).double()
+        # float32 for the match counts (0/1 products summing to at most N: exact in any summation order),
+        # float64 for the mixtures.
+        onehot = torch.nn.functional.one_hot(self.prototypes, V).reshape(self.num_scenes, -1)
+        self.onehot_counts = onehot.float().T.contiguous()  # (N·V, K)
+        self.onehot = onehot.double()
+        self.attribute_onehot = self._attribute_onehot()
         self.log_match = math.log(1 - self.epsilon + self.epsilon / V)
         self.log_miss = math.log(self.epsilon / V)
         self.palette = self._palette()
@@ -67,9 +72,10 @@ class TokenWorld:
         """log p(x_vis | s) ``(B, K)`` float64 for tokens ``(B, N)`` (positions equal to mask_token_id are hidden)."""
         tokens = tokens.cpu()
         visible = torch.ones_like(tokens, dtype=torch.bool) if mask_token_id is None else tokens != mask_token_id
-        onehot = torch.nn.functional.one_hot(tokens.clamp(0, self.codebook_size - 1), self.codebook_size).double()
-        onehot = (onehot * visible.unsqueeze(-1)).reshape(tokens.shape[0], -1)
-        matches = onehot @ self.onehot.T  # integer-valued: exact in float64
+        V = self.codebook_size
+        flat = torch.arange(self.seq_len) * V + tokens.clamp(0, V - 1)
+        onehot = torch.zeros(tokens.shape[0], self.seq_len * V).scatter_(1, flat, visible.float())
+        matches = (onehot @ self.onehot_counts).double()  # integer-valued, so exact whatever the batch
         n_visible = visible.sum(dim=-1, keepdim=True).double()
         return matches * self.log_match + (n_visible - matches) * self.log_miss
 
@@ -105,15 +111,19 @@ class TokenWorld:
         """
         tokens = self.image_to_tokens(images)
         posterior = torch.softmax(self.scene_loglik(tokens), dim=-1)  # (B, K)
-        parts = []
+        attributes = posterior @ self.attribute_onehot
+        histogram = torch.nn.functional.one_hot(tokens, self.codebook_size).double().mean(dim=1)
+        return torch.cat([attributes, histogram], dim=-1)
+
+    def _attribute_onehot(self) -> torch.Tensor:
+        """``(K, A)``: which value of each attribute (shape, colour, background, position, size) a scene has."""
         g = self.grammar
+        columns = []
         for attribute, values in (("shape", g.shapes), ("colour", g.colours), ("background", g.colours),
                                   ("position", g.positions), ("size", g.sizes)):
             index = torch.tensor([values.index(getattr(s, attribute)) for s in g.scenes])
-            parts.append(torch.zeros(len(tokens), len(values), dtype=torch.float64).index_add_(1, index, posterior))
-        histogram = torch.nn.functional.one_hot(tokens, self.codebook_size).double().mean(dim=1)
-        parts.append(histogram)
-        return torch.cat(parts, dim=-1)
+            columns.append(torch.nn.functional.one_hot(index, len(values)))
+        return torch.cat(columns, dim=-1).double()
 
     def sample_tokens(self, prompts: Sequence[str], n_per_prompt: int, seed: int) -> torch.Tensor:
         """Exact samples ``(len(prompts)·n, N)`` from p(x | c): ancestral, scene first."""
@@ -160,5 +170,6 @@ class TokenWorld:
         images = images.float().cpu()
         patches = images.view(-1, 3, rows, p, cols, p).permute(0, 2, 4, 1, 3, 5).reshape(-1, rows * cols, 3 * p * p)
         palette = self.palette.reshape(self.codebook_size, -1)
-        distances = torch.cdist(patches, palette.unsqueeze(0).expand(len(patches), -1, -1))
+        # squared distance up to the per-patch constant |patch|²: |tile|² − 2 patch·tile
+        distances = (palette * palette).sum(dim=-1) - 2 * patches @ palette.T
         return distances.argmin(dim=-1)
