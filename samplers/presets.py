@@ -77,8 +77,12 @@ _PRESETS: dict[str, dict] = {
     "remdm-conf": {"remask": {"name": "remdm", "strategy": "conf"},
                    "description": "ReMDM-conf: σ_max spread over committed tokens by low confidence"},
     # -- beyond the paper ------------------------------------------------------------------------------------
-    "eb-adaptive": {"reveal_schedule": {"name": "entropy-bounded", "gamma": 1.0}, "confidence": "entropy",
-                    "description": "entropy-bounded adaptive reveal count (EB-sampler), entropy order"},
+    # γ is in nats summed over the tokens revealed together; 16 lets a confident model reveal ~20 tokens
+    # a step on the synthetic world (≈ 0.7 nats a token) and finish early; scale it with N × entropy.
+    "eb-adaptive": {"reveal_schedule": {"name": "entropy-bounded", "gamma": 16.0},
+                    "description": "entropy-bounded adaptive reveal count (EB-sampler, γ = 16 nats), at least cosine"},
+    "eb-adaptive-entropy": {"reveal_schedule": {"name": "entropy-bounded", "gamma": 16.0}, "confidence": "entropy",
+                            "description": "EB-sampler as published: entropy order and the entropy-bounded count"},
 }
 
 for _name, _spec in _PRESETS.items():

@@ -191,10 +191,14 @@ def test_eb_adaptive_finishes_early_on_a_certain_model_and_follows_the_schedule_
     certain = FixedLogits(8, 16, 8, seed=0, scale=40.0)
     generation = generate(certain, "eb-adaptive", seeds=[0, 1])
     assert int(generation.forward_passes.max()) < 8 and not bool((generation.tokens == MASK).any())
-    flat = FixedLogits(8, 16, 8, seed=0, scale=0.0)  # every token has entropy ln 8: one per step beyond the base
-    eb = generate(flat, "eb-adaptive", seeds=[0])
-    base = generate(FixedLogits(8, 16, 8, seed=0, scale=0.0), "entropy", seeds=[0])
-    assert eb.trajectory == base.trajectory
+    # every token has entropy ln 8 = 2.08 nats: with γ = 1 only one token fits the bound, fewer than cosine
+    flat = FixedLogits(8, 16, 8, seed=0, scale=0.0)
+    eb = generate(flat, "eb1", seeds=[0], tables={"eb1": {"reveal_schedule": {"name": "entropy-bounded", "gamma": 1.0}}})
+    assert eb.trajectory == generate(FixedLogits(8, 16, 8, seed=0, scale=0.0), "vanilla", seeds=[0]).trajectory
+    # with γ = 5 the bound admits 3 tokens (Σ − max = 2·2.08 = 4.16 ≤ 5): step 0 reveals 3 > cosine's 1
+    eb5 = generate(FixedLogits(8, 16, 8, seed=0, scale=0.0), "eb5", seeds=[0],
+                   tables={"eb5": {"reveal_schedule": {"name": "entropy-bounded", "gamma": 5.0}}})
+    assert eb5.trajectory[0] == [13]
 
 
 def test_eb_gamma_zero_is_the_base_schedule():
