@@ -99,6 +99,13 @@ def detect_shard(explicit: str | None = None, environ: Mapping[str, str] | None 
         if world_size < 1 or not 0 <= rank < world_size:
             raise UserError(f"RANK={rank} / WORLD_SIZE={world_size} from the launcher are inconsistent")
         if world_size > 1:
+            array_tasks = _int_env(env, "SLURM_ARRAY_TASK_COUNT")
+            if array_tasks is not None and array_tasks > 1:
+                # Each array task would shard the whole run again: the tasks would duplicate each other's work
+                # and append to the same journals.
+                raise UserError(f"torchrun/accelerate (WORLD_SIZE={world_size}) inside a SLURM job array of "
+                                f"{array_tasks} tasks: use one of the two — a job array of single processes, or "
+                                "one multi-node torchrun job (see docs/scaling.md)")
             return Shard(rank, world_size, "torchrun", local_rank)
         return Shard(0, 1, "single process", local_rank)
     task_id = _int_env(env, "SLURM_ARRAY_TASK_ID")

@@ -101,6 +101,8 @@ def test_detect_shard_reads_each_launcher():
     assert detect_shard("1/2", {"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "8"}).count == 2
     with pytest.raises(UserError, match="drop --shard"):
         detect_shard("1/2", {"RANK": "0", "WORLD_SIZE": "2"})
+    with pytest.raises(UserError, match="job array"):
+        detect_shard(None, {"RANK": "0", "WORLD_SIZE": "2", "SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "4"})
     with pytest.raises(UserError, match="RANK"):
         detect_shard(None, {"WORLD_SIZE": "2"})
     with pytest.raises(UserError, match="inconsistent"):
