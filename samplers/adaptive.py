@@ -1,5 +1,5 @@
 """An adaptive reveal count: entropy-bounded unmasking (Ben-Hamu et al. 2025, "Accelerated Sampling from
-Masked Diffusion Models via Entropy Bounded Unmasking", EB-sampler, arXiv 2505.24857, §3).
+Masked Diffusion Models via Entropy Bounded Unmasking", EB-sampler, arXiv 2505.24857).
 
 Revealing several tokens in one step samples them independently, which errs by (at most) the mutual
 information between them; EB-sampler bounds that error by the tokens' entropies. Taking the masked
@@ -24,7 +24,7 @@ from .components import ConfigError, RevealSchedule, build_component, register_c
 def entropy_bounded_count(entropy: torch.Tensor, order_score: torch.Tensor, candidates: torch.Tensor,
                           gamma: float) -> torch.Tensor:
     """|U| per row ``(B, 1)``: the longest prefix (by descending `order_score` among candidates) whose
-    Σ H − max H ≤ γ (EB-sampler, arXiv 2505.24857, Alg. 1)."""
+    Σ H − max H ≤ γ (EB-sampler, arXiv 2505.24857)."""
     score = torch.where(candidates, order_score, torch.full_like(order_score, -torch.inf))
     order = score.argsort(dim=-1, descending=True, stable=True)
     h = torch.gather(entropy, -1, order)
@@ -38,7 +38,7 @@ def entropy_bounded_count(entropy: torch.Tensor, order_score: torch.Tensor, cand
 
 @register_component("reveal_schedule", "entropy-bounded")
 class EntropyBoundedReveal(RevealSchedule):
-    """Reveal the longest confidence-ordered prefix with Σ H − max H ≤ γ, at least the base schedule (EB-sampler, arXiv 2505.24857 §3)."""
+    """Reveal the longest confidence-ordered prefix with Σ H − max H ≤ γ, at least the base schedule (EB-sampler, arXiv 2505.24857)."""
 
     gamma: float = 1.0
     base: str = "cosine"

@@ -78,7 +78,7 @@ class MarginConfidence(AnnealedGumbel):
     """p(top-1) − p(top-2) per position: reveal where the model's best guess leads its runner-up most.
 
     Margin-based unmasking as studied for masked diffusion models (Kim et al. 2025, arXiv 2502.06768,
-    "Train for the worst, plan for the best", §4). Independent of the sampled token. Optional
+    "Train for the worst, plan for the best"). Independent of the sampled token. Optional
     annealed Gumbel noise (default none: start = end = 0).
     """
 
@@ -94,7 +94,7 @@ class MarginConfidence(AnnealedGumbel):
 class EntropyConfidence(AnnealedGumbel):
     """−H(p) = Σ_v p log p per position: reveal the positions whose distribution is most peaked first.
 
-    The entropy error proxy of EB-sampler (Ben-Hamu et al. 2025, arXiv 2505.24857, §3) and of
+    The entropy error proxy of EB-sampler (Ben-Hamu et al. 2025, arXiv 2505.24857) and of
     entropy-ordered unmasking for masked diffusion models. Optional annealed Gumbel noise (default none).
     """
 

@@ -3,8 +3,8 @@
 CFG on logits: ℓ = ℓ_u + w_i (ℓ_c − ℓ_u) (Ho & Salimans 2022; Meissonic applies it to the transformer's
 raw logits, reference §1 step 2). The run's `guidance` value is the base scale w; a schedule shapes w_i.
 Neither Meissonic code base schedules w (reference §1 step 2); the shapes follow the CFG-scheduler
-study of Wang et al. 2024 ("Analysis of Classifier-Free Guidance Weight Schedulers", arXiv 2404.13040,
-§3: increasing schedules — linear, cosine, power — help) and the guidance interval of Kynkäänniemi et
+study of Wang et al. 2024 ("Analysis of Classifier-Free Guidance Weight Schedulers", arXiv 2404.13040:
+increasing schedules — linear, cosine, power — help) and the guidance interval of Kynkäänniemi et
 al. 2024 (arXiv 2404.07724), as diffusers' guiders implement it (`start`/`stop` step fractions).
 When w_i = 1 the step needs no unconditional branch, and the model is asked for the conditional only.
 The negative prompt is the model's business (its unconditional branch).
@@ -50,7 +50,7 @@ class FixedGuidance(Guidance):
 class LinearGuidance(Guidance):
     """Linearly increasing CFG: w_i goes from `start` to `end` (default: the run's guidance) over the steps.
 
-    Wang et al. 2024 (arXiv 2404.13040) §3, "linear" increasing schedule: w_i = start + (w − start)·i/(T−1).
+    Wang et al. 2024 (arXiv 2404.13040), "linear" increasing schedule: w_i = start + (w − start)·i/(T−1).
     """
 
     start: float = 1.0
@@ -69,7 +69,7 @@ class LinearGuidance(Guidance):
 class LinearDecreasingGuidance(Guidance):
     """Linearly decreasing CFG: w_i goes from `start` (default: the run's guidance) down to `end` (default 1).
 
-    The mirror of `linear` (Wang et al. 2024, arXiv 2404.13040, §3 "decreasing" schedules: usually worse).
+    The mirror of `linear` (Wang et al. 2024, arXiv 2404.13040, "decreasing" schedules: usually worse).
     """
 
     start: float | None = None
@@ -86,7 +86,7 @@ class LinearDecreasingGuidance(Guidance):
 
 @register_component("guidance", "cosine")
 class CosineGuidance(Guidance):
-    """Cosine-increasing CFG: w_i = start + (w − start)·(1 − cos(π i/(T−1)))/2 (arXiv 2404.13040, §3 "cosine").
+    """Cosine-increasing CFG: w_i = start + (w − start)·(1 − cos(π i/(T−1)))/2 (arXiv 2404.13040, "cosine").
 
     Weak guidance while the layout forms, full guidance for the details; flat at both ends.
     """
@@ -105,7 +105,7 @@ class CosineGuidance(Guidance):
 
 @register_component("guidance", "power")
 class PowerGuidance(Guidance):
-    """Power-law CFG: w_i = start + (w − start)·(i/(T−1))^k (arXiv 2404.13040, §3 "power" family)."""
+    """Power-law CFG: w_i = start + (w − start)·(i/(T−1))^k (arXiv 2404.13040, "power" family)."""
 
     start: float = 1.0
     end: float | None = None
@@ -125,7 +125,7 @@ class PowerGuidance(Guidance):
 class IntervalGuidance(Guidance):
     """The run's w only for steps int(start·T) ≤ i < int(stop·T), no guidance (w = 1) elsewhere.
 
-    Guidance in a limited interval (Kynkäänniemi et al. 2024, arXiv 2404.07724, §3), with the step
+    Guidance in a limited interval (Kynkäänniemi et al. 2024, arXiv 2404.07724), with the step
     rule of diffusers' guiders (`ClassifierFreeGuidance(start, stop)`). Outside the interval the model
     is asked for the conditional logits only.
     """

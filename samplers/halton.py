@@ -1,5 +1,5 @@
 """The Halton reveal order (Besnier et al. 2025, "Halton Scheduler for Masked Generative Image
-Transformer", arXiv 2503.17076, §3): positions are revealed in the order of a 2-D Halton
+Transformer", arXiv 2503.17076): positions are revealed in the order of a 2-D Halton
 low-discrepancy sequence over the token grid, so that every step's new tokens are spread evenly over
 the image and far from each other (less correlated, so sampling them independently costs less).
 
@@ -61,7 +61,7 @@ def halton_rank(rows: int, cols: int) -> torch.Tensor:
 
 @register_component("confidence", "halton")
 class HaltonOrder(Confidence):
-    """Reveal positions in 2-D Halton low-discrepancy order (Halton-MaskGIT, arXiv 2503.17076, §3).
+    """Reveal positions in 2-D Halton low-discrepancy order (Halton-MaskGIT, arXiv 2503.17076).
 
     Model-free and deterministic: confidence = −(Halton rank), so the earliest-ranked masked positions
     are revealed first. With ``shift = true`` each image's order is rolled by its own random toroidal

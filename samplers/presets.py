@@ -24,7 +24,7 @@ _PRESETS: dict[str, dict] = {
                          "description": "masked Z-sampling with noise regularization"},
     "zigzag+differential": {"base": "zigzag", "probability_correctors": ["differential"],
                             "description": "masked Z-sampling with differential sampling"},
-    # -- reveal schedules (MaskGIT §4.3, open-muse) ---------------------------------------------------
+    # -- reveal schedules (MaskGIT §3.3, open-muse) ---------------------------------------------------
     "reveal-square": {"reveal_schedule": "square", "description": "mask ratio 1 − r²"},
     "reveal-cubic": {"reveal_schedule": "cubic", "description": "mask ratio 1 − r³"},
     "reveal-root": {"reveal_schedule": "root", "description": "mask ratio 1 − √r"},

@@ -1,12 +1,12 @@
 """ReMDM: re-masking committed tokens (Wang et al. 2025, "Remasking Discrete Diffusion Models with
-Inference-Time Scaling", arXiv 2503.00307, §3–4).
+Inference-Time Scaling", arXiv 2503.00307).
 
 In the vanilla sampler a revealed token is final. ReMDM's backward step re-masks each committed token
 with probability σ_t, bounded so that the marginals of the forward process are kept:
 σ_t ≤ σ_max = min(1, (1 − α_s)/α_t), α the fraction of unmasked positions before (t) and after (s)
 the step. For the MGT step we take α from the actual counts: α_t = 1 − m_i/N with m_i masked at the
 start of step i, α_s = 1 − mask_len/N with mask_len the schedule's count after it, so
-σ_max = min(1, mask_len / (N − m_i)). Strategies (§4.1):
+σ_max = min(1, mask_len / (N − m_i)). Strategies (the paper's ReMDM-cap, -rescale, -conf):
 
 - cap:      σ = min(η, σ_max)                                  (ReMDM-cap)
 - rescale:  σ = η · σ_max                                      (ReMDM-rescale)
@@ -39,7 +39,7 @@ def sigma_max(masked_before: torch.Tensor, mask_len: torch.Tensor, seq_len: int)
 
 @register_component("remask", "remdm")
 class ReMDM(RemaskPolicy):
-    """Re-mask committed tokens with probability σ_t (ReMDM cap / rescale / conf; arXiv 2503.00307 §4.1)."""
+    """Re-mask committed tokens with probability σ_t (ReMDM cap / rescale / conf; arXiv 2503.00307)."""
 
     strategy: str = "cap"
     eta: float = 0.02

@@ -13,7 +13,7 @@ from .components import RevealSchedule, clip_mask_len, register_component, requi
 
 @register_component("reveal_schedule", "cosine")
 class CosineReveal(RevealSchedule):
-    """floor(N · cos(π (i+1) / 2T)) stay masked (MaskGIT §3.2, Chang et al. 2022; Meissonic's default)."""
+    """floor(N · cos(π (i+1) / 2T)) stay masked (MaskGIT §3.3, Chang et al. 2022; Meissonic's default)."""
 
     def mask_ratio(self, progress):
         return schedules.cosine_mask_ratio(progress)
@@ -21,7 +21,7 @@ class CosineReveal(RevealSchedule):
 
 @register_component("reveal_schedule", "linear")
 class LinearReveal(RevealSchedule):
-    """floor(N · (1 − (i+1)/T)) stay masked: the same number revealed at every step (MaskGIT Fig. 3)."""
+    """floor(N · (1 − (i+1)/T)) stay masked: the same number revealed at every step (MaskGIT §3.3)."""
 
     def mask_ratio(self, progress):
         return schedules.linear_mask_ratio(progress)
@@ -29,7 +29,7 @@ class LinearReveal(RevealSchedule):
 
 @register_component("reveal_schedule", "power")
 class PowerReveal(RevealSchedule):
-    """floor(N · (1 − r^k)) stay masked: MaskGIT's concave family, any exponent k > 0 (MaskGIT §4.3, Fig. 3).
+    """floor(N · (1 − r^k)) stay masked: MaskGIT's concave family, any exponent k > 0 (MaskGIT §3.3 and its schedule ablation).
 
     k > 1 reveals few tokens early and many late (k = 2 is "square", k = 3 "cubic"); k = 1 is linear;
     k < 1 is convex (see also `root`).
@@ -46,7 +46,7 @@ class PowerReveal(RevealSchedule):
 
 @register_component("reveal_schedule", "square")
 class SquareReveal(RevealSchedule):
-    """floor(N · (1 − r²)) stay masked: MaskGIT's "square" (concave; MaskGIT §4.3, Fig. 3)."""
+    """floor(N · (1 − r²)) stay masked: MaskGIT's "square" (concave; MaskGIT §3.3 and its schedule ablation)."""
 
     def mask_ratio(self, progress):
         return schedules.power_mask_ratio(progress, 2.0)
@@ -54,7 +54,7 @@ class SquareReveal(RevealSchedule):
 
 @register_component("reveal_schedule", "cubic")
 class CubicReveal(RevealSchedule):
-    """floor(N · (1 − r³)) stay masked: MaskGIT's "cubic" (concave; MaskGIT §4.3, Fig. 3)."""
+    """floor(N · (1 − r³)) stay masked: MaskGIT's "cubic" (concave; MaskGIT §3.3 and its schedule ablation)."""
 
     def mask_ratio(self, progress):
         return schedules.power_mask_ratio(progress, 3.0)
@@ -62,7 +62,7 @@ class CubicReveal(RevealSchedule):
 
 @register_component("reveal_schedule", "root")
 class RootReveal(RevealSchedule):
-    """floor(N · (1 − r^(1/d))) stay masked: MaskGIT's convex "square root" for d = 2 (MaskGIT Fig. 3).
+    """floor(N · (1 − r^(1/d))) stay masked: MaskGIT's convex "square root" for d = 2 (MaskGIT §3.3).
 
     Many tokens early, few late: the opposite of the concave schedules.
     """

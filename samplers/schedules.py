@@ -1,7 +1,7 @@
 """Schedules as pure functions, separate from the components that use them (the k-diffusion habit).
 
 Mask-ratio schedules map progress r = (i+1)/T ∈ (0, 1] to the fraction of the N positions that stay
-masked after step i (MaskGIT, Chang et al. 2022, §3.2 "mask scheduling function" γ). They take and
+masked after step i (MaskGIT, Chang et al. 2022, arXiv 2202.04200, §3.3 "mask scheduling function" γ). They take and
 return tensors so that the vanilla schedule is evaluated in float32 exactly as diffusers does. The
 count that stays masked is floor(N · γ(r)) clipped to [1, masked − 1] (`components.clip_mask_len`),
 the rule of the vanilla step (reference §1 step 3e); `scheduled_mask_len` evaluates it for a plain
@@ -38,12 +38,12 @@ def linear_mask_ratio(progress: torch.Tensor) -> torch.Tensor:
 
 
 def power_mask_ratio(progress: torch.Tensor, exponent: float) -> torch.Tensor:
-    """γ(r) = 1 − r^k: MaskGIT's concave family (k = 2 "square", k = 3 "cubic"; MaskGIT §4.3, Fig. 3)."""
+    """γ(r) = 1 − r^k: MaskGIT's concave family (k = 2 "square", k = 3 "cubic"; MaskGIT §3.3 and its schedule ablation)."""
     return 1 - progress ** exponent
 
 
 def root_mask_ratio(progress: torch.Tensor, degree: float = 2.0) -> torch.Tensor:
-    """γ(r) = 1 − r^(1/d): MaskGIT's convex "square root" schedule for d = 2 (MaskGIT §4.3, Fig. 3)."""
+    """γ(r) = 1 − r^(1/d): MaskGIT's convex "square root" schedule for d = 2 (MaskGIT §3.3 and its schedule ablation)."""
     return 1 - progress ** (1.0 / degree)
 
 
@@ -53,7 +53,7 @@ def arccos_mask_ratio(progress: torch.Tensor) -> torch.Tensor:
 
 
 def exponential_mask_ratio(progress: torch.Tensor, seq_len: int) -> torch.Tensor:
-    """γ(r) = 1 − 2^(−log2(N)·(1 − r)) = 1 − N^(r − 1): MaskGIT's "exponential" (concave, MaskGIT Fig. 3).
+    """γ(r) = 1 − 2^(−log2(N)·(1 − r)) = 1 − N^(r − 1): MaskGIT's "exponential" (concave, MaskGIT §3.3).
 
     Base-2 arithmetic on purpose: for N a power of two the values at simple r are exact in float32,
     so floor(N·γ) does not fall one short of an integer.
@@ -62,7 +62,7 @@ def exponential_mask_ratio(progress: torch.Tensor, seq_len: int) -> torch.Tensor
 
 
 def logarithmic_mask_ratio(progress: torch.Tensor, seq_len: int) -> torch.Tensor:
-    """γ(r) = −log2(r) / log2(N), clipped to [0, 1]: MaskGIT's "logarithmic" (convex, MaskGIT Fig. 3)."""
+    """γ(r) = −log2(r) / log2(N), clipped to [0, 1]: MaskGIT's "logarithmic" (convex, MaskGIT §3.3)."""
     return (-torch.log2(progress) / math.log2(seq_len)).clamp(0, 1)
 
 

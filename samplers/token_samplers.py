@@ -57,7 +57,7 @@ class MultinomialSampler(TemperedSampler):
 
 @register_component("token_sampler", "gumbel-max-f64")
 class GumbelMaxFloat64(TemperedSampler):
-    """argmax_v (log p_v + g_v) with Gumbel noise g drawn in float64 (Zheng et al. 2024, arXiv 2409.02908, §4).
+    """argmax_v (log p_v + g_v) with Gumbel noise g drawn in float64 (Zheng et al. 2024, arXiv 2409.02908).
 
     Gumbel-max is an exact categorical sampler only with enough precision: in float32, u is rounded so
     that −log(−log u) is truncated at about 16.6, which lowers the effective temperature and the token
