@@ -89,6 +89,8 @@ class DifferentialSampling(ProbabilityCorrector):
             chosen = smallest_fraction(kl_per_position(probs, previous), candidates, self.fraction, self.scope)
             out = torch.where(chosen.unsqueeze(-1), corrected_distribution(probs, previous, self.floor), probs)
         history[ctx.step] = out if self.previous == "corrected" else probs
-        for old in [s for s in history if s < ctx.step - 1]:
-            del history[old]  # keep memory at two steps of (B, N, V)
+        # Keep the three latest step indices: a zig-zag inversion run with processors records step i + 1
+        # before step i is re-denoised, which still needs step i − 1.
+        for old in sorted(history)[:-3]:
+            del history[old]
         return out

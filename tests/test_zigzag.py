@@ -82,3 +82,18 @@ def test_zigzag_costs_what_it_declares_with_every_processor():
     generation = SamplerEngine(model).generate(variant, {}, [0, 1], (4, 4), 6, 3.0)
     assert generation.forward_passes.tolist() == [16, 16] == [variant.forward_passes(6)] * 2
     assert not bool((generation.tokens == MASK).any())
+
+
+def test_differential_still_corrects_the_re_denoise_when_the_inversion_runs_processors():
+    """Zig-zag calls the corrector at steps 0, 1 (inversion), 0, 1, 2 (inversion), 1: the last call, the
+    re-denoise of step 1, must still find step 0's distribution although step 2 was recorded since."""
+    from samplers.components import build_component
+    from catalogue_fakes import make_ctx
+    corrector = build_component("probability_corrector", "differential")
+    unknown = torch.ones(1, 6, dtype=torch.bool)
+    generation = make_ctx(0, 5, unknown).generation
+    probs = torch.rand(6, 1, 6, 4, generator=torch.Generator().manual_seed(0)).softmax(-1)
+    out = None
+    for call, step in enumerate([0, 1, 0, 1, 2, 1]):
+        out = corrector(probs[call], make_ctx(step, 5, unknown, generation=generation))
+    assert not torch.equal(out, probs[5])
