@@ -53,7 +53,7 @@ TINY_CLIP_CONFIG = {
 
 def write_tiny_clip_plugin(folder: Path) -> Path:
     """A ``--plugin`` file: registers a tiny OpenCLIP config (random weights saved next to it) so that the
-    clip_score metric runs offline, and imports the real backends' modules (registering them)."""
+    clip_score metric runs offline."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "tiny-clip.json").write_text(json.dumps(TINY_CLIP_CONFIG))
     plugin = folder / "tiny_clip_plugin.py"
@@ -65,6 +65,5 @@ def write_tiny_clip_plugin(folder: Path) -> Path:
         "if not (here / 'tiny-clip.pt').exists():\n"
         "    torch.manual_seed(0)\n"
         "    torch.save(open_clip.create_model('tiny-clip').state_dict(), here / 'tiny-clip.pt')\n"
-        "import bench.models.meissonic, bench.models.amused  # registers 'meissonic' and 'amused'\n"
     )
     return plugin
