@@ -98,6 +98,7 @@ def test_conditional_only_forward_and_row_slicing(m1024):
     tokens = torch.full((3, 256), m1024.mask_token_id)
     c_only, none = m1024.logits(tokens, cond, 0, 4, with_uncond=False)
     assert none is None and c_only.shape == (3, 256, 32)
+    c_only.add_(0.0)  # plain tensors (not inference-mode ones): samplers may edit logits in place
     c_full, _ = m1024.logits(tokens, cond, 0, 4)
     torch.testing.assert_close(c_only, c_full, rtol=1e-4, atol=1e-5)
     sub = take_rows(cond, [2])

@@ -64,7 +64,7 @@ class PromptEncoder:
         self.max_length = max_length
         self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: samplers may update the returned tensors in place
     def __call__(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(pooled (B, D), hidden (B, 77, D_h))`` in the model dtype, on the model device."""
         # One prompt per text-encoder call: an encoding must not depend on which prompts share a batch
@@ -218,7 +218,7 @@ class TokenBackend:
             "negative_hidden": neg_hidden.expand(rows, *neg_hidden.shape[1:]),
         }
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: samplers may update the returned tensors in place
     def logits(self, tokens, conditioning, step, total_steps, with_uncond=True):
         """One batched forward over [uncond; cond] (or cond only); float32 ``(B, N, codebook_size)`` each."""
         batch, seq = tokens.shape
@@ -238,7 +238,7 @@ class TokenBackend:
             return out[batch:], out[:batch]
         return out, None
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: samplers may update the returned tensors in place
     def decode(self, tokens: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
         """Images ``(B, 3, H, W)`` in [0, 1], float32: codebook lookup → VQ decoder → clip (reference §1)."""
         rows, cols = grid or self.token_grid()
