@@ -158,7 +158,9 @@ def resolve_model(
     """
     name = str(name)
     path = Path(name).expanduser()
-    patterns = list(allow_patterns or [p.strip() for req in required for p in req.split("|")] or ["*"])
+    needed = [p.strip() for req in required for p in req.split("|")]
+    patterns = list(allow_patterns or needed or ["*"])
+    fp_patterns = patterns + needed  # fingerprint every file the backend may read (both variants)
     if path.is_dir():
         missing = missing_files(path, required)
         if missing:
@@ -167,7 +169,7 @@ def resolve_model(
                 f"layout (e.g. as written by `hf download <repo> --local-dir {path}`)"
             )
         return ResolvedWeights(name, path.resolve(), None, revision, _commit_from_path(path), "local",
-                               fingerprint(path, patterns))
+                               fingerprint(path, fp_patterns))
 
     if not is_repo_id(name):
         raise MissingWeightsError(
@@ -185,7 +187,7 @@ def resolve_model(
         )
         missing = missing_files(snapshot, required)
         if not missing:
-            return ResolvedWeights(name, snapshot, name, revision, _commit_from_path(snapshot), "cache", fingerprint(snapshot, patterns))
+            return ResolvedWeights(name, snapshot, name, revision, _commit_from_path(snapshot), "cache", fingerprint(snapshot, fp_patterns))
         cache_problem = f": the cached snapshot {snapshot} lacks {', '.join(missing)}"
     except Exception as exc:  # LocalEntryNotFoundError and friends: nothing usable in the cache
         cache_problem = f": no snapshot of {name}{'@' + revision if revision else ''} ({type(exc).__name__})"
@@ -206,7 +208,7 @@ def resolve_model(
     missing = missing_files(snapshot, required)
     if missing:
         raise MissingWeightsError(f"{what} {name}: the hub repo has no {', '.join(missing)} (downloaded to {snapshot})")
-    return ResolvedWeights(name, snapshot, name, revision, _commit_from_path(snapshot), "download", fingerprint(snapshot, patterns))
+    return ResolvedWeights(name, snapshot, name, revision, _commit_from_path(snapshot), "download", fingerprint(snapshot, fp_patterns))
 
 
 def resolve_file(
