@@ -80,8 +80,9 @@ def test_other_resolutions_and_bad_parameters(amused):
         AmusedModel(path=str(tiny_checkpoint("amused")), text_encoder="x")
 
 
-def test_missing_checkpoint_fails_fast(monkeypatch):
+def test_missing_checkpoint_fails_fast(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     start = time.perf_counter()
     with pytest.raises(MissingWeightsError, match="hf download amused/amused-512"):
         AmusedModel(path="amused/amused-512", device="cpu")

@@ -162,15 +162,16 @@ def test_bad_parameters_are_config_errors():
         MeissonicModel(path=str(tiny_checkpoint("meissonic-512")), dtype="int8")
 
 
-def test_missing_weights_fail_fast_with_instructions(monkeypatch):
+def test_missing_weights_fail_fast_with_instructions(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache, whatever this machine holds
     start = time.perf_counter()
     with pytest.raises(MissingWeightsError) as info:
         MeissonicModel(path="MeissonFlow/Meissonic", device="cpu")
     assert time.perf_counter() - start < 2
     message = str(info.value)
     assert "MeissonFlow/Meissonic" in message and "hf download MeissonFlow/Meissonic" in message
-    assert "HF_HUB_OFFLINE" in message and "local directory" in message
+    assert "HF_HUB_OFFLINE" in message and "local directory" in message and str(tmp_path) in message
     # the default text encoder of the 1024 family is laion's CLIP-H: missing here, and said so
     with pytest.raises(MissingWeightsError, match=LAION_CLIP_H.replace("/", "/")):
         MeissonicModel(path=str(tiny_checkpoint("meissonic-1024")), device="cpu", height=1024, width=32)

@@ -101,10 +101,11 @@ def test_amused_config_runs_in_process(tmp_path):
 
 @pytest.mark.parametrize("name, repo", [("meissonic-1024", "MeissonFlow/Meissonic"),
                                         ("meissonic-512", "Collov-Labs/Monetico"), ("amused-256", "amused/amused-256")])
-def test_shipped_configs_name_their_weights_and_fail_fast_without_them(name, repo, monkeypatch):
+def test_shipped_configs_name_their_weights_and_fail_fast_without_them(name, repo, monkeypatch, tmp_path):
     from bench.models.registry import MODELS  # the real backends are built-in entries
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     config = load_config(name)
     assert config.model_args["path"] == repo
     with pytest.raises(MissingWeightsError, match=f"hf download {repo}"):

@@ -158,6 +158,7 @@ def resolve_model(
     """
     name = str(name)
     path = Path(name).expanduser()
+    cache_dir = cache_dir or os.environ.get("HF_HUB_CACHE") or None  # read now, like HF_HUB_OFFLINE
     needed = [p.strip() for req in required for p in req.split("|")]
     patterns = list(allow_patterns or needed or ["*"])
     fp_patterns = patterns + needed  # fingerprint every file the backend may read (both variants)
@@ -226,6 +227,7 @@ def resolve_file(
     """
     name = str(repo_or_path)
     path = Path(name).expanduser()
+    cache_dir = cache_dir or os.environ.get("HF_HUB_CACHE") or None
     if path.is_file():
         return path.resolve()
     if path.is_dir():
