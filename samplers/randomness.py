@@ -44,8 +44,98 @@ def gumbel(generators: Sequence[torch.Generator], shape: tuple[int, ...], device
 
 
 def multinomial(generators: Sequence[torch.Generator], probs: torch.Tensor) -> torch.Tensor:
-    """One categorical draw per position: probs ``(B, N, V)`` → tokens ``(B, N)``."""
+    """One categorical draw per position: probs ``(B, N, V)`` → tokens ``(B, N)``.
+
+    Token for token, and generator state for generator state, what ``torch.multinomial(probs[b], 1,
+    generator=…)`` returns; on the CPU it gets there with less work (see `exponential_race`).
+    """
     out = torch.empty(probs.shape[:-1], dtype=torch.long, device=probs.device)
     for row, generator in enumerate(generators):
-        out[row] = torch.multinomial(probs[row], 1, generator=generator)[:, 0]
+        if _race_applies(probs[row], generator):
+            out[row] = exponential_race(probs[row], generator)
+        else:
+            out[row] = torch.multinomial(probs[row], 1, generator=generator)[:, 0]
     return out
+
+
+# -- torch.multinomial, exactly, with less work ------------------------------------------------------
+#
+# For one sample per row, torch.multinomial (ATen Distributions.cpp, the "fast-path ... if only one
+# sample is drawn", PyTorch issue 11931) fills q = empty_like(p).exponential_(1, generator) — one float32
+# q = −log1p(−u) per entry from a float64 uniform u — and returns argmax(p / q): the exponential race, an
+# exact categorical sampler. On the CPU, that serial log1p over every entry (33.5 M per image per
+# Meissonic step) is most of a sampler step. Since −log1p(−u) ≥ u, p/u bounds p/q from above: after
+# drawing the *same* uniforms (same generator, same order, so the stream is consumed exactly as torch
+# does), only the few entries whose bound reaches a row's best exact value need their exact race value.
+# The winner is torch's argmax: the first index on ties, NaN above everything.
+
+#: uniforms drawn per chunk (float64, 16 MiB): the extra memory stays a small fraction of the logits.
+_RACE_CHUNK = 1 << 21
+#: relative slack on the p/u bound: covers the float32 roundings of q and of p/q (≤ 2^-20) with margin.
+_RACE_SLACK = 1.0 + 1e-5
+_race_checked: bool | None = None
+
+
+def _race_value(p: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """p / q with q = float32(−log1p(−u)): the value torch.multinomial's argmax compares."""
+    return p / (-torch.log1p(-u)).to(p.dtype)
+
+
+def exponential_race(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``torch.multinomial(probs, 1, generator=generator)[:, 0]`` for float32 probs ``(N, V)`` on the CPU."""
+    rows, vocab = probs.shape
+    out = torch.empty(rows, dtype=torch.long)
+    step = max(1, _RACE_CHUNK // vocab)
+    buffer = torch.empty((min(step, rows), vocab), dtype=torch.float64)
+    for start in range(0, rows, step):
+        p = probs[start:start + step]
+        u = buffer[: p.shape[0]].uniform_(0, 1, generator=generator)
+        bound = p / u  # float64, ≥ every entry's race value (NaN where p = u = 0, as torch's 0/0)
+        leader = bound.argmax(dim=-1, keepdim=True)
+        best = _race_value(p.gather(1, leader), u.gather(1, leader))  # ≤ the row's maximum race value
+        best = torch.where(best > 1e-30, best, torch.zeros_like(best))  # denormal territory: keep every entry
+        candidate = ~(bound * _RACE_SLACK < best)  # `not <` rather than `>=`: a NaN bound stays a candidate
+        row, col = candidate.nonzero(as_tuple=True)
+        out[start:start + p.shape[0]] = _first_argmax(row, col, _race_value(p[row, col], u[row, col]),
+                                                      p.shape[0], vocab)
+    return out
+
+
+def _first_argmax(row: torch.Tensor, col: torch.Tensor, value: torch.Tensor, rows: int, vocab: int) -> torch.Tensor:
+    """Per row, the smallest column among the maximal values, NaN above everything: torch.argmax's rule."""
+    nan = torch.isnan(value)
+    has_nan = torch.zeros(rows, dtype=torch.long).scatter_reduce(0, row, nan.long(), "amax")
+    finite = torch.where(nan, torch.full_like(value, float("-inf")), value)
+    top = torch.full((rows,), float("-inf"), dtype=value.dtype).scatter_reduce(0, row, finite, "amax")
+    winner = torch.where(has_nan[row] > 0, nan, finite == top[row])
+    return torch.full((rows,), vocab, dtype=torch.long).scatter_reduce(0, row[winner], col[winner], "amin")
+
+
+def _race_applies(probs: torch.Tensor, generator: torch.Generator) -> bool:
+    """Float32 CPU rows with finite, positive sums (torch.multinomial raises on the others, and still does),
+    once this PyTorch build has been seen to match torch.multinomial."""
+    if probs.device.type != "cpu" or generator.device.type != "cpu" or probs.dtype != torch.float32 \
+            or probs.dim() != 2 or probs.shape[-1] < 2:
+        return False
+    low, high = torch.aminmax(probs)  # torch.multinomial's own validity checks, in one pass and a sum
+    if not (bool(low >= 0) and bool(torch.isfinite(high)) and bool((probs.sum(dim=-1) > 0).all())):
+        return False
+    return _race_matches_torch()
+
+
+def _race_matches_torch() -> bool:
+    """Does `exponential_race` reproduce torch.multinomial (tokens and generator state) in this build?
+
+    Checked once per process on peaked, flat and partly zero rows: should a PyTorch release change how
+    multinomial draws, the sampler falls back to torch.multinomial itself instead of drifting.
+    """
+    global _race_checked
+    if _race_checked is None:
+        source = torch.Generator().manual_seed(1234)
+        logits = torch.randn(48, 300, generator=source) * torch.linspace(0.1, 12, 48)[:, None]
+        probs = logits.softmax(dim=-1)
+        probs[::5, ::3] = 0.0
+        ours, theirs = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+        same = torch.equal(exponential_race(probs, ours), torch.multinomial(probs, 1, generator=theirs)[:, 0])
+        _race_checked = same and torch.equal(ours.get_state(), theirs.get_state())
+    return _race_checked
