@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pandas as pd
@@ -19,7 +18,7 @@ from PIL import Image
 
 from model_fixtures import laion_clip, tiny_checkpoint, write_tiny_clip_plugin
 
-from bench.config import CONFIG_DIR, load_config
+from bench.config import CONFIG_DIR, load_config, tomllib  # tomllib, or tomli before Python 3.11
 from mgt_common.errors import MissingWeightsError
 
 REPO = Path(__file__).resolve().parents[1]
