@@ -87,3 +87,25 @@ def test_missing_checkpoint_fails_fast(monkeypatch, tmp_path):
     with pytest.raises(MissingWeightsError, match="hf download amused/amused-512"):
         AmusedModel(path="amused/amused-512", device="cpu")
     assert time.perf_counter() - start < 2
+
+
+def test_the_vanilla_sampler_on_this_backend_is_the_diffusers_pipeline(amused):
+    """The whole chain: our engine's vanilla variant driving this backend = AmusedPipeline, token for token."""
+    from diffusers import AmusedScheduler
+
+    from samplers.engine import SamplerEngine
+    from samplers.variant import build_variant
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from diffusers.pipelines.deprecated.amused.pipeline_amused import AmusedPipeline
+
+        pipe = AmusedPipeline(vqvae=amused.vqvae, tokenizer=amused.prompts.tokenizer,
+                              text_encoder=amused.prompts.text_encoder, transformer=amused.transformer,
+                              scheduler=AmusedScheduler(mask_token_id=amused.mask_token_id))
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe(["a lighthouse at dusk"], num_inference_steps=6, guidance_scale=10.0,
+                    generator=torch.Generator().manual_seed(7), output_type="latent").images.reshape(1, -1)
+    generation = SamplerEngine(amused).generate(build_variant("vanilla"), amused.encode(["a lighthouse at dusk"]), [7],
+                                                amused.token_grid(), 6, 10.0, device="cpu")
+    assert torch.equal(generation.tokens, expected)
