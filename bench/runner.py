@@ -115,12 +115,13 @@ class Benchmark:
             factory = MODELS.get(self.config.model_name)
             args = {"device": self.device, "dtype": self.config.dtype, **self.config.model_args}
             self.model = factory(**args)
-            self.model_description = {"name": self.config.model_name, **self.model.describe()}
         return self.model
 
     def plan(self) -> list[Unit]:
         model = self.load_model()
         self.grid = model.token_grid(self.config.height, self.config.width)
+        # described after token_grid: a backend may switch resolution there (Meissonic 1024 ↔ 512 rules)
+        self.model_description = {"name": self.config.model_name, **self.model.describe()}
         self.negative_prompt = self.config.negative_prompt
         if self.negative_prompt is None:
             self.negative_prompt = getattr(model, "default_negative_prompt", None)
@@ -129,8 +130,11 @@ class Benchmark:
         return self._planned_units
 
     def model_identity(self) -> dict[str, Any]:
-        description = dict(self.model.describe())
-        description.pop("device", None)  # the device type enters the unit key separately
+        """What of the model decides its images (for unit keys): `identity()` where the backend has one —
+        weights by fingerprint, not by folder — else `describe()`; never the device (keyed by type apart)."""
+        identity = getattr(self.model, "identity", None)
+        description = dict(identity() if identity is not None else self.model.describe())
+        description.pop("device", None)
         return {"name": self.config.model_name, **description, "grid": list(self.grid)}
 
     # -- the guard against mixing configs --------------------------------------------------------
