@@ -10,6 +10,7 @@ anything else given as `prompts` in a config is read as a file path.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,7 +70,8 @@ def read_prompt_file(path: Path) -> list[Prompt]:
         raise ConfigError(f"prompts: cannot read {path}: {exc.strerror}") from None
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
-        rows = list(csv.DictReader(text.splitlines(), delimiter="\t" if suffix == ".tsv" else ","))
+        # io.StringIO, not splitlines(): a quoted field may span lines, and splitlines() drops its newlines
+        rows = list(csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ","))
         if rows and "prompt" not in rows[0]:
             raise ConfigError(f"prompts: {path} has no 'prompt' column (columns: {', '.join(rows[0])}); "
                               "name the prompt column 'prompt'")

@@ -134,6 +134,7 @@ def test_prompt2seed_file(tmp_path):
     ("p.txt", "a cat\n\na dog\n", lambda ps: [p.text for p in ps] == ["a cat", "a dog"]),
     ("p.csv", "prompt,category,seed\na cat,animals,3\n", lambda ps: (ps[0].category, ps[0].seed) == ("animals", 3)),
     ("p.jsonl", '{"prompt": "a cat", "category": "animals", "seed": 5}\n', lambda ps: ps[0].seed == 5),
+    ("q.csv", 'prompt,seed\n"a sign that says\n""hi""",1\nnext,2\n', lambda ps: [p.text for p in ps] == ['a sign that says\n"hi"', "next"]),
 ])
 def test_generic_files(tmp_path, name, content, check):
     path = tmp_path / name
