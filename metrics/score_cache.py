@@ -1,6 +1,7 @@
 """A content-addressed cache of per-image scores, so that re-scoring a finished run costs nothing.
 
-Key: (sha256 of the image file's bytes, sha256 of the prompt text, the scorer's ``cache_id``). The
+Key: (sha256 of the image file's bytes, sha256 of the prompt text, the scorer's ``cache_id``); for
+metrics that read the generated tokens, a hash of the tokens joins the image hash. The
 ``cache_id`` carries the scorer's name, code version, parameters and weights, so a new checkpoint or a
 changed parameter misses the cache, while a new metric added to a finished run scores only itself.
 The prompt is part of the key because text-conditioned scores (HPSv2, CLIP score, PickScore) depend on it.
@@ -122,6 +123,10 @@ def score_with_cache(metric: PerImageMetric, cache: ScoreCache | None, image_pat
     if "world" in metric.needs and world is None:
         raise ValueError(f"metric {metric.name!r} needs the synthetic world")
     hashes = list(image_hashes) if image_hashes is not None else [image_sha256(p) for p in image_paths]
+    if "tokens" in metric.needs:
+        # a token-level metric scores the tokens, and two token grids may decode to the same PNG
+        hashes = [f"{h}+{hashlib.sha256(t.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]}"
+                  for h, t in zip(hashes, tokens)]
     keys = [(h, prompt_sha256(p)) for h, p in zip(hashes, prompts)]
     scorer_id = metric.cache_id
     known = cache.get(scorer_id, keys) if cache is not None else {}

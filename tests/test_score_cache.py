@@ -115,3 +115,24 @@ def test_no_cache_still_scores(images):
     assert metric.images == 6 and scores.dtype == torch.float64
     with pytest.raises(ValueError, match="prompts"):
         score_with_cache(metric, None, images, PROMPTS[:2])
+
+
+class TokenSum(Counting):
+    name = "token-sum"
+    needs = frozenset({"tokens"})
+
+    def score(self, batch):
+        self.images += len(batch.prompts)
+        return batch.tokens.double().sum(dim=1)
+
+
+def test_token_metrics_key_on_the_tokens_too(images, tmp_path):
+    same_png = [images[0], images[0]]
+    tokens = [torch.tensor([1, 2, 3]), torch.tensor([4, 5, 6])]  # two grids that (here) share one PNG
+    metric = TokenSum()
+    with ScoreCache(tmp_path / "s.sqlite") as cache:
+        scores = score_with_cache(metric, cache, same_png, ["p", "p"], tokens=tokens)
+        assert scores.tolist() == [6.0, 15.0] and metric.images == 2
+        again = TokenSum()
+        assert score_with_cache(again, cache, same_png, ["p", "p"], tokens=tokens).tolist() == [6.0, 15.0]
+        assert again.images == 0
