@@ -11,13 +11,17 @@ the single-process run's.
     python benchmarks/scaling.py --processes 1,2,4 --out /scratch/scaling -- --limit 16 --steps 8
 
 Arguments after ``--`` go to every ``run_bench.py`` call. torchrun gives each rank one CPU thread
-(OMP_NUM_THREADS=1) unless you set it; the single process uses torch's default.
+(OMP_NUM_THREADS=1) unless you set it; the single process uses torch's default. ``--threads K`` sets
+OMP_NUM_THREADS=K for every process, so that n processes are compared with one at equal threads per
+process (on a shared, oversubscribed machine torch's multi-threaded small ops can be far slower
+than one thread).
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -55,14 +59,16 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--processes", default="1,2", help="comma-separated process counts (default 1,2)")
     parser.add_argument("--out", default="results/scaling", help="parent folder of the run directories")
+    parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS for every process (default: launcher's)")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args(own)
+    env = dict(os.environ) | ({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {})
     counts = [int(n) for n in args.processes.split(",")]
     rows, reference = [], None
     for n in counts:
         out = Path(args.out) / f"np{n}"
         started = time.perf_counter()
-        done = subprocess.run(command(n, out, extra), cwd=REPO, capture_output=True, text=True)
+        done = subprocess.run(command(n, out, extra), cwd=REPO, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - started
         if done.returncode != 0:
             print(done.stdout[-3000:], done.stderr[-3000:], file=sys.stderr)
