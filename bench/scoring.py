@@ -101,7 +101,9 @@ def set_metric_rows(samples: pd.DataFrame, metrics: dict[str, Any], store: RunDi
                 key = stable_hash({"metric": label, "describe": metric.describe(),
                                    "units": sorted(subset["unit_key"])}, 32)
                 if key not in known:
-                    images = torch.stack([load_image(store.root / p) for p in subset["image_path"]])
+                    # batches, not one stacked tensor: 3,200 images at 1024² would be 40 GB at once
+                    paths = [store.root / p for p in subset["image_path"]]
+                    images = (torch.stack([load_image(p) for p in paths[i:i + 64]]) for i in range(0, len(paths), 64))
                     results = metric.compute(images, subset["prompt"].tolist(), world=world,
                                              prompt_ids=subset["prompt_id"].tolist())
                     known[key] = [{"metric": name if name == label or len(results) > 1 else label,
