@@ -361,15 +361,23 @@ class Benchmark:
         return "; ".join(parts)
 
     def widen_threads(self) -> None:
-        """Rank 0 scores alone: give it the CPU threads its node's ranks had between them.
+        """Rank 0 scores alone: give it the threads a single process would have (torch's default, one per
+        physical core), at most what its node's ranks had between them.
 
         torchrun sets OMP_NUM_THREADS=1 per rank; scoring with one thread is slow, and some reductions
-        (e.g. the eigenvalues inside FID) round differently with another thread count, so a merged run
-        would differ from a single-process one in the last digits of its set metrics.
+        (the eigenvalues inside FID) round differently with another thread count, so the merged run's set
+        metrics would differ from a single process's in their last digits.
         """
         ranks_here = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
-        if ranks_here > 1:
-            torch.set_num_threads(max(1, min(os.cpu_count() or 1, torch.get_num_threads() * ranks_here)))
+        if ranks_here <= 1:
+            return
+        try:
+            import psutil
+
+            cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
+        except ImportError:
+            cores = os.cpu_count() or 1
+        torch.set_num_threads(max(1, min(cores, torch.get_num_threads() * ranks_here)))
 
     def per_image_figures(self, stats: dict[str, Any]) -> dict[str, Any]:
         """Add per-image time and memory to generate_units' figures (issue 7: reported in the manifest)."""
