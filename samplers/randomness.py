@@ -90,14 +90,16 @@ def exponential_race(probs: torch.Tensor, generator: torch.Generator) -> torch.T
     for start in range(0, rows, step):
         p = probs[start:start + step]
         u = buffer[: p.shape[0]].uniform_(0, 1, generator=generator)
-        bound = p / u  # float64, ≥ every entry's race value (NaN where p = u = 0, as torch's 0/0)
+        bound = p / u  # float64, ≥ every entry's race value
+        # argmax lets NaN and inf win, so a row with u = 0 somewhere (p/0) shows up in its leader's value
         leader = bound.argmax(dim=-1, keepdim=True)
         best = _race_value(p.gather(1, leader), u.gather(1, leader))  # ≤ the row's maximum race value
-        best = torch.where(best > 1e-30, best, torch.zeros_like(best))  # denormal territory: keep every entry
-        candidate = ~(bound * _RACE_SLACK < best)  # `not <` rather than `>=`: a NaN bound stays a candidate
-        row, col = candidate.nonzero(as_tuple=True)
-        out[start:start + p.shape[0]] = _first_argmax(row, col, _race_value(p[row, col], u[row, col]),
-                                                      p.shape[0], vocab)
+        if bool(torch.isfinite(best).all()) and bool((best > 1e-30).all()):
+            row, col = torch.ge(bound, best / _RACE_SLACK).nonzero(as_tuple=True)
+            values = _race_value(p[row, col], u[row, col])
+            out[start:start + p.shape[0]] = _first_argmax(row, col, values, p.shape[0], vocab)
+        else:  # a zero uniform or denormal values (probability ~2^-53 per entry): torch's own formula
+            out[start:start + p.shape[0]] = _race_value(p, u).argmax(dim=-1)
     return out
 
 
