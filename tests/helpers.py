@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -50,3 +52,41 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
                           capture_output=True, text=True, timeout=timeout)
 
 
+
+
+# Test-only plugin: SIGKILLs the process when it is about to journal its N-th batch, i.e. after that
+# batch's PNGs were written but before they count as done: the worst moment for a kill.
+KILLER = '''
+import os, signal
+from bench.store import RunDirectory
+
+_append = RunDirectory.append
+_calls = {"n": 0}
+
+def append(self, name, records):
+    if name == "generated" and os.environ.get("KILL_AT_BATCH"):
+        _calls["n"] += 1
+        if _calls["n"] == int(os.environ["KILL_AT_BATCH"]):
+            os.kill(os.getpid(), signal.SIGKILL)
+    return _append(self, name, records)
+
+RunDirectory.append = append
+'''
+
+
+def tables(run_dir: Path) -> dict[str, pd.DataFrame]:
+    samples = pd.read_csv(run_dir / "samples.csv").drop(columns=["seconds"])
+    return {"samples": samples, "scores": pd.read_csv(run_dir / "scores.csv"),
+            "set_metrics": pd.read_csv(run_dir / "set_metrics.csv")}
+
+
+def image_bytes(run_dir: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((run_dir / "images").rglob("*.png"))}
+
+
+def assert_same_run(run_dir: Path, reference: Path) -> None:
+    """Same tables (timings aside) and the same image bytes."""
+    expected, got = tables(reference), tables(run_dir)
+    for name in expected:
+        pd.testing.assert_frame_equal(got[name], expected[name], check_exact=True, obj=name)
+    assert image_bytes(run_dir) == image_bytes(reference)

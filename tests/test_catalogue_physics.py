@@ -5,7 +5,6 @@ that follow from exactness."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 from bench.models.synthetic import SyntheticModel
 from samplers.engine import SamplerEngine

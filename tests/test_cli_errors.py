@@ -1,7 +1,6 @@
 """Bad input: one clear line naming the key and the fix, exit code 2, nothing written, no traceback."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 

@@ -3,41 +3,10 @@ uninterrupted run; a finished run recomputes nothing; its report re-renders with
 from __future__ import annotations
 
 import signal
-from pathlib import Path
-
-import pandas as pd
 
 from bench.cli import main
-from helpers import run_cli, write_tiny_config
+from helpers import KILLER, assert_same_run, run_cli, write_tiny_config
 
-# Test-only plugin: SIGKILLs the process when it is about to journal its N-th batch, i.e. after that
-# batch's PNGs were written but before they count as done: the worst moment for a kill.
-KILLER = '''
-import os, signal
-from bench.store import RunDirectory
-
-_append = RunDirectory.append
-_calls = {"n": 0}
-
-def append(self, name, records):
-    if name == "generated" and os.environ.get("KILL_AT_BATCH"):
-        _calls["n"] += 1
-        if _calls["n"] == int(os.environ["KILL_AT_BATCH"]):
-            os.kill(os.getpid(), signal.SIGKILL)
-    return _append(self, name, records)
-
-RunDirectory.append = append
-'''
-
-
-def tables(run_dir: Path) -> dict[str, pd.DataFrame]:
-    samples = pd.read_csv(run_dir / "samples.csv").drop(columns=["seconds"])
-    return {"samples": samples, "scores": pd.read_csv(run_dir / "scores.csv"),
-            "set_metrics": pd.read_csv(run_dir / "set_metrics.csv")}
-
-
-def image_bytes(run_dir: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted((run_dir / "images").rglob("*.png"))}
 
 
 def test_kill_9_then_resume_equals_uninterrupted(tmp_path, monkeypatch, capsys):
@@ -63,9 +32,7 @@ def test_kill_9_then_resume_equals_uninterrupted(tmp_path, monkeypatch, capsys):
     assert main(["--config", str(config), "--out", str(resumed)]) == 0
     assert "12 images generated, 4 reused" in capsys.readouterr().out
 
-    for name, frame in tables(reference).items():
-        pd.testing.assert_frame_equal(frame, tables(resumed)[name], check_exact=True, obj=name)
-    assert image_bytes(reference) == image_bytes(resumed)
+    assert_same_run(resumed, reference)
     assert not list(resumed.rglob("*.tmp"))
 
     # a finished run recomputes nothing, and its report re-renders from the tables alone

@@ -15,7 +15,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
 
@@ -27,47 +26,11 @@ from bench.sharding import Shard, assign, detect_shard, parse_shard, shard_units
 from mgt_common.errors import UserError
 from samplers.variant import build_variant
 
+from helpers import KILLER, assert_same_run, image_bytes, write_tiny_config
+
 REPO = Path(__file__).resolve().parent.parent
 
-CONFIG = """
-name = "tiny-sharded"
-limit = 4
-seeds = [0, 1]
-steps = 5
-guidance = 3.0
-samplers = ["vanilla", "cfg-linear"]
-metrics = ["world-loglik", "world-alignment", { name = "fid", reference_per_prompt = 2 }]
-batch_size = 2
-bootstrap = 200
 
-[model]
-name = "synthetic"
-grid = 8
-text_strength = 0.25
-
-[prompts]
-source = "synthetic-world"
-n = 12
-"""
-
-# Test-only plugin: SIGKILL this process when it is about to journal its N-th batch (its PNGs written, not
-# yet counted as done: the worst moment for a kill).
-KILLER = '''
-import os, signal
-from bench.store import RunDirectory
-
-_append = RunDirectory.append
-_calls = {"n": 0}
-
-def append(self, name, records):
-    if name == "generated" and os.environ.get("KILL_AT_BATCH"):
-        _calls["n"] += 1
-        if _calls["n"] == int(os.environ["KILL_AT_BATCH"]):
-            os.kill(os.getpid(), signal.SIGKILL)
-    return _append(self, name, records)
-
-RunDirectory.append = append
-'''
 
 LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT",
                       "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_STEP")
@@ -182,21 +145,8 @@ def _shard(config: Path, out: Path, shard: str, *extra: str, **env: str) -> subp
                             stderr=subprocess.PIPE, text=True)
 
 
-def tables(run_dir: Path) -> dict[str, pd.DataFrame]:
-    return {"samples": pd.read_csv(run_dir / "samples.csv").drop(columns=["seconds"]),
-            "scores": pd.read_csv(run_dir / "scores.csv"),
-            "set_metrics": pd.read_csv(run_dir / "set_metrics.csv")}
-
-
-def image_bytes(run_dir: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted((run_dir / "images").rglob("*.png"))}
-
-
-def assert_same_run(run_dir: Path, reference: Path) -> None:
-    expected, got = tables(reference), tables(run_dir)
-    for name in expected:
-        pd.testing.assert_frame_equal(got[name], expected[name], check_exact=True, obj=name)
-    assert image_bytes(run_dir) == image_bytes(reference)
+def assert_same_sixteen(run_dir: Path, reference: Path) -> None:
+    assert_same_run(run_dir, reference)
     assert len(image_bytes(reference)) == 16
 
 
@@ -204,8 +154,7 @@ def assert_same_run(run_dir: Path, reference: Path) -> None:
 def reference(tmp_path_factory):
     """The single-process run of the tiny config."""
     root = tmp_path_factory.mktemp("reference")
-    config = root / "config.toml"
-    config.write_text(CONFIG)
+    config = write_tiny_config(root / "config.toml", limit=4, steps=5, batch_size=2)
     assert main(["--config", str(config), "--out", str(root / "run")]) == 0
     return config, root / "run"
 
@@ -222,7 +171,7 @@ def test_two_concurrent_shards_then_merge_equal_one_process(reference, tmp_path,
     assert sorted(p.name for p in (out / "journal").iterdir()) == ["generated.0of2.jsonl", "generated.1of2.jsonl"]
 
     assert main(["--merge", str(out)]) == 0
-    assert_same_run(out, single)
+    assert_same_sixteen(out, single)
     manifest = __import__("json").loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["shards"]["count"] == 2
     assert sorted(manifest["shards"]["records"]) == ["0of2", "1of2"]
@@ -258,7 +207,7 @@ def test_a_killed_shard_is_rerun_alone_and_nothing_else_is_redone(reference, tmp
     assert len(changed) <= 2  # at most the killed batch's PNGs (written, never journalled) are rewritten
 
     assert main(["--merge", str(out)]) == 0
-    assert_same_run(out, single)
+    assert_same_sixteen(out, single)
 
 
 def test_fresh_is_refused_for_separate_shards(reference, tmp_path, capsys):

@@ -20,7 +20,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
 
 from mgt_common.errors import ConfigError
 

@@ -16,7 +16,6 @@ import torch
 
 from mgt_common.errors import ConfigError
 
-from .weights import ResolvedWeights
 
 DTYPES = {
     "fp32": torch.float32, "float32": torch.float32,
