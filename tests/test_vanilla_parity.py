@@ -9,34 +9,12 @@ import pytest
 import torch
 from diffusers import AmusedScheduler
 
+from catalogue_fakes import MASK, FixedLogits
 from samplers.engine import SamplerEngine
 from samplers.variant import build_variant
 
-MASK = 1000
 
-
-class FixedLogitsModel:
-    """Returns pre-drawn logits for each step (a stand-in transformer whose outputs we control)."""
-
-    mask_token_id = MASK
-
-    def __init__(self, steps: int, seq_len: int, vocab: int, seed: int = 0, scale: float = 3.0):
-        generator = torch.Generator().manual_seed(seed)
-        self.cond = torch.randn(steps, seq_len, vocab, generator=generator) * scale
-        self.uncond = torch.randn(steps, seq_len, vocab, generator=generator) * scale
-        self.codebook_size = vocab
-        self.forward_passes = 0
-        self.seen_tokens: list[torch.Tensor] = []
-
-    def logits(self, tokens, conditioning, step, total_steps, with_uncond=True):
-        self.forward_passes += 1
-        self.seen_tokens.append(tokens.clone())
-        batch = tokens.shape[0]
-        cond = self.cond[step].expand(batch, -1, -1).clone()
-        return cond, (self.uncond[step].expand(batch, -1, -1).clone() if with_uncond else None)
-
-
-def reference_trajectory(model: FixedLogitsModel, steps: int, seed: int, schedule: str, guidance: float):
+def reference_trajectory(model: FixedLogits, steps: int, seed: int, schedule: str, guidance: float):
     scheduler = AmusedScheduler(mask_token_id=MASK, masking_schedule=schedule)
     scheduler.set_timesteps(steps)
     generator = torch.Generator().manual_seed(seed)
@@ -56,13 +34,13 @@ def reference_trajectory(model: FixedLogitsModel, steps: int, seed: int, schedul
 @pytest.mark.parametrize("guidance", [1.0, 4.0])
 def test_vanilla_matches_amused_scheduler_every_step(schedule, variant, steps, seq_len, vocab, guidance):
     for seed in range(3):
-        model = FixedLogitsModel(steps, seq_len, vocab, seed=seed + 10)
+        model = FixedLogits(steps, seq_len, vocab, seed=seed + 10)
         expected = reference_trajectory(model, steps, seed, schedule, guidance)
-        model.seen_tokens.clear()
+        model.calls.clear()
         generation = SamplerEngine(model).generate(build_variant(variant), {}, [seed], (1, seq_len), steps, guidance)
         # the engine's input at step i+1 is the reference's output of step i
         for step, state in enumerate(expected[:-1]):
-            assert torch.equal(model.seen_tokens[step + 1], state), f"step {step} differs (seed {seed})"
+            assert torch.equal(model.calls[step + 1][0], state), f"step {step} differs (seed {seed})"
         assert torch.equal(generation.tokens, expected[-1])
         assert generation.forward_passes.tolist() == [steps]
 
@@ -72,7 +50,7 @@ def test_reveal_counts_follow_the_cosine_schedule():
     import math
 
     steps, seq_len = 8, 64
-    model = FixedLogitsModel(steps, seq_len, 32)
+    model = FixedLogits(steps, seq_len, 32)
     generation = SamplerEngine(model).generate(build_variant("vanilla"), {}, [0], (8, 8), steps, 1.0)
     expected, masked = [], seq_len
     for i in range(steps - 1):
