@@ -180,7 +180,8 @@ class Benchmark:
             "variants": {name: {"description": v.description, "summary": v.summary(), "components": v.resolved(),
                                 "forward_passes_per_image": v.forward_passes(self.config.steps)}
                          for name, v in self.variants.items()},
-            "metrics": {label: m.describe() for label, m in self.metrics.items()},
+            "metrics": {label: {**m.describe(), "notes": m.notes() if hasattr(m, "notes") else []}
+                        for label, m in self.metrics.items()},
             "model": self.model_description or previous.get("model"),
             "prompts": {"source": self.config.prompt_source[0], "count": len(self.prompts)},
             "seeds": sorted({u.seed for u in units}),

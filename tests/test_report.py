@@ -207,3 +207,16 @@ def test_reading_sentences():
     unclear = row.copy()
     unclear["p_sign_adj"] = 0.2
     assert reading(unclear, "vanilla", "HPS v2.1", "prompts", "holm", 0.05).startswith("no detectable difference from vanilla")
+
+
+def test_scorer_notes_reach_the_report(tmp_path):
+    """A scorer's caveat recorded in the manifest (e.g. captions cut at 77 tokens) is shown under Warnings."""
+    import json as _json
+
+    run = make_run_dir(tmp_path / "run", n_prompts=6)
+    manifest = _json.loads((run / "manifest.json").read_text())
+    first = next(iter(manifest["metrics"]))
+    manifest["metrics"][first]["notes"] = ["clip_score: 3 distinct caption(s) exceed 77 tokens and were truncated"]
+    (run / "manifest.json").write_text(_json.dumps(manifest))
+    paths = render_report(run)
+    assert "3 distinct caption(s) exceed 77 tokens" in paths["markdown"].read_text()

@@ -178,6 +178,8 @@ def load_run(run_dir: Path | str, **setting_overrides: Any) -> Run:
         for w in dict.fromkeys(set_metrics["warnings"].dropna().astype(str)):
             if w.strip():
                 warnings.append(w.strip())
+    for info in manifest.get("metrics", {}).values():  # a scorer's own caveats (e.g. captions cut at 77 tokens)
+        warnings.extend(str(note) for note in (info.get("notes") or []) if str(note).strip())
     unknown = sorted(set(scores["metric"]) - set(manifest.get("metrics", {})))
     if unknown:
         warnings.append(f"metrics {unknown} are not in the manifest; assumed higher is better, no tie tolerance")
