@@ -42,6 +42,8 @@ class WorldAlignment(_WorldMetric):
     """Exact posterior probability that the image shows its prompt (the world's CLIP score; higher is better)."""
 
     higher_is_better = True
+    # A probability: gaps below 1e-4 (e.g. 1 − 1e-7 vs 1) are not a better image, they are a tie.
+    tie_tolerance = 1e-4
 
     def score(self, batch: ScoreBatch) -> torch.Tensor:
         return batch.world.prompt_posterior(self.tokens(batch), list(batch.prompts)).double()

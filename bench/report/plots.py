@@ -70,8 +70,9 @@ def win_rate_plot(run: Run, t: ReportTables, path: Path) -> Path | None:
             ax.set_title(f"{run.display_name(m)} ({arrow} better)")
         for ax in list(axes.flat)[len(metrics):]:
             ax.axis("off")
-        fig.suptitle(f"Paired win rate vs {run.baseline} (ties ½); bars: {100 * run.settings.confidence:.0f} % cluster-bootstrap CI;"
-                     f" blue = significant after {run.settings.correction}", fontsize=8, y=1.0)
+        # no explicit y: constrained layout then keeps the title clear of the panel titles
+        fig.suptitle(f"Paired win rate vs {run.baseline} (ties ½); bars: {100 * run.settings.confidence:.0f} % cluster-bootstrap CI;\n"
+                     f"blue = significant after {run.settings.correction}", fontsize=8)
         return _save(fig, path)
 
 
