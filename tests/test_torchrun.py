@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from bench.cli import main
-from test_sharding import CONFIG, REPO, _env, assert_same_run
+from helpers import REPO, assert_same_run, write_tiny_config
+from test_sharding import _env
 
 
 def _torchrun_available() -> str | None:
@@ -31,8 +32,7 @@ def _torchrun_available() -> str | None:
 
 @pytest.mark.skipif(_torchrun_available() is not None, reason=str(_torchrun_available()))
 def test_torchrun_two_ranks_equal_one_process(tmp_path, capsys):
-    config = tmp_path / "config.toml"
-    config.write_text(CONFIG)
+    config = write_tiny_config(tmp_path / "config.toml", limit=4, steps=5, batch_size=2)
     single = tmp_path / "single"
     assert main(["--config", str(config), "--out", str(single)]) == 0
 
