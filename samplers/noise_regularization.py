@@ -45,4 +45,7 @@ class NoiseRegularization(LogitsProcessor):
             return logits
         # float32 noise even for half-precision logits: σ·ε must not be rounded to the logits' grid.
         noise = randomness.normal(ctx.generators, tuple(logits.shape[1:]), logits.device, torch.float32)
-        return logits.float() + sigma * noise
+        # In place in the noise buffer: the same two float32 roundings as ``logits.float() + sigma * noise``
+        # (σ·ε, then the sum; a bf16 addend is widened exactly), without the σ·ε, float() and sum temporaries
+        # (issue 7: 4 logits copies → 2).
+        return noise.mul_(sigma).add_(logits)

@@ -18,6 +18,40 @@ from .components import TokenSampler, register_component, require
 
 SAMPLING_TEMPERATURE_SCHEDULES = ("constant", "linear", "cosine")
 
+#: entries per chunk of positions when a sampler transforms the probabilities (issue 7: a tempered,
+#: truncated or sorted copy of the whole (B, N, V) tensor is 128 MiB per image at Meissonic's size; one
+#: chunk of 2^20 entries is 4 MiB in float32, so even the sort's temporaries stay a fraction of a copy).
+_CHUNK_ENTRIES = 1 << 20
+
+
+def _position_step(vocab: int) -> int:
+    return max(1, _CHUNK_ENTRIES // vocab)
+
+
+def _chunkable(probs: torch.Tensor, generators) -> bool:
+    """CPU only: there a draw consumes the generator entry by entry, so drawing position chunks in order
+    from a row's generator reproduces the whole-row draw; CUDA's Philox offsets depend on each call's size."""
+    return probs.device.type == "cpu" and all(g.device.type == "cpu" for g in generators)
+
+
+def sample_transformed(generators, probs: torch.Tensor, transform) -> torch.Tensor:
+    """``randomness.multinomial(generators, transform(probs))`` for a position-wise `transform`, built one
+    chunk of positions at a time so that the transformed copy never exists at full size.
+
+    Rows are drawn in order, and within a row the chunks in position order from the row's generator,
+    which consumes it exactly as the whole-row draw does (tests/test_sampler_memory.py checks tokens and
+    generator states against the unchunked form).
+    """
+    if not _chunkable(probs, generators):
+        return randomness.multinomial(generators, transform(probs))
+    out = torch.empty(probs.shape[:-1], dtype=torch.long, device=probs.device)
+    step = _position_step(probs.shape[-1])
+    for row, generator in enumerate(generators):
+        for start in range(0, probs.shape[1], step):
+            chunk = transform(probs[row, start:start + step])
+            out[row, start:start + step] = randomness.multinomial([generator], chunk[None])[0]
+    return out
+
 
 @dataclasses.dataclass
 class TemperedSampler(TokenSampler):
@@ -41,10 +75,13 @@ class TemperedSampler(TokenSampler):
 
     def tempered(self, probs: torch.Tensor, ctx) -> torch.Tensor:
         """p^(1/T) renormalised, i.e. softmax(ℓ/T); the probabilities themselves when T = 1."""
-        tau = self.sampling_temperature(ctx)
-        if tau == 1.0:
-            return probs
-        return (torch.log(probs) / tau).softmax(dim=-1)
+        return _temper(probs, self.sampling_temperature(ctx))
+
+
+def _temper(probs: torch.Tensor, tau: float) -> torch.Tensor:
+    if tau == 1.0:
+        return probs
+    return (torch.log(probs) / tau).softmax(dim=-1)
 
 
 @register_component("token_sampler", "multinomial")
@@ -52,7 +89,10 @@ class MultinomialSampler(TemperedSampler):
     """Categorical draw for every position (`torch.multinomial`; Meissonic vanilla at temperature 1)."""
 
     def sample(self, probs, ctx):
-        return randomness.multinomial(ctx.generators, self.tempered(probs, ctx))
+        tau = self.sampling_temperature(ctx)
+        if tau == 1.0:
+            return randomness.multinomial(ctx.generators, probs)
+        return sample_transformed(ctx.generators, probs, lambda chunk: _temper(chunk, tau))
 
 
 @register_component("token_sampler", "gumbel-max-f64")
@@ -66,15 +106,24 @@ class GumbelMaxFloat64(TemperedSampler):
     """
 
     def sample(self, probs, ctx):
-        probs = self.tempered(probs, ctx)
-        tiny = torch.finfo(torch.float64).tiny
+        tau = self.sampling_temperature(ctx)
         out = torch.empty(probs.shape[:-1], dtype=torch.long, device=probs.device)
-        # One image at a time: an (N, V) float64 draw per image is 268 MB at Meissonic's 4096 × 8192.
+        # One image at a time, and on the CPU one chunk of positions at a time: an (N, V) float64 draw per
+        # image is 268 MB at Meissonic's 4096 × 8192 and its log temporaries as many again (issue 7). The
+        # chunks' uniforms come from the row's generator in position order, the same numbers as one draw.
+        step = _position_step(probs.shape[-1]) if _chunkable(probs, ctx.generators) else probs.shape[1]
         for row, generator in enumerate(ctx.generators):
-            u = randomness.uniform([generator], tuple(probs.shape[1:]), probs.device, torch.float64)[0]
-            gumbel = -torch.log(-torch.log(u.clamp(min=tiny)))
-            out[row] = (torch.log(probs[row].double()) + gumbel).argmax(dim=-1)
+            for start in range(0, probs.shape[1], step):
+                out[row, start:start + step] = _gumbel_argmax(_temper(probs[row, start:start + step], tau), generator)
         return out
+
+
+def _gumbel_argmax(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """argmax(log p + g) over the last dim of probs ``(n, V)``, g from float64 uniforms of `generator`."""
+    tiny = torch.finfo(torch.float64).tiny
+    u = randomness.uniform([generator], tuple(probs.shape), probs.device, torch.float64)[0]
+    gumbel = -torch.log(-torch.log(u.clamp(min=tiny)))
+    return (torch.log(probs.double()) + gumbel).argmax(dim=-1)
 
 
 @register_component("token_sampler", "top-k")
@@ -88,11 +137,16 @@ class TopKSampler(TemperedSampler):
         require(self.k >= 1, self.kind, self.name, f"k must be >= 1, got {self.k}")
 
     def sample(self, probs, ctx):
-        probs = self.tempered(probs, ctx)
+        tau = self.sampling_temperature(ctx)
         k = min(self.k, probs.shape[-1])
-        kth = probs.topk(k, dim=-1).values[..., -1:]
-        # Ties at the k-th value are all kept: the draw must not depend on an arbitrary tie order.
-        return randomness.multinomial(ctx.generators, torch.where(probs >= kth, probs, torch.zeros_like(probs)))
+
+        def truncate(chunk):
+            chunk = _temper(chunk, tau)
+            kth = chunk.topk(k, dim=-1).values[..., -1:]
+            # Ties at the k-th value are all kept: the draw must not depend on an arbitrary tie order.
+            return torch.where(chunk >= kth, chunk, torch.zeros_like(chunk))
+
+        return sample_transformed(ctx.generators, probs, truncate)
 
 
 @register_component("token_sampler", "top-p")
@@ -106,8 +160,9 @@ class TopPSampler(TemperedSampler):
         require(0 < self.p <= 1, self.kind, self.name, f"p must be in (0, 1], got {self.p}")
 
     def sample(self, probs, ctx):
-        probs = self.tempered(probs, ctx)
-        return randomness.multinomial(ctx.generators, nucleus(probs, self.p))
+        tau = self.sampling_temperature(ctx)
+        # Chunked: the sort, its int64 order and the cumulative sums cost 7.5 copies at full size (issue 7).
+        return sample_transformed(ctx.generators, probs, lambda chunk: nucleus(_temper(chunk, tau), self.p))
 
 
 def nucleus(probs: torch.Tensor, p: float) -> torch.Tensor:
