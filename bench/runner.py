@@ -443,7 +443,3 @@ def _generation_values(config: BenchConfig) -> dict[str, str]:
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
-
-
-def dump(obj: Any) -> str:
-    return json.dumps(obj, indent=2, default=str)

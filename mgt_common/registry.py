@@ -15,7 +15,7 @@ import importlib.util
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Generic, Iterator, TypeVar
 
 from .errors import ConfigError, UserError
 
@@ -130,5 +130,3 @@ def load_plugin_file(path: str | Path) -> None:
         raise UserError(f"--plugin {path} failed to import: {type(exc).__name__}: {exc}") from exc
     _plugin_files.add(path)
 
-
-Factory = Callable[..., T]
