@@ -86,16 +86,16 @@ def set_metric_rows(samples: pd.DataFrame, metrics: dict[str, Any], store: RunDi
 
     set_metrics = {label: m for label, m in metrics.items() if isinstance(m, SetMetric)}
     if samples.empty or not set_metrics:
-        return pd.DataFrame(columns=["variant", "category", "metric", "value", "std", "n"])
+        return pd.DataFrame(columns=["variant", "category", "metric", "value", "std", "n", "warnings"])
     known = {r["key"]: r["rows"] for r in store.read_journal("set_metrics")}
     categories = sorted(c for c in samples["category"].fillna("").unique() if c)
-    groups = [("", samples)] + ([(c, samples[samples["category"].fillna("") == c]) for c in categories]
-                                if len(categories) > 1 else [])
     rows = []
     for label, metric in set_metrics.items():
         for variant, by_variant in samples.groupby("variant", sort=False):
-            for category, subset in groups:
-                subset = subset[subset["variant"] == variant]
+            subsets = [("", by_variant)]
+            if len(categories) > 1:
+                subsets += [(c, by_variant[by_variant["category"].fillna("") == c]) for c in categories]
+            for category, subset in subsets:
                 if subset.empty:
                     continue
                 key = stable_hash({"metric": label, "describe": metric.describe(),
@@ -114,9 +114,9 @@ def set_metric_rows(samples: pd.DataFrame, metrics: dict[str, Any], store: RunDi
                     rows.append({"variant": variant, "category": category, "metric": r["metric"],
                                  "value": r["value"], "std": r["std"], "n": r["n"],
                                  "warnings": " | ".join(r.get("warnings") or [])})
-        metric_free = getattr(metric, "unload", None)
-        if metric_free:
-            metric_free()
+        unload = getattr(metric, "unload", None)  # free e.g. Inception before the next metric
+        if unload is not None:
+            unload()
     frame = pd.DataFrame(rows)
     frame["value"] = frame["value"].map(lambda v: v if v is None or not math.isnan(v) else None)
     return frame
