@@ -485,6 +485,10 @@ class Benchmark:
 
     def samples_table(self, units: list[Unit]) -> pd.DataFrame:
         finished = self.store.finished_units()
+        missing = [u for u in units if f"{u.variant}/{u.key}" not in finished]
+        if missing:  # an image damaged or deleted after this run generated it: never score around it
+            raise UserError(f"{len(missing)} of {len(units)} images of {self.store.root} went missing or changed "
+                            "during this run (see the warnings above); re-run the same command to regenerate them")
         rows = []
         for unit in units:
             record = finished[f"{unit.variant}/{unit.key}"]

@@ -22,7 +22,7 @@ from mgt_common.errors import MissingWeightsError
 
 from ._openclip import autocast, resolve_precision, to_uint8
 from .base import PerImageMetric, ScoreBatch, register_metric
-from .weights import download_command, downloads_allowed
+from .weights import download_command, downloads_allowed, folder_sha256
 
 PICKSCORE_MODEL = "yuvalkirstain/PickScore_v1"
 PICKSCORE_PROCESSOR = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
@@ -64,18 +64,16 @@ class PickScore(PerImageMetric):
         return f"pickscore-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
     def weights_id(self) -> str:
-        """The hub ids (and revision), or for local folders a hash of their config and weight-file sizes."""
+        """The hub ids (and revision), or for local folders a hash of every file's content.
+
+        Content, not sizes: other weights of the same shape have the same sizes and must not return
+        the old scores; each file's hash is memoised by `file_sha256`, so this costs one read per file.
+        """
         parts = []
         for source in (self.model_source, self.processor_source):
             local = Path(source).expanduser()
             if local.is_dir():
-                digest = hashlib.sha256()
-                for file in sorted(local.iterdir()):
-                    if file.is_file():
-                        digest.update(file.name.encode())
-                        # small files by content, weight files by size (hashing GBs per run would be wasteful)
-                        digest.update(file.read_bytes() if file.stat().st_size < (1 << 20) else str(file.stat().st_size).encode())
-                parts.append(f"dir:{digest.hexdigest()[:16]}")
+                parts.append(f"dir:{folder_sha256(local)[:16]}")
             else:
                 parts.append(f"hf:{source}@{self.revision or 'main'}")
         return "|".join(parts)

@@ -148,7 +148,7 @@ def score_with_cache(metric: PerImageMetric, cache: ScoreCache | None, image_pat
         # Group same-sized images so that each batch stacks; order within a size is kept.
         pending: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = {}
         for index in missing:
-            image = loader(image_paths[index])
+            image = _load(loader, image_paths[index])
             group = pending.setdefault(tuple(image.shape), [])
             group.append((index, image))
             if len(group) >= batch_size:
@@ -165,6 +165,17 @@ def score_with_cache(metric: PerImageMetric, cache: ScoreCache | None, image_pat
         if torch.isnan(result[index]) and key in first_index:
             result[index] = result[first_index[key]]
     return result
+
+
+def _load(loader: Callable[[str | os.PathLike], torch.Tensor], path: str | os.PathLike) -> torch.Tensor:
+    """An image, or one clear error naming the file (a truncated or foreign file must not end in a traceback)."""
+    try:
+        return loader(path)
+    except (OSError, ValueError, SyntaxError) as exc:  # PIL raises all three for broken files
+        from mgt_common.errors import UserError
+
+        raise UserError(f"cannot read image {path} ({type(exc).__name__}: {str(exc)[:120]}); it is damaged: delete "
+                        "it, and re-run the command that made it to regenerate it") from None
 
 
 def _score_group(metric, cache, scorer_id, group, keys, prompts, prompt_ids, tokens, world, result) -> int:
