@@ -20,7 +20,7 @@ import torch
 
 from mgt_common.errors import MissingWeightsError
 
-from ._openclip import autocast, resolve_precision, to_uint8
+from ._openclip import autocast, read_composited, resolve_precision, to_uint8
 from .base import PerImageMetric, ScoreBatch, register_metric
 from .weights import download_command, downloads_allowed, folder_sha256
 
@@ -84,6 +84,23 @@ class PickScore(PerImageMetric):
                     batch_size=self.batch_size, score="logit_scale.exp() * cosine(image, text)")
         return info
 
+    def check_weights(self, world=None) -> None:
+        """Offline, both hub repos must be in the cache now (the harness calls this before generating)."""
+        if downloads_allowed():
+            return  # `load` downloads them; a failure there names the command
+        from huggingface_hub import snapshot_download
+
+        for what, source in (("model", self.model_source), ("processor", self.processor_source)):
+            if Path(source).expanduser().is_dir():
+                continue
+            try:
+                snapshot_download(source, revision=self.revision, local_files_only=True)
+            except Exception as exc:  # LocalEntryNotFoundError and friends
+                raise MissingWeightsError(
+                    f"pickscore: the {what} {source!r} is not in the Hugging Face cache and downloads are disabled "
+                    f"(HF_HUB_OFFLINE / MGT_BENCH_OFFLINE) ({type(exc).__name__}). Fetch it with "
+                    f"`{download_command(source, None)}` on a machine with network access, or pass a local folder.") from None
+
     def load(self) -> None:
         if self._model is not None:
             return
@@ -117,6 +134,12 @@ class PickScore(PerImageMetric):
         out = [self._score_chunk(batch.images[s:s + self.batch_size], prompts[s:s + self.batch_size])
                for s in range(0, len(prompts), self.batch_size)]
         return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+
+    @staticmethod
+    def read_image(path) -> torch.Tensor:
+        """A file as the reference sees it: the CLIP processor composites transparency onto white first
+        (transformers' ``convert_to_rgb``), so doing that here and handing it RGB gives identical pixels."""
+        return read_composited(path)
 
     @torch.no_grad()
     def _score_chunk(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:

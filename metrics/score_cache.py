@@ -108,14 +108,16 @@ def score_with_cache(metric: PerImageMetric, cache: ScoreCache | None, image_pat
                      prompts: Sequence[str], *, prompt_ids: Sequence[str] | None = None,
                      tokens: Sequence[torch.Tensor] | None = None, world=None,
                      image_hashes: Sequence[str] | None = None,
-                     loader: Callable[[str | os.PathLike], torch.Tensor] = read_image,
+                     loader: Callable[[str | os.PathLike], torch.Tensor] | None = None,
                      progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """Scores ``(N,)`` float64 of the images at ``image_paths``, computing only what the cache lacks.
 
     Only missing images are read, the scorer's weights are loaded only if something is missing, and new
     scores are written after every batch (an interrupted run keeps them). ``image_hashes`` may be given
-    when the caller already knows them (e.g. recorded at generation time).
+    when the caller already knows them (e.g. recorded at generation time). Files are read with the
+    metric's own ``read_image`` when it has one (its rule for transparency and palettes), else as RGB.
     """
+    loader = loader or getattr(metric, "read_image", None) or read_image
     if len(prompts) != len(image_paths):
         raise ValueError(f"{len(image_paths)} images but {len(prompts)} prompts")
     if "tokens" in metric.needs and tokens is None:
