@@ -80,11 +80,13 @@ class Progress:
             self._bar.set_postfix_str(text)
 
     def update(self, n: int) -> None:
+        if n <= 0:
+            return
         self.done += n
         if self._bar is not None:
             self._bar.update(n)
         else:
-            self._emit(force=self.done >= self.total)
+            self._emit(force=self.done >= self.total)  # the last line always comes
 
     def update_to(self, done: int) -> None:
         self.update(done - self.done)

@@ -29,6 +29,7 @@ from .distributed import ProcessGroup, rank_device
 from .generate import generate_units
 from .models.registry import MODELS
 from .plan import Unit, make_plan
+from .progress import announce
 from .prompts import load_prompts
 from .scoring import build_metrics, score_images, set_metric_rows
 from .sharding import Shard, assign, shard_units, unit_cost
@@ -247,6 +248,13 @@ class Benchmark:
             "shards": self.shard_summary() or previous.get("shards"),
         }
 
+    def record_interrupted(self, units: list[Unit], generate_seconds: float) -> None:
+        """Best effort: the manifest keeps an interrupted invocation's generation time (not possible after kill -9)."""
+        try:
+            self.merged_store.write_manifest(self.manifest(units, {"generate_seconds": generate_seconds}, "interrupted"))
+        except Exception:  # e.g. the disk is still full: the images and journal are what matters
+            pass
+
     def cumulative(self, timings: dict[str, float]) -> dict[str, float]:
         """Stage seconds summed over every invocation of this run (a resumed run keeps what came before)."""
         return {key: round(self._prior_timings.get(key, 0.0) + value, 3) if key in CUMULATIVE_TIMINGS else value
@@ -277,12 +285,17 @@ class Benchmark:
             started = time.time()
             t0 = time.perf_counter()
             throughput = None
-            if todo:
-                throughput = generate_units(self.load_model(), todo, self.variants, self.store, grid=self.grid,
-                                            steps=self.config.steps, guidance=float(self.config.guidance),
-                                            batch_size=self.config.batch_size, device=self.device,
-                                            negative_prompt=self.negative_prompt)
-                throughput = self.per_image_figures(throughput)
+            try:
+                if todo:
+                    throughput = generate_units(self.load_model(), todo, self.variants, self.store, grid=self.grid,
+                                                steps=self.config.steps, guidance=float(self.config.guidance),
+                                                batch_size=self.config.batch_size, device=self.device,
+                                                negative_prompt=self.negative_prompt)
+                    throughput = self.per_image_figures(throughput)
+            except BaseException:  # Ctrl-C, disk full, a crash: the time spent still counts when the run resumes
+                if not self.shard.is_sharded:
+                    self.record_interrupted(units, round(time.perf_counter() - t0, 3))
+                raise
             timings["generate_seconds"] = round(time.perf_counter() - t0, 3)
             if self.shard.is_sharded:
                 self.write_shard_record(len(mine), len(todo), started, timings["generate_seconds"], throughput)
@@ -333,6 +346,8 @@ class Benchmark:
         self.release_generation_model()
         scores = score_images(samples, self.metrics, store, world=world)
         store.write_table("scores", scores)
+        if any(not hasattr(m, "score") for m in self.metrics.values()):
+            announce("computing set metrics (FID/KID and the like) per variant and category")
         store.write_table("set_metrics", set_metric_rows(samples, self.metrics, store, world=world))
         timings["score_seconds"] = round(time.perf_counter() - t0, 3)
         store.write_manifest(self.manifest(units, timings, "scored", throughput))
@@ -340,6 +355,7 @@ class Benchmark:
         paths: dict[str, Path] = {}
         if report:
             t0 = time.perf_counter()
+            announce(f"rendering the report (tables, plots, HTML, Markdown) in {store.root}")
             paths = render(store.root)
             timings["report_seconds"] = round(time.perf_counter() - t0, 3)
         store.write_manifest(self.manifest(units, timings, "complete", throughput))
