@@ -87,7 +87,7 @@ def set_metric_rows(samples: pd.DataFrame, metrics: dict[str, Any], store: RunDi
     set_metrics = {label: m for label, m in metrics.items() if isinstance(m, SetMetric)}
     if samples.empty or not set_metrics:
         return pd.DataFrame(columns=["variant", "category", "metric", "value", "std", "n", "warnings"])
-    known = {r["key"]: r["rows"] for r in store.read_journal("set_metrics")}
+    known = {r["key"]: r["rows"] for r in store.read_journal("set_metrics", required=("key", "rows"))}
     categories = sorted(c for c in samples["category"].fillna("").unique() if c)
     rows = []
     for label, metric in set_metrics.items():
