@@ -9,12 +9,12 @@ from typing import Sequence
 import numpy as np
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
 from samplers.engine import SamplerEngine
 from samplers.variant import SamplerVariant
 
 from .plan import Unit
+from .progress import Progress
 from .store import RunDirectory
 
 
@@ -46,10 +46,10 @@ def generate_units(model, units: Sequence[Unit], variants: dict[str, SamplerVari
     started = time.perf_counter()
     if torch.cuda.is_available() and str(device).startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    with tqdm(total=len(units), desc="generate", unit="img", disable=None) as progress:
+    with Progress("generate", len(units)) as progress:
         for chunk in batches(units, batch_size):
             variant = variants[chunk[0].variant]
-            progress.set_postfix_str(variant.name)
+            progress.set_postfix(variant.name)
             t0 = time.perf_counter()
             conditioning = model.encode([u.prompt.text for u in chunk], negative_prompt)
             generation = engine.generate(variant, conditioning, [u.seed for u in chunk], grid, steps, guidance,
@@ -59,8 +59,9 @@ def generate_units(model, units: Sequence[Unit], variants: dict[str, SamplerVari
             records = []
             for row, unit in enumerate(chunk):
                 tokens = generation.tokens[row].to(torch.int32).cpu().numpy().reshape(grid)
-                store.save_unit_files(unit.key, to_png(images[row]), tokens)
+                digest = store.save_unit_files(unit.key, to_png(images[row]), tokens)
                 records.append({
+                    "image_sha256": digest,  # checked on reuse: a damaged or replaced PNG is regenerated
                     "unit_key": unit.key, "variant": unit.variant, "prompt_id": unit.prompt.id,
                     "seed": unit.seed, "steps": steps, "forward_passes": int(generation.forward_passes[row]),
                     "seconds": round(seconds, 6),
