@@ -193,8 +193,8 @@ def proportion_interval(
     variance ``v = K/(K−1) · Σ_k (y_k − p̂ n_k)² / N²`` gives the design effect
     ``deff = v / (p̂(1−p̂)/N)`` and ``n_eff = N / deff`` (Kish 1965; Korn & Graubard 1998), here
     computed with two pseudo-prompts added (one all-win, one all-loss, of average size) so that
-    it stays stable near 0 and 1, then scaled by Korn & Graubard's ``(z / t_{K−1})²``. ``n_eff``
-    is clipped to ``[K, N]`` — the range a proportion of N pairs in K prompts has when intra-prompt
+    it stays stable near 0 and 1, and scaled by Korn & Graubard's ``(z / t_{K−1})²``. ``n_eff``
+    is then clipped to ``[K, N]`` — the range a proportion of N pairs in K prompts has when intra-prompt
     correlation is between 0 and 1 — which also covers the degenerate cases (all wins, all ties,
     one prompt) where ``v`` is 0. The exact binomial (Clopper–Pearson 1934) interval is then taken
     for ``p̂·n_eff`` successes out of ``n_eff`` (beta quantiles accept non-integer counts), so that
@@ -223,11 +223,10 @@ def proportion_interval(
         v = k2 / (k2 - 1.0) * (resid ** 2).sum(0) / n2 ** 2
         deff = v / (p2 * (1.0 - p2) / n2)
         n_eff = np.where(deff > 0, total / deff, total)  # N when every pair ties (v = 0)
-        n_eff = np.clip(n_eff, clusters, total)
         alpha = 1.0 - confidence
         # Korn & Graubard's degrees-of-freedom factor: the variance comes from K prompts, not N pairs
         z, t = sps.norm.ppf(1.0 - alpha / 2.0), sps.t.ppf(1.0 - alpha / 2.0, np.maximum(clusters - 1.0, 1.0))
-        n_eff = n_eff * (z / t) ** 2
+        n_eff = np.clip(n_eff * (z / t) ** 2, clusters, total)  # one seed per prompt: exactly N
         x = est * n_eff
         lo = np.where(x > 0, sps.beta.ppf(alpha / 2.0, x, n_eff - x + 1.0), 0.0)
         hi = np.where(x < n_eff, sps.beta.ppf(1.0 - alpha / 2.0, x + 1.0, n_eff - x), 1.0)

@@ -26,29 +26,38 @@ class Section:
 def build_sections(run: Run, t: ReportTables, plots: dict[str, Path]) -> list[Section]:
     s = run.settings
     corr = CORRECTION_NAMES.get(s.correction, s.correction)
-    n_prompts = run.samples["prompt_id"].nunique()
+    n_prompts = run.samples["prompt"].nunique() if "prompt" in run.samples.columns else run.samples["prompt_id"].nunique()
     n_seeds = run.seeds_per_prompt()
     primary = run.display_name(run.primary_metric) if run.primary_metric else "—"
     surviving = t.win_rates[t.win_rates["significant"]]
+    family = int(t.win_rates["family_size"].iloc[0]) if len(t.win_rates) else 0
+    n_missing = int((t.win_rates["status"] != "tested").sum()) if len(t.win_rates) else 0
+    missing_text = f"; {n_missing} comparisons without any complete pair are shown as missing and are not in it" if n_missing else ""
     secs: list[Section] = []
     secs.append(Section(
         "Headline",
-        [f"{len(run.variants) - 1} variants against the baseline **{run.baseline}** on {n_prompts} prompts × "
-         f"{n_seeds} seed(s), paired by prompt and seed. Sorted by win rate on {primary}. Win rate = share of "
-         f"pairs where the variant scores better (ties count half), with {100 * s.confidence:.0f} % cluster-bootstrap "
-         f"intervals over prompts ({s.n_boot} resamples). * = sign test significant at α = {s.alpha} after {corr} "
-         f"correction across all {len(t.win_rates)} variant × metric comparisons "
-         f"({len(surviving)} {'survives' if len(surviving) == 1 else 'survive'})."],
+        [f"{len(run.variants) - 1} variants against the baseline **{run.baseline}** on {n_prompts} distinct prompts × "
+         f"{n_seeds} seed(s), paired by prompt and seed; the distinct prompt text is the unit of analysis. "
+         f"Sorted by win rate on {primary}. Win rate = share of pairs where the variant scores better (ties count "
+         f"half), with {100 * s.confidence:.0f} % Clopper–Pearson intervals at the effective number of prompts "
+         f"(design effect of seeds within a prompt). ▲* / ▼* = better / worse by the sign test over prompts, "
+         f"significant at α = {s.alpha} after {corr} correction over the family of the {family} variant × metric "
+         f"comparisons that were tested{missing_text} ({len(surviving)} {'survives' if len(surviving) == 1 else 'survive'})."
+         + (" Set metrics (↓ = lower is better) carry cluster-bootstrap intervals and are never starred."
+            if run.set_metric_names else "")],
         bullets=fmt.readings(run, t), table=fmt.headline(run, t), csv=["headline.csv", "win_rates.csv", "set_metrics.csv"]))
     secs.append(Section("Win rate vs baseline", image=plots.get("plots/win_rates"),
                         caption="Bars start at 50 % (no difference); whiskers are the bootstrap intervals.",
                         csv=["win_rates.csv"]))
     secs.append(Section(
         "All comparisons with the baseline",
-        [f"Mean Δ = mean paired difference variant − {run.baseline} in the metric's units (effect size). "
-         f"p sign: exact two-sided sign test (`scipy.stats.binomtest`, ties excluded); p Wilcoxon: signed-rank test "
-         f"(`scipy.stats.wilcoxon`, zeros dropped); both on one value per {s.test_unit}. "
-         f"'adj.' = {corr}-adjusted across the table; 'survives' = adjusted sign-test p ≤ {s.alpha}."],
+        [f"Mean Δ = mean paired difference variant − {run.baseline} in the metric's units, differences within the "
+         f"metric's tie tolerance counted as 0 (cluster-bootstrap interval over prompts, {s.n_boot} resamples); read it "
+         f"beside the tie share. p sign: exact two-sided sign test (`scipy.stats.binomtest`, ties excluded) on one value "
+         f"per {s.test_unit}; 'min. p' is the smallest p it can reach with that many untied {s.test_unit}s (above α the "
+         f"comparison is undecidable, not 'no difference'). p Wilcoxon: signed-rank test (`scipy.stats.wilcoxon`, zeros "
+         f"dropped) with the method shown. 'adj.' = {corr}-adjusted over the {family} tested comparisons; the verdict's "
+         f"direction is the sign test's (prompts won vs lost)."],
         table=fmt.win_rates(run, t), csv=["win_rates.csv", "paired_differences.csv"]))
     secs.append(Section("Scores per variant", ["Mean ± standard deviation over all images."],
                         table=fmt.metric_summary(run, t), csv=["metric_summary.csv"]))
@@ -110,5 +119,6 @@ def provenance_table(run: Run) -> pd.DataFrame:
             ("packages", ", ".join(f"{k} {v}" for k, v in p["versions"].items())),
             ("seeds", ", ".join(map(str, p["seeds"]))), ("baseline", p["baseline"]),
             ("prompts / images", f"{p['n_prompts']} / {p['n_images']}"),
+            ("intervals", p["statistics"]["intervals"]),
             ("bootstrap", p["statistics"]["bootstrap"]), ("tests", p["statistics"]["tests"])]
     return pd.DataFrame(rows, columns=["item", "value"])

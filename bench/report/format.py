@@ -29,6 +29,10 @@ def num(x, digits: int = 4) -> str:
 
 
 def num_ci(est, lo, hi, digits: int = 3) -> str:
+    if est is None or (isinstance(est, float) and math.isnan(est)):
+        return "—"
+    if est == lo == hi == 0:
+        return "0 (all within tolerance)"
     return f"{est:+.{digits}g} [{lo:+.{digits}g}, {hi:+.{digits}g}]"
 
 
@@ -38,10 +42,13 @@ def headline(run: Run, t: ReportTables) -> pd.DataFrame:
         row = {"variant": r["variant"]}
         for m in run.per_image_metrics:
             key = f"win_rate_{m}"
-            if r.get(key) is None or (isinstance(r.get(key), float) and math.isnan(r[key])):
+            if r["variant"] == run.baseline:
                 row[f"{run.display_name(m)} win rate"] = "baseline"
+            elif r.get(f"status_{m}") != "tested":
+                row[f"{run.display_name(m)} win rate"] = "missing"
             else:
-                mark = " *" if r.get(f"significant_{m}") else ""
+                # the star carries the direction of the test that decided it
+                mark = {"better": " ▲*", "worse": " ▼*"}.get(r.get(f"direction_{m}"), " *") if r.get(f"significant_{m}") else ""
                 row[f"{run.display_name(m)} win rate"] = pct_ci(r[key], r[f"{key}_lo"], r[f"{key}_hi"]) + mark
         for m in run.set_metric_names:
             if m in r:
@@ -54,7 +61,7 @@ def headline(run: Run, t: ReportTables) -> pd.DataFrame:
 
 
 def readings(run: Run, t: ReportTables) -> list[str]:
-    return [r for r in t.headline["reading"] if not r.endswith("the baseline")]
+    return [r for r in t.headline["reading"] if not r.endswith(": the baseline")]
 
 
 def win_rates(run: Run, t: ReportTables) -> pd.DataFrame:
@@ -64,15 +71,33 @@ def win_rates(run: Run, t: ReportTables) -> pd.DataFrame:
         "metric": w["metric"].map(run.display_name),
         "mean (variant)": w["mean_value"].map(num),
         f"mean ({run.baseline})": w["mean_baseline"].map(num),
-        "mean Δ [95 % CI]": [num_ci(a, b, c) for a, b, c in zip(w["mean_diff"], w["mean_diff_lo"], w["mean_diff_hi"])],
-        "win rate [95 % CI]": [pct_ci(a, b, c) for a, b, c in zip(w["win_rate"], w["win_rate_lo"], w["win_rate_hi"])],
+        "mean Δ beyond tolerance [95 % CI]": [num_ci(a, b, c) for a, b, c in zip(w["mean_diff"], w["mean_diff_lo"], w["mean_diff_hi"])],
         "ties": w["tie_share"].map(pct),
+        "win rate [95 % CI]": [pct_ci(a, b, c) for a, b, c in zip(w["win_rate"], w["win_rate_lo"], w["win_rate_hi"])],
         "W / T / L": [f"{a} / {b} / {c}" for a, b, c in zip(w["wins"], w["ties"], w["losses"])],
+        f"{unit_word(w)} won / lost": [f"{a} / {b}" for a, b in zip(w["test_wins"], w["test_losses"])],
         "p sign": w["p_sign"].map(format_p),
+        "min. p": w["p_sign_min"].map(format_p),
         "p sign adj.": w["p_sign_adj"].map(format_p),
         "p Wilcoxon adj.": w["p_wilcoxon_adj"].map(format_p),
-        "survives": np.where(w["significant"], "yes", "no"),
+        "Wilcoxon method": w["wilcoxon_method"],
+        "verdict": [verdict(r, run.settings.alpha) for r in w.itertuples()],
     })
+
+
+def unit_word(w: pd.DataFrame) -> str:
+    return "prompts" if (w["test_unit"] == "prompt").all() else "pairs"
+
+
+def verdict(r, alpha: float) -> str:
+    """The table's short form of `tables.reading`: direction and decision from the same sign test."""
+    if r.status != "tested":
+        return "missing"
+    if r.p_sign_min > alpha:
+        return "undecidable (too few prompts)"
+    if r.significant:
+        return r.direction
+    return "no detectable difference"
 
 
 def metric_summary(run: Run, t: ReportTables) -> pd.DataFrame:
