@@ -32,6 +32,7 @@ from .models.registry import MODELS
 from .plan import Unit, make_plan
 from .prompts import load_prompts
 from .scoring import build_metrics, score_images, set_metric_rows
+from .set_intervals import add_set_intervals
 from .sharding import Shard, assign, shard_units, unit_cost
 from .store import SAMPLE_COLUMNS, RunDirectory, atomic_write_text
 
@@ -263,7 +264,11 @@ class Benchmark:
         self.release_generation_model()
         scores = score_images(samples, self.metrics, store, world=world)
         store.write_table("scores", scores)
-        store.write_table("set_metrics", set_metric_rows(samples, self.metrics, store, world=world))
+        report_cfg = self.config.report or {}
+        store.write_table("set_metrics", add_set_intervals(
+            set_metric_rows(samples, self.metrics, store, world=world), samples, self.metrics, store, world,
+            baseline=self.config.baseline, n_boot=int(report_cfg.get("n_boot", self.config.bootstrap)),
+            seed=int(report_cfg.get("bootstrap_seed", 0)), confidence=float(report_cfg.get("confidence", 0.95))))
         timings["score_seconds"] = round(time.perf_counter() - t0, 3)
         store.write_manifest(self.manifest(units, timings, "scored", throughput))
 

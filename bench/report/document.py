@@ -63,8 +63,14 @@ def build_sections(run: Run, t: ReportTables, plots: dict[str, Path]) -> list[Se
                         table=fmt.metric_summary(run, t), csv=["metric_summary.csv"]))
     sm = fmt.set_metrics(run, t)
     if len(sm):
-        secs.append(Section("Set metrics", ["One number per variant over all its images; ± is the metric's own "
-                                            "standard deviation where it gives one (e.g. KID over subsets)."],
+        secs.append(Section("Set metrics", ["One number per variant over all its images (↓ = lower is better), with a "
+                                            f"{100 * s.confidence:.0f} % basic-bootstrap interval over distinct prompts "
+                                            f"(features extracted once, prompts resampled, reference fixed), and the "
+                                            f"paired difference to {run.baseline} computed on the same resampled prompts "
+                                            "for both. An interval that includes 0 means the sets cannot be told apart at "
+                                            "this size. n is the number of generated images the metric saw; FID is biased "
+                                            "upward at small n, so compare only sets of equal n. ± is the metric's own "
+                                            "spread over subsets where it gives one (KID)."],
                             table=sm, csv=["set_metrics.csv", "set_metrics_by_category.csv"]))
     secs.append(Section("Pairwise win rates", ["Row variant beats column variant, share of shared prompt–seed units, "
                                                "ties half; 'pooled' counts every metric's battles."],
@@ -85,9 +91,12 @@ def build_sections(run: Run, t: ReportTables, plots: dict[str, Path]) -> list[Se
     if len(seed) and n_seeds > 1:
         secs.append(Section(f"By seed ({primary})", ["Win rate vs the baseline for each seed separately."],
                             table=seed, csv=["breakdown_by_seed.csv"]))
-    secs.append(Section("Cost", ["Forward passes (NFE) and wall-clock seconds per image as measured; ◆ = on the "
-                                 "Pareto front of cost and mean score; Δ / extra pass = change of the mean score per "
-                                 "forward pass beyond the baseline's."],
+    secs.append(Section("Cost", ["Forward passes (NFE) decide the cost; wall-clock seconds per image are measured after "
+                                 "one untimed warm-up batch per variant, as the median over batches with the 10th–90th "
+                                 "percentile beside it (s / pass = median seconds per forward pass; time vs baseline = "
+                                 "ratio of medians). Timings on a shared machine vary: compare passes first. ◆ = on the "
+                                 "Pareto front of forward passes and mean score; Δ / extra pass = change of the mean score "
+                                 "per forward pass beyond the baseline's."],
                         table=fmt.cost(run, t), image=plots.get("plots/quality_vs_cost"), csv=["cost.csv"]))
     secs.append(Section("Score distributions", image=plots.get("plots/distributions"), csv=["metric_summary.csv"]))
     secs.append(Section("Image grid", ["Same prompt and seed in every column; rows are the best, then the worst, "

@@ -157,9 +157,17 @@ def _pareto(cost: np.ndarray, quality: np.ndarray) -> np.ndarray:
 
 def _cost_table(run: Run, win_rates: pd.DataFrame, summary: pd.DataFrame, hib: dict) -> pd.DataFrame:
     sm = run.samples
+    # Seconds per image: the median over the variant's images (each carries its batch's time per image),
+    # with the 10th–90th percentile as spread; warm-up batches are never recorded (bench.generate).
     cost = (sm.groupby("variant").agg(images=("unit_key", "size"), forward_passes=("forward_passes", "mean"),
-                                      seconds_per_image=("seconds", "mean"), seconds_total=("seconds", "sum"))
+                                      seconds_per_image=("seconds", "median"),
+                                      seconds_p10=("seconds", lambda x: float(np.quantile(x, 0.1))),
+                                      seconds_p90=("seconds", lambda x: float(np.quantile(x, 0.9))),
+                                      seconds_mean=("seconds", "mean"), seconds_total=("seconds", "sum"))
             .reindex(run.variants).reset_index())
+    base_s = cost.loc[cost["variant"] == run.baseline, "seconds_per_image"]
+    cost["seconds_per_pass"] = cost["seconds_per_image"] / cost["forward_passes"]
+    cost["relative_seconds"] = cost["seconds_per_image"] / (float(base_s.iloc[0]) if len(base_s) else np.nan)
     declared = {v: (run.manifest.get("variants", {}).get(v) or {}).get("forward_passes_per_image") for v in run.variants}
     cost["forward_passes_declared"] = cost["variant"].map(declared)
     base_nfe = float(cost.loc[cost["variant"] == run.baseline, "forward_passes"].iloc[0]) if run.baseline in set(cost["variant"]) else np.nan
@@ -199,8 +207,11 @@ def _headline(run: Run, win_rates: pd.DataFrame, set_all: pd.DataFrame, cost: pd
         for m in run.set_metric_names:
             r = set_all[(set_all["variant"] == v) & (set_all["metric"] == m)]
             if len(r):
-                row[m] = r.iloc[0]["value"]
-                row[f"{m}_std"] = r.iloc[0]["std"]
+                r = r.iloc[0]
+                row[m] = r["value"]
+                row[f"{m}_std"] = r["std"]
+                for col in ("value_lo", "value_hi", "diff", "diff_lo", "diff_hi"):
+                    row[f"{m}_{col.replace('value_', '')}"] = r.get(col, np.nan)
         c = cost[cost["variant"] == v]
         if len(c):
             row["forward_passes"] = c.iloc[0]["forward_passes"]
