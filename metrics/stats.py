@@ -502,11 +502,16 @@ def compare_to_baseline(
     alpha: float = 0.05,
     test_unit: Literal["prompt", "pair"] = "prompt",
 ) -> pd.DataFrame:
-    """The headline table: `paired_differences` → `win_rate_table` → `add_adjusted_pvalues`.
+    """The headline table: `validate_scores` → `paired_differences` → `win_rate_table` → `add_adjusted_pvalues`.
+
+    Validation errors raise `UserError`; its warnings are dropped here (the report shows them).
 
     Every non-baseline variant × metric of ``scores`` is expected; one without any complete pair
     appears with ``status == "missing"``.
     """
+    from .validation import validate_scores
+
+    scores, _ = validate_scores(scores)
     paired = paired_differences(scores, baseline, higher_is_better, tie_tolerance)
     expected = [(v, m) for v in dict.fromkeys(scores["variant"]) if v != baseline for m in dict.fromkeys(scores["metric"])]
     table = win_rate_table(paired, n_boot=n_boot, seed=seed, confidence=confidence, test_unit=test_unit,

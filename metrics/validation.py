@@ -28,8 +28,8 @@ def validate_scores(scores: pd.DataFrame, prompt_text: Mapping[str, str] | None 
                     what: str = "scores") -> tuple[pd.DataFrame, list[str]]:
     """The checked table (with a ``cluster`` column) and the warnings to show; `UserError` if unusable.
 
-    ``prompt_text`` maps prompt ids to their texts (from ``samples.csv``); without it every prompt id
-    is its own cluster.
+    ``prompt_text`` maps prompt ids to their texts (from ``samples.csv``); without it an existing
+    ``cluster`` column is kept, else every prompt id is its own cluster.
     """
     missing = [c for c in [*KEYS, "value"] if c not in scores.columns]
     if missing:
@@ -59,8 +59,11 @@ def validate_scores(scores: pd.DataFrame, prompt_text: Mapping[str, str] | None 
         out = out.drop_duplicates(KEYS)
 
     ids = out["prompt_id"].astype(str)
-    text = prompt_text or {}
-    out["cluster"] = [text.get(i, f"\0id:{i}") for i in ids]
+    if prompt_text is None and "cluster" in out.columns:
+        out["cluster"] = out["cluster"].astype(str)  # already given (e.g. by a caller that knows the texts)
+    else:
+        text = prompt_text or {}
+        out["cluster"] = [text.get(i, f"\0id:{i}") for i in ids]
     units = out[["prompt_id", "seed", "cluster"]].drop_duplicates(["prompt_id", "seed"])
     # the first prompt id (in sorted order) of each (text, seed) keeps its units; the others are copies
     keep = units.sort_values(["cluster", "seed", "prompt_id"]).drop_duplicates(["cluster", "seed"])
