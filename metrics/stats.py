@@ -419,9 +419,11 @@ def win_rate_table(
         dif, dif_lo, dif_hi = cluster_bootstrap_ratio(wide["diff_beyond_tol"].to_numpy(), den, weights=w,
                                                       confidence=confidence)
         pair_rows = dict(list(sub.groupby(keys, sort=False, dropna=False)))
+        # one pass over the groups (xs per group is quadratic in the number of variants)
+        prompt_rows = {g: f for g, f in per_prompt.groupby(level=keys, sort=False, dropna=False)}
         for gi, g in enumerate(groups):
             # keys has at least (variant, metric), so group labels are tuples
-            pp = per_prompt.xs(g, level=keys, drop_level=True)
+            pp = prompt_rows[g]
             pp = pp[pp["n"] > 0]
             sub_g = pair_rows[g]
             tol = float(sub_g["tolerance"].iloc[0]) if len(sub_g) else 0.0
