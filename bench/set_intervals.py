@@ -89,6 +89,9 @@ def add_set_intervals(rows: pd.DataFrame, samples: pd.DataFrame, metrics: dict, 
             known[key] = [{"variant": v, "metric": n, "boot": b.tolist(), "n_prompts": int(samples.loc[samples["variant"] == v, "prompt"].nunique())}
                           for (v, n), b in replicates.items()]
             store.append("set_intervals", [{"key": key, "rows": known[key]}])
+            unload = getattr(metric, "unload", None)  # free e.g. Inception before the next metric
+            if unload is not None:
+                unload()
         boots = {(r["variant"], r["metric"]): (np.asarray(r["boot"], dtype=float), r["n_prompts"]) for r in known[key]}
         for i in out.index[out["category"] == ""]:
             variant, name = out.at[i, "variant"], out.at[i, "metric"]

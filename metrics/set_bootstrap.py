@@ -70,14 +70,20 @@ def kid_resampled(features: np.ndarray, reference: np.ndarray, weights: np.ndarr
     y = np.asarray(reference, dtype=np.float64)
     w = np.asarray(weights, dtype=np.float64)
     dim = x.shape[1]
-    k_xx = (x @ x.T / dim + 1.0) ** 3
-    k_xy = (x @ y.T / dim + 1.0) ** 3
-    k_yy = (y @ y.T / dim + 1.0) ** 3
     m = y.shape[0]
-    yy = (k_yy.sum() - np.trace(k_yy)) / (m * (m - 1))
+    k_xx = (x @ x.T / dim + 1.0) ** 3
+    # the reference side only enters through sums: taken in row blocks, so a 50k-image reference
+    # never needs its m × m kernel matrix in memory
+    yy_sum, xy_rows = 0.0, np.zeros(x.shape[0])
+    for start in range(0, m, 2048):
+        block = y[start:start + 2048]
+        k_by = (block @ y.T / dim + 1.0) ** 3
+        yy_sum += k_by.sum() - ((block * block).sum(1) / dim + 1.0).__pow__(3).sum()
+        xy_rows += ((x @ block.T / dim + 1.0) ** 3).sum(1)
+    yy = yy_sum / (m * (m - 1))
     total = w.sum(1)
-    xx = (np.einsum("bi,ij,bj->b", w, k_xx, w) - w @ np.diag(k_xx)) / (total * (total - 1.0))
-    xy = (w @ k_xy.sum(1)) / (total * m)
+    xx = (np.einsum("bi,ij,bj->b", w, k_xx, w, optimize=True) - w @ np.diag(k_xx)) / (total * (total - 1.0))
+    xy = (w @ xy_rows) / (total * m)
     return xx + yy - 2.0 * xy
 
 
