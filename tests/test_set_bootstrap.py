@@ -36,3 +36,48 @@ def test_kid_resampled_is_the_unbiased_mmd_of_the_resampled_set():
     direct = ((k(xd, xd).sum() - np.trace(k(xd, xd))) / (n * (n - 1)) + (k(y, y).sum() - np.trace(k(y, y))) / (m * (m - 1))
               - 2 * k(xd, y).mean())
     assert kid_resampled(x, y, w[None])[0] == pytest.approx(direct, rel=1e-9)
+
+
+def test_add_set_intervals_pairs_variants_on_the_same_prompts(tmp_path):
+    """The stage around set_metric_rows: intervals for whole-set rows, a paired Δ for non-baseline variants only."""
+    import pandas as pd
+    from PIL import Image
+
+    from bench.set_intervals import add_set_intervals
+    from bench.store import RunDirectory
+    from metrics.fid import FID
+
+    store = RunDirectory(tmp_path / "run")
+    rng = np.random.default_rng(0)
+    rows = []
+    for v, shift in (("vanilla", 0.0), ("a", 0.3)):
+        for p in range(8):
+            for s in (0, 1):
+                rel = f"images/{v}-{p}-{s}.png"
+                (store.root / "images").mkdir(parents=True, exist_ok=True)
+                pixels = np.clip(rng.normal(0.5 + shift * (p % 2), 0.2, size=(4, 4, 3)), 0, 1)
+                Image.fromarray((pixels * 255).astype(np.uint8)).save(store.root / rel)
+                rows.append({"unit_key": f"{v}{p}{s}", "variant": v, "prompt_id": f"{p}", "prompt": f"text {p % 6}",
+                             "category": "", "seed": s, "image_path": rel})
+    samples = pd.DataFrame(rows)
+    feature = lambda images: images.mean(dim=(2, 3))  # noqa: E731  (3-d features: cheap and deterministic)
+    ref = ReferenceStats.from_features(torch.tensor(rng.normal(0.5, 0.2, size=(40, 3)), dtype=torch.float32))
+    ref_path = tmp_path / "ref.pt"
+    ref.save(ref_path)
+    fid = FID(feature=feature, reference=str(ref_path))
+    from bench.generate import load_image
+
+    values = {}
+    for v, g in samples.groupby("variant"):
+        feats = torch.stack([feature(load_image(store.root / p)[None])[0] for p in g["image_path"]])
+        values[v] = fid_from_features(feats, ref).value
+    set_rows = pd.DataFrame([{"variant": v, "category": "", "metric": "fid", "value": values[v], "std": None, "n": 16,
+                              "warnings": ""} for v in ("vanilla", "a")])
+    out = add_set_intervals(set_rows, samples, {"fid": fid}, store, baseline="vanilla", n_boot=200, seed=0).set_index("variant")
+    assert (out["n_prompts"] == 6).all()  # prompt texts, not ids: 8 ids share 6 texts
+    for v in ("vanilla", "a"):
+        assert out.loc[v, "value_lo"] < out.loc[v, "value_hi"]
+    assert np.isnan(out.loc["vanilla", "diff"]) and out.loc["a", "diff"] == pytest.approx(values["a"] - values["vanilla"])
+    assert out.loc["a", "diff_lo"] < out.loc["a", "diff_hi"]
+    again = add_set_intervals(set_rows, samples, {"fid": fid}, store, baseline="vanilla", n_boot=200, seed=0)
+    pd.testing.assert_frame_equal(again.set_index("variant"), out)  # journalled and reproducible
