@@ -264,11 +264,9 @@ class Benchmark:
         self.release_generation_model()
         scores = score_images(samples, self.metrics, store, world=world)
         store.write_table("scores", scores)
-        report_cfg = self.config.report or {}
         store.write_table("set_metrics", add_set_intervals(
             set_metric_rows(samples, self.metrics, store, world=world), samples, self.metrics, store, world,
-            baseline=self.config.baseline, n_boot=int(report_cfg.get("n_boot", self.config.bootstrap)),
-            seed=int(report_cfg.get("bootstrap_seed", 0)), confidence=float(report_cfg.get("confidence", 0.95))))
+            baseline=self.config.baseline, confidence=float((self.config.report or {}).get("confidence", 0.95))))
         timings["score_seconds"] = round(time.perf_counter() - t0, 3)
         store.write_manifest(self.manifest(units, timings, "scored", throughput))
 

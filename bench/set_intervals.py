@@ -1,20 +1,24 @@
-"""Intervals for set metrics (FID, KID): a cluster bootstrap over prompts, paired with the baseline.
+"""Intervals for set metrics (FID, KID): a delete-one-prompt jackknife, paired with the baseline.
 
 `set_metric_rows` computes each variant's FID/KID once; this stage adds, for the whole-set rows
 (category ""), columns
 
-* ``value_lo, value_hi``: the interval of the metric under resampling of distinct prompts;
+* ``value_lo, value_hi``: the interval of the metric over distinct prompts;
 * ``diff, diff_lo, diff_hi``: the paired difference ``metric(variant) − metric(baseline)`` with its
-  interval, both variants evaluated on the *same* resampled prompts in every resample;
+  interval, both variants evaluated on the *same* reduced prompt sets;
 * ``n_prompts`` (distinct prompt texts of the set) and ``interval`` (how it was made).
 
 Features are extracted once per variant (the metric's own feature network and reference set, so the
-numbers match `set_metric_rows`) and resampled as weights (`metrics.set_bootstrap`). Small sets make
-FID biased upward, and a resample with repeated prompts is smaller still, so the percentile
-distribution sits above the point estimate; the *basic* bootstrap interval ``[2θ̂ − q_hi, 2θ̂ − q_lo]``
-(Davison & Hinkley 1997, eq. 5.6) reflects that shift back and is used for the value and the
-difference alike. Results are journalled (key: metric, its parameters, every variant's units, the
-resampling settings), so a resumed run does not extract features again.
+numbers match `set_metric_rows`) and re-weighted (`metrics.set_bootstrap`). The interval is the
+cluster jackknife (Quenouille 1956, Tukey 1958; Efron & Stein 1981): each of the K distinct prompts
+is left out in turn, with all its seeds, the metric is recomputed, and
+``se² = (K − 1)/K · Σ_k (θ_(k) − θ̄)²`` gives ``θ̂ ± t_{K−1} · se``; FID's lower end is cut at 0,
+which FID cannot go below. Why not the bootstrap: a bootstrap resample repeats prompts, which
+shrinks the effective set, and FID at small n is dominated by its sample-size bias, so bootstrap
+replicates of the default run sat almost wholly *above* the estimate (percentile and basic intervals
+that did not contain it). Leaving one prompt out changes n by one prompt only. Results are
+journalled (key: metric, its parameters, every variant's units, the method), so a resumed run does
+not extract features again.
 """
 from __future__ import annotations
 
@@ -23,13 +27,12 @@ import pandas as pd
 import torch
 
 from metrics.base import SetMetric
-from metrics.set_bootstrap import fid_resampled, kid_resampled, percentile_interval
-from metrics.stats import bootstrap_weights, stratum_rng
+from metrics.set_bootstrap import fid_resampled, jackknife_interval, kid_resampled
 
 from .config import stable_hash
 from .store import RunDirectory
 
-INTERVAL = "basic bootstrap over distinct prompts, paired across variants"
+INTERVAL = "jackknife over distinct prompts (leave one out), t interval, paired across variants"
 COLUMNS = ["value_lo", "value_hi", "diff", "diff_lo", "diff_hi", "n_prompts", "interval"]
 
 
@@ -47,13 +50,8 @@ def _replicates(metric: SetMetric, name: str, images, prompts: list[str], world,
     return kid_resampled(fake, reference.features.double().numpy(), weights)
 
 
-def _basic(estimate: float, boot: np.ndarray, confidence: float) -> tuple[float, float]:
-    lo, hi = percentile_interval(boot, confidence)
-    return 2.0 * estimate - hi, 2.0 * estimate - lo
-
-
 def add_set_intervals(rows: pd.DataFrame, samples: pd.DataFrame, metrics: dict, store: RunDirectory, world=None, *,
-                      baseline: str, n_boot: int = 1000, seed: int = 0, confidence: float = 0.95) -> pd.DataFrame:
+                      baseline: str, confidence: float = 0.95) -> pd.DataFrame:
     """``rows`` (from `set_metric_rows`) with the interval columns filled for category "" (NaN elsewhere)."""
     from .generate import load_image
 
@@ -67,11 +65,11 @@ def add_set_intervals(rows: pd.DataFrame, samples: pd.DataFrame, metrics: dict, 
     position = {t: i for i, t in enumerate(texts)}
     known = {r["key"]: r["rows"] for r in store.read_journal("set_intervals")}
     for label, metric in set_metrics.items():
-        key = stable_hash({"metric": label, "describe": metric.describe(), "baseline": baseline, "n_boot": n_boot,
-                           "seed": seed, "confidence": confidence, "interval": INTERVAL,
+        key = stable_hash({"metric": label, "describe": metric.describe(), "baseline": baseline, "interval": INTERVAL,
                            "units": {v: sorted(g["unit_key"]) for v, g in samples.groupby("variant")}}, 32)
         if key not in known:
-            cluster_weights = bootstrap_weights(len(texts), n_boot, stratum_rng(seed, ("set", label)))
+            # row k leaves prompt k out (weight 0 for all its images), every other image counts once
+            cluster_weights = 1.0 - np.eye(len(texts))
             replicates: dict[tuple[str, str], np.ndarray] = {}
             for variant, subset in samples.groupby("variant", sort=False):
                 idx = subset["prompt"].astype(str).map(position).to_numpy()
@@ -99,7 +97,8 @@ def add_set_intervals(rows: pd.DataFrame, samples: pd.DataFrame, metrics: dict, 
                 continue
             boot, n_prompts = boots[(variant, name)]
             est = float(out.at[i, "value"])
-            out.at[i, "value_lo"], out.at[i, "value_hi"] = _basic(est, boot, confidence)
+            lo, hi = jackknife_interval(est, boot, confidence)
+            out.at[i, "value_lo"], out.at[i, "value_hi"] = (max(lo, 0.0) if name == "fid" else lo), hi
             out.at[i, "n_prompts"] = n_prompts
             out.at[i, "interval"] = INTERVAL
             base_rows = out[(out["variant"] == baseline) & (out["metric"] == name) & (out["category"] == "")]
@@ -107,5 +106,5 @@ def add_set_intervals(rows: pd.DataFrame, samples: pd.DataFrame, metrics: dict, 
                 base_boot = boots[(baseline, name)][0]
                 diff = est - float(base_rows["value"].iloc[0])
                 out.at[i, "diff"] = diff
-                out.at[i, "diff_lo"], out.at[i, "diff_hi"] = _basic(diff, boot - base_boot, confidence)
+                out.at[i, "diff_lo"], out.at[i, "diff_hi"] = jackknife_interval(diff, boot - base_boot, confidence)
     return out

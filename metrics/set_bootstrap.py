@@ -1,12 +1,13 @@
-"""FID and KID recomputed on bootstrap resamples of prompts, from features extracted once.
+"""FID and KID recomputed on re-weighted sets of prompts (jackknife, bootstrap), from features extracted once.
 
-A set metric is one number per variant, so its uncertainty comes from resampling the set: prompts
-(distinct texts, the unit of analysis) are drawn with replacement and every image of a drawn prompt
-comes along (cluster bootstrap, Davison & Hinkley 1997 §3.8). The same draws serve every variant, so
-the paired difference ``metric(variant) − metric(baseline)`` is computed on identical prompt sets.
-The reference set is held fixed: the interval describes the generated set's sampling error.
+A set metric is one number per variant, so its uncertainty comes from perturbing the set: prompts
+(distinct texts, the unit of analysis) are left out (jackknife) or drawn with replacement
+(bootstrap), every image of a prompt moving with it. The same weights serve every variant, so the
+paired difference ``metric(variant) − metric(baseline)`` is computed on identical prompt sets. The
+reference set is held fixed: the interval describes the generated set's sampling error.
 
-Nothing is re-extracted: a resample only re-weights the rows of the feature matrix.
+Nothing is re-extracted: a replicate only re-weights the rows of the feature matrix (weight 0 drops
+an image, 2 counts it twice).
 
 * **FID** (Heusel et al. 2017, arXiv 1706.08500): ``‖μ_w − μ_r‖² + tr Σ_w + tr Σ_r − 2 tr (Σ_r^½ Σ_w Σ_r^½)^½``
   with ``Σ_w`` the unbiased covariance of the resampled set (torchmetrics' definition). With ``n``
@@ -21,6 +22,7 @@ Nothing is re-extracted: a resample only re-weights the rows of the feature matr
 from __future__ import annotations
 
 import numpy as np
+from scipy import stats as sps
 
 
 def _sqrtm_psd(a: np.ndarray) -> np.ndarray:
@@ -30,7 +32,7 @@ def _sqrtm_psd(a: np.ndarray) -> np.ndarray:
 
 def fid_resampled(features: np.ndarray, ref_mean: np.ndarray, ref_cov: np.ndarray,
                   weights: np.ndarray) -> np.ndarray:
-    """FID of the set re-weighted by each row of ``weights`` ``(B, n)`` (draw counts summing to n).
+    """FID of the set re-weighted by each row of ``weights`` ``(B, n)`` (non-negative integer counts).
 
     ``features`` ``(n, D)``; returns ``(B,)``. With all weights 1 this is the plain FID of the set.
     """
@@ -85,6 +87,21 @@ def kid_resampled(features: np.ndarray, reference: np.ndarray, weights: np.ndarr
     xx = (np.einsum("bi,ij,bj->b", w, k_xx, w, optimize=True) - w @ np.diag(k_xx)) / (total * (total - 1.0))
     xy = (w @ xy_rows) / (total * m)
     return xx + yy - 2.0 * xy
+
+
+def jackknife_interval(estimate: float, replicates: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """``θ̂ ± t_{K−1} · se`` with the delete-one jackknife ``se² = (K−1)/K · Σ (θ_(k) − θ̄)²`` (Efron & Stein 1981).
+
+    ``replicates``: the statistic with each of K clusters left out. NaN bounds with fewer than 2.
+    """
+    reps = np.asarray(replicates, dtype=float)
+    reps = reps[np.isfinite(reps)]
+    k = reps.size
+    if k < 2 or not np.isfinite(estimate):
+        return float("nan"), float("nan")
+    se = float(np.sqrt((k - 1) / k * ((reps - reps.mean()) ** 2).sum()))
+    half = float(sps.t.ppf(0.5 + confidence / 2.0, k - 1)) * se
+    return float(estimate) - half, float(estimate) + half
 
 
 def percentile_interval(boot: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:

@@ -232,7 +232,7 @@ def test_reading_says_when_a_test_cannot_reach_significance():
                      "p_sign_min": 0.125, "test_unit": "prompt", "n_prompts": 4, "n_pairs": 4, "test_wins": 4,
                      "test_losses": 0, "direction": "better", "status": "tested"})
     text = reading(row, "vanilla", "HPS", "prompts", "holm", 0.05)
-    assert text.startswith("cannot be decided on HPS with this many prompts") and "smallest possible p is 0.12" in text
+    assert text.startswith("cannot be decided on HPS with this many untied prompts") and "smallest possible p is 0.12" in text
     assert "no detectable difference" not in text
 
 

@@ -39,7 +39,7 @@ def test_kid_resampled_is_the_unbiased_mmd_of_the_resampled_set():
 
 
 def test_add_set_intervals_pairs_variants_on_the_same_prompts(tmp_path):
-    """The stage around set_metric_rows: intervals for whole-set rows, a paired Δ for non-baseline variants only."""
+    """The stage around set_metric_rows: jackknife intervals for whole-set rows, a paired Δ for non-baseline variants."""
     import pandas as pd
     from PIL import Image
 
@@ -73,11 +73,25 @@ def test_add_set_intervals_pairs_variants_on_the_same_prompts(tmp_path):
         values[v] = fid_from_features(feats, ref).value
     set_rows = pd.DataFrame([{"variant": v, "category": "", "metric": "fid", "value": values[v], "std": None, "n": 16,
                               "warnings": ""} for v in ("vanilla", "a")])
-    out = add_set_intervals(set_rows, samples, {"fid": fid}, store, baseline="vanilla", n_boot=200, seed=0).set_index("variant")
+    out = add_set_intervals(set_rows, samples, {"fid": fid}, store, baseline="vanilla").set_index("variant")
     assert (out["n_prompts"] == 6).all()  # prompt texts, not ids: 8 ids share 6 texts
     for v in ("vanilla", "a"):
         assert out.loc[v, "value_lo"] < out.loc[v, "value_hi"]
     assert np.isnan(out.loc["vanilla", "diff"]) and out.loc["a", "diff"] == pytest.approx(values["a"] - values["vanilla"])
-    assert out.loc["a", "diff_lo"] < out.loc["a", "diff_hi"]
-    again = add_set_intervals(set_rows, samples, {"fid": fid}, store, baseline="vanilla", n_boot=200, seed=0)
+    assert out.loc["a", "diff_lo"] < out.loc["a", "diff"] < out.loc["a", "diff_hi"]
+    for v in ("vanilla", "a"):
+        assert out.loc[v, "value_lo"] <= values[v] < out.loc[v, "value_hi"]  # the interval holds its estimate
+    again = add_set_intervals(set_rows, samples, {"fid": fid}, store, baseline="vanilla")
     pd.testing.assert_frame_equal(again.set_index("variant"), out)  # journalled and reproducible
+
+
+def test_jackknife_interval_of_a_mean_is_the_t_interval():
+    from scipy import stats as sps
+
+    from metrics.set_bootstrap import jackknife_interval
+
+    x = np.array([1.0, 3.0, 2.0, 7.0, 4.0])
+    leave_one_out = np.array([(x.sum() - v) / 4 for v in x])
+    lo, hi = jackknife_interval(x.mean(), leave_one_out)
+    half = sps.t.ppf(0.975, 4) * x.std(ddof=1) / np.sqrt(5)
+    assert (lo, hi) == pytest.approx((x.mean() - half, x.mean() + half))

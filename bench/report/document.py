@@ -43,7 +43,7 @@ def build_sections(run: Run, t: ReportTables, plots: dict[str, Path]) -> list[Se
          f"(design effect of seeds within a prompt). ▲* / ▼* = better / worse by the sign test over prompts, "
          f"significant at α = {s.alpha} after {corr} correction over the family of the {family} variant × metric "
          f"comparisons that were tested{missing_text} ({len(surviving)} {'survives' if len(surviving) == 1 else 'survive'})."
-         + (" Set metrics (↓ = lower is better) carry cluster-bootstrap intervals and are never starred."
+         + (" Set metrics (↓ = lower is better) carry jackknife intervals over prompts and are never starred."
             if run.set_metric_names else "")],
         bullets=fmt.readings(run, t), table=fmt.headline(run, t), csv=["headline.csv", "win_rates.csv", "set_metrics.csv"]))
     secs.append(Section("Win rate vs baseline", image=plots.get("plots/win_rates"),
@@ -64,10 +64,11 @@ def build_sections(run: Run, t: ReportTables, plots: dict[str, Path]) -> list[Se
     sm = fmt.set_metrics(run, t)
     if len(sm):
         secs.append(Section("Set metrics", ["One number per variant over all its images (↓ = lower is better), with a "
-                                            f"{100 * s.confidence:.0f} % basic-bootstrap interval over distinct prompts "
-                                            f"(features extracted once, prompts resampled, reference fixed), and the "
-                                            f"paired difference to {run.baseline} computed on the same resampled prompts "
-                                            "for both. An interval that includes 0 means the sets cannot be told apart at "
+                                            f"{100 * s.confidence:.0f} % jackknife interval over distinct prompts (each "
+                                            "prompt left out in turn with all its seeds; features extracted once; reference "
+                                            f"fixed), and the paired difference to {run.baseline} with its interval, both "
+                                            "variants computed on the same reduced prompt sets. A difference whose interval includes 0 means the sets "
+                                            "cannot be told apart at "
                                             "this size. n is the number of generated images the metric saw; FID is biased "
                                             "upward at small n, so compare only sets of equal n. ± is the metric's own "
                                             "spread over subsets where it gives one (KID)."],

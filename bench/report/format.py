@@ -95,7 +95,7 @@ def verdict(r, alpha: float) -> str:
     if r.status != "tested":
         return "missing"
     if r.p_sign_min > alpha:
-        return "undecidable (too few prompts)"
+        return "undecidable (too few untied prompts)"
     if r.significant:
         return r.direction
     return "no detectable difference"

@@ -81,7 +81,7 @@ def reading(row: pd.Series, baseline: str, metric_name: str, unit: str, correcti
     interval = f"{_fmt_pct(row.win_rate)} % [{_fmt_pct(row.win_rate_lo)}, {_fmt_pct(row.win_rate_hi)}] of {unit}"
     ties = f", {_fmt_pct(row.tie_share)} % ties" if row.tie_share >= 0.005 else ""
     if row.p_sign_min > alpha:
-        verdict = (f"cannot be decided on {metric_name} with this many prompts: {counts}; with {untied} untied {word} "
+        verdict = (f"cannot be decided on {metric_name} with this many untied {word}: {counts}; with {untied} untied {word} "
                    f"the sign test's smallest possible p is {stats.format_p(row.p_sign_min)} > α = {alpha}")
         return f"{verdict}; win rate {interval}{ties}"
     if row.p_sign_adj <= alpha and row.direction == "better":
@@ -247,7 +247,7 @@ def provenance(run: Run) -> dict:
         "timings": m.get("timings", {}),
         "statistics": {"intervals": f"win rates and tie shares: {100 * run.settings.confidence:.0f} % Clopper–Pearson "
                                     "at the effective number of prompts (clustered design effect, Korn–Graubard)",
-                       "bootstrap": f"mean differences and set metrics: cluster bootstrap over distinct prompts, "
+                       "bootstrap": f"mean differences and Bradley–Terry: cluster bootstrap over distinct prompts, "
                                     f"{run.settings.n_boot} resamples, seed {run.settings.bootstrap_seed}, "
                                     f"{100 * run.settings.confidence:.0f} % percentile intervals",
                        "tests": f"sign test and Wilcoxon signed-rank per {run.settings.test_unit}, "
