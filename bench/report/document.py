@@ -47,7 +47,7 @@ def build_sections(run: Run, t: ReportTables, plots: dict[str, Path]) -> list[Se
             if run.set_metric_names else "")],
         bullets=fmt.readings(run, t), table=fmt.headline(run, t), csv=["headline.csv", "win_rates.csv", "set_metrics.csv"]))
     secs.append(Section("Win rate vs baseline", image=plots.get("plots/win_rates"),
-                        caption="Bars start at 50 % (no difference); whiskers are the bootstrap intervals.",
+                        caption="Bars start at 50 % (no difference); whiskers are the clustered Clopper–Pearson intervals.",
                         csv=["win_rates.csv"]))
     secs.append(Section(
         "All comparisons with the baseline",
