@@ -32,6 +32,7 @@ from .plan import Unit, make_plan
 from .progress import announce
 from .prompts import load_prompts
 from .scoring import build_metrics, score_images, set_metric_rows
+from .set_intervals import add_set_intervals
 from .sharding import Shard, assign, shard_units, unit_cost
 from .rundir_lock import GuardLock, RunLock
 from .store import LOCK_FILES, MARKER, SAMPLE_COLUMNS, RunDirectory, atomic_write_text
@@ -348,7 +349,9 @@ class Benchmark:
         store.write_table("scores", scores)
         if any(not hasattr(m, "score") for m in self.metrics.values()):
             announce("computing set metrics (FID/KID and the like) per variant and category")
-        store.write_table("set_metrics", set_metric_rows(samples, self.metrics, store, world=world))
+        store.write_table("set_metrics", add_set_intervals(
+            set_metric_rows(samples, self.metrics, store, world=world), samples, self.metrics, store, world,
+            baseline=self.config.baseline, confidence=float((self.config.report or {}).get("confidence", 0.95))))
         timings["score_seconds"] = round(time.perf_counter() - t0, 3)
         store.write_manifest(self.manifest(units, timings, "scored", throughput))
 
