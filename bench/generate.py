@@ -1,6 +1,7 @@
 """The generation stage: batches of units → PNG images and token grids in the run directory."""
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import time
@@ -12,8 +13,10 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from samplers.engine import SamplerEngine
+from samplers.model_transforms import apply_model_transforms
 from samplers.variant import SamplerVariant
 
+from .memory import PeakMemory
 from .plan import Unit
 from .store import RunDirectory
 
@@ -41,21 +44,34 @@ def batches(units: Sequence[Unit], batch_size: int):
 def generate_units(model, units: Sequence[Unit], variants: dict[str, SamplerVariant], store: RunDirectory, *,
                    grid: tuple[int, int], steps: int, guidance: float, batch_size: int, device: str,
                    negative_prompt: str | None) -> dict[str, float]:
-    """Generate `units` (already filtered to the unfinished ones); returns throughput figures."""
+    """Generate `units` (already filtered to the unfinished ones); returns throughput figures.
+
+    A variant's model transforms (samplers/model_transforms.py) are attached before its first batch and
+    undone after its last (units come grouped by variant), so every other variant sees the plain model.
+    Each record carries the batch's seconds per image and its peak memory (bench/memory.py).
+    """
     engine = SamplerEngine(model)
     started = time.perf_counter()
-    if torch.cuda.is_available() and str(device).startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-    with tqdm(total=len(units), desc="generate", unit="img", disable=None) as progress:
+    peaks: list[float] = []
+    with tqdm(total=len(units), desc="generate", unit="img", disable=None) as progress, \
+            contextlib.ExitStack() as transformed:
+        current = None
         for chunk in batches(units, batch_size):
             variant = variants[chunk[0].variant]
+            if variant.name != current:
+                transformed.close()  # undo the previous variant's transforms first
+                transformed.enter_context(apply_model_transforms(model, variant.model_transforms))
+                current = variant.name
             progress.set_postfix_str(variant.name)
             t0 = time.perf_counter()
-            conditioning = model.encode([u.prompt.text for u in chunk], negative_prompt)
-            generation = engine.generate(variant, conditioning, [u.seed for u in chunk], grid, steps, guidance,
-                                         device=device)
-            images = model.decode(generation.tokens, grid)
+            with PeakMemory(device) as peak:
+                conditioning = model.encode([u.prompt.text for u in chunk], negative_prompt)
+                generation = engine.generate(variant, conditioning, [u.seed for u in chunk], grid, steps, guidance,
+                                             device=device)
+                images = model.decode(generation.tokens, grid)
             seconds = (time.perf_counter() - t0) / len(chunk)
+            if peak.mib is not None:
+                peaks.append(peak.mib)
             records = []
             for row, unit in enumerate(chunk):
                 tokens = generation.tokens[row].to(torch.int32).cpu().numpy().reshape(grid)
@@ -64,6 +80,8 @@ def generate_units(model, units: Sequence[Unit], variants: dict[str, SamplerVari
                     "unit_key": unit.key, "variant": unit.variant, "prompt_id": unit.prompt.id,
                     "seed": unit.seed, "steps": steps, "forward_passes": int(generation.forward_passes[row]),
                     "seconds": round(seconds, 6),
+                    # the batch's peak memory shared over its images (weights included): the cost table's MiB / image
+                    "memory_mib": round(peak.mib / len(chunk), 3) if peak.mib is not None else None,
                     "trajectory": json.dumps([counts[row] for counts in generation.trajectory]),
                 })
             # journal last: a unit counts as done only once its files are in place
@@ -72,8 +90,8 @@ def generate_units(model, units: Sequence[Unit], variants: dict[str, SamplerVari
     elapsed = time.perf_counter() - started
     stats = {"images": len(units), "seconds": round(elapsed, 3),
              "images_per_second": round(len(units) / elapsed, 4) if elapsed > 0 and units else None}
-    if torch.cuda.is_available() and str(device).startswith("cuda"):
-        stats["peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+    if torch.cuda.is_available() and str(device).startswith("cuda") and peaks:
+        stats["peak_memory_gib"] = round(max(peaks) / 2**10, 3)
     return stats
 
 

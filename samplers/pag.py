@@ -50,8 +50,9 @@ class PerturbedAttentionGuidance(ConstantGuidance):
         """The backend must offer the attention perturbation for these layers (config-time check)."""
         perturb = getattr(model, "perturbed_attention", None)
         if perturb is None:
-            raise ConfigError(f"guidance 'pag': model {getattr(model, 'name', '?')!r} has no attention to perturb "
-                              "(PAG needs a transformer backend such as meissonic or amused)")
+            name = getattr(model, "name", None) or type(model).__name__
+            raise ConfigError(f"guidance 'pag': model {name!r} has no attention to perturb (PAG needs a network "
+                              "backend such as meissonic or amused; the exact synthetic world has none)")
         check = getattr(model, "check_perturbed_attention", None)
         if check is not None:
             check(self.layers)

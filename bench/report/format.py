@@ -49,8 +49,14 @@ def headline(run: Run, t: ReportTables) -> pd.DataFrame:
                 row[run.display_name(m)] = num(r[m]) + (f" ± {num(std, 2)}" if std is not None and not (isinstance(std, float) and math.isnan(std)) else "")
         row["passes / image"] = num(r.get("forward_passes"), 4)
         row["s / image"] = num(r.get("seconds_per_image"), 3)
+        if _measured(r.get("memory_mib_per_image")):
+            row["MiB / image"] = num(r.get("memory_mib_per_image"), 4)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _measured(value) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
 def readings(run: Run, t: ReportTables) -> list[str]:
@@ -134,7 +140,11 @@ def cost(run: Run, t: ReportTables) -> pd.DataFrame:
                         "declared": c["forward_passes_declared"].map(lambda x: "" if x is None or (isinstance(x, float) and math.isnan(x)) else str(int(x))),
                         "s / image": c["seconds_per_image"].map(lambda x: num(x, 3)),
                         "s total": c["seconds_total"].map(lambda x: num(x, 4))})
+    if c["memory_mib_per_image"].notna().any():
+        out["MiB / image"] = c["memory_mib_per_image"].map(lambda x: num(x, 4))
     for m in run.per_image_metrics:
+        out[f"{run.display_name(m)} win rate"] = [("baseline" if v == run.baseline else pct(w))
+                                                  for v, w in zip(c["variant"], c[f"win_rate_{m}"])]
         out[f"mean {run.display_name(m)}"] = c[f"mean_{m}"].map(num) + np.where(c[f"pareto_{m}"], " ◆", "")
         out[f"Δ {run.display_name(m)} / extra pass"] = c[f"gain_{m}_per_extra_pass"].map(lambda x: num(x, 3))
     return out
