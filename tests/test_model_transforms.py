@@ -69,13 +69,14 @@ ACTIVE = [{"name": "tome", "ratio": 0.5}, {"name": "quantize", "scheme": "int8-d
 def test_neutral_settings_equal_the_plain_model_and_active_ones_change_it(backend, request):
     model = request.getfixturevalue(backend)
     plain = generate(model, {})
-    assert torch.equal(generate(model, {"model_transforms": NEUTRAL}), plain)
-    assert torch.equal(generate(model, {"guidance": {"name": "pag", "pag_scale": 0.0, "layers": [0]}}), plain)
+    neutral = {"model_transforms": NEUTRAL, "guidance": {"name": "pag", "pag_scale": 0.0, "layers": [0]}}
+    assert torch.equal(generate(model, neutral), plain)
     base = probe_logits(model, [])
+    for spec in NEUTRAL:
+        assert torch.equal(probe_logits(model, [spec]), base), spec
     for spec in ACTIVE:  # the non-neutral settings do reach the network ...
         assert not torch.equal(probe_logits(model, [spec]), base), spec
     assert torch.equal(probe_logits(model, []), base)  # ... and leave it as it was
-    assert torch.equal(generate(model, {}), plain)
 
 
 def test_feature_cache_reuses_residuals_between_refreshes(meissonic):
@@ -182,3 +183,36 @@ def test_synthetic_world_refuses_model_side_choices_before_writing(tmp_path, cap
         assert code == 2 and not out.exists()
         err = capsys.readouterr().err
         assert f"variants.{variant}" in err and "synthetic" in err and "Traceback" not in err
+
+
+def test_efficient_inference_config_runs_on_tiny_meissonic(tmp_path, capsys):
+    """The shipped config, shrunk (tiny checkpoint, 4 steps, 2 prompts, CPU, one variant of each kind)."""
+    import json
+
+    import pandas as pd
+
+    from bench.cli import main
+    from bench.config import CONFIG_DIR, tomllib
+    from test_meissonic_e2e import shrunk, write_config
+
+    config, plugin = shrunk("efficient-inference", tmp_path, {"path": str(tiny_checkpoint("meissonic-1024")),
+                                                             "text_encoder": str(laion_clip())}, height=1024, width=64)
+    data = tomllib.loads(config.read_text())
+    shipped = tomllib.loads((CONFIG_DIR / "efficient-inference.toml").read_text())["samplers"]
+    assert {"tome", "quant-int4", "quant-w4a8", "quant-fp8", "cache-2", "pag"} <= set(shipped)
+    data["samplers"] = ["vanilla", "tome-0.5", "quant-w8a8", "cache-2", "pag"]  # one of each kind: CI time
+    data["variants"] = {"pag": {"guidance": {"name": "pag", "pag_scale": 3.0, "layers": [0]}}}  # the tiny net has 1 MM block
+    write_config(config, data)
+    assert main(["--config", str(config), "--plugin", str(plugin)]) == 0
+    printed = capsys.readouterr().out
+    assert "MiB / image" in printed and "win rate" in printed and "tome-0.5" in printed
+    run = tmp_path / "run"
+    samples = pd.read_csv(run / "samples.csv")
+    assert set(samples["variant"]) == set(data["samplers"])
+    assert (samples["memory_mib"] > 0).all()
+    passes = samples.groupby("variant")["forward_passes"].first()
+    assert passes["pag"] == 8 and passes["tome-0.5"] == 4 and passes["quant-w8a8"] == 4
+    assert samples.groupby("variant")["unit_key"].apply(frozenset).nunique() == len(data["samplers"])  # in the key
+    assert "MiB / image" in (run / "report.md").read_text()
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["variants"]["tome-0.5"]["model_side"][0].startswith("tome: ")
