@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from samplers.components import register_component, require
 from samplers.model_transforms import ModelTransform
 
-from .network import GROUPS, blocks, family, image_grid, network_of
+from .network import GROUPS, blocks, image_grid, network_of
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
 
