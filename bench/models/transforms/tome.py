@@ -20,9 +20,11 @@ Differences from the reference code, on purpose:
 
 - the merge map is recomputed every ``recompute_every`` blocks *within one forward* (reference: 5,
   the default here), never carried from the last block of one step into the first of the next;
-- the dst choice is drawn from a generator seeded by (``seed``, step, block), not from the CUDA RNG,
-  and is used for every batch size (the reference turns randomness off for odd batches): an image
-  must not depend on its batch;
+- the dst choice is drawn from a generator seeded by (``seed``, step, block), not from a generator
+  forked once from the CUDA RNG and advanced by every call: an image must not depend on its batch or
+  on the units generated before it (the reference's switch to the top-left dst for odd batches has
+  no effect there: its matching draws a random dst whatever ``no_rand`` says; ``random_dst = false``
+  here really takes the top-left one);
 - RoPE is applied per sample (the reference's merged tables have a batch dimension that stock
   ``apply_rotary_emb`` cannot broadcast with a CFG batch; reference §2.5 "Compatibility problems").
 
