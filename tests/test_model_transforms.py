@@ -216,3 +216,51 @@ def test_efficient_inference_config_runs_on_tiny_meissonic(tmp_path, capsys):
     assert "MiB / image" in (run / "report.md").read_text()
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["variants"]["tome-0.5"]["model_side"][0].startswith("tome: ")
+
+
+class _PerturbableLogits:
+    """Fixed logits: ℓ_u, ℓ_c, and ℓ̂_c while `perturbed_attention` is active (for PAG's formula)."""
+
+    mask_token_id, codebook_size, name = 4, 4, "fake"
+
+    def __init__(self):
+        self.forward_passes, self.perturbed = 0, False
+        self.uncond = torch.tensor([[[0.0, 0.0, 0.0, 0.0]]])
+        self.cond = torch.tensor([[[1.0, 0.5, 0.0, 0.0]]])
+        self.cond_perturbed = torch.tensor([[[1.0, 0.0, 0.0, 0.0]]])
+
+    def token_grid(self, *_):
+        return 1, 1
+
+    def encode(self, prompts, negative_prompt=None):
+        return {"x": torch.zeros(len(prompts), 1)}
+
+    def logits(self, tokens, conditioning, step, total_steps, with_uncond=True):
+        self.forward_passes += 1
+        cond = (self.cond_perturbed if self.perturbed else self.cond).clone()
+        return cond, (self.uncond.clone() if with_uncond else None)
+
+    def perturbed_attention(self, layers):
+        import contextlib
+
+        @contextlib.contextmanager
+        def scope():
+            self.perturbed = True
+            try:
+                yield
+            finally:
+                self.perturbed = False
+
+        return scope()
+
+
+def test_pag_combines_logits_as_the_paper_on_fixed_inputs():
+    # w = 1.2: CFG alone gives [1.2, 0.6, 0, 0]; with s = 2 the PAG term 2·(ℓ_c − ℓ̂_c) = [0, 1, 0, 0]
+    # makes token 1 the argmax: ℓ = [1.2, 1.6, 0, 0].
+    model = _PerturbableLogits()
+    for scale, expected in ((0.0, 0), (2.0, 1)):
+        variant = build_variant("p", {"p": {"guidance": {"name": "pag", "pag_scale": scale, "layers": [0]},
+                                            "token_sampler": "greedy"}})
+        generation = SamplerEngine(model).generate(variant, model.encode(["x"]), [0], (1, 1), 1, 1.2)
+        assert generation.tokens.tolist() == [[expected]]
+        assert generation.forward_passes.tolist() == [1 if scale == 0 else 2]
