@@ -132,6 +132,10 @@ def run(args: argparse.Namespace) -> int:
     for kind in ("html", "markdown"):
         if kind in result.report:
             print(f"mgt-bench: report ({kind}): {result.report[kind]}")
+    if result.report:
+        from .report.console import cost_summary
+
+        print(cost_summary(result.run_dir))
     return 0
 
 

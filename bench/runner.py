@@ -131,6 +131,7 @@ class Benchmark:
         self.grid = model.token_grid(self.config.height, self.config.width)
         # described after token_grid: a backend may switch resolution there (Meissonic 1024 ↔ 512 rules)
         self.model_description = {"name": self.config.model_name, **self.model.describe()}
+        check_model_side(self.variants, model)
         self.negative_prompt = self.config.negative_prompt
         if self.negative_prompt is None:
             self.negative_prompt = getattr(model, "default_negative_prompt", None)
@@ -230,7 +231,9 @@ class Benchmark:
             "generation_keys": _generation_values(self.config),
             "baseline": self.config.baseline,
             "variants": {name: {"description": v.description, "summary": v.summary(), "components": v.resolved(),
-                                "forward_passes_per_image": v.forward_passes(self.config.steps)}
+                                "forward_passes_per_image": v.forward_passes(self.config.steps),
+                                **({"model_side": [f"{t.name}: {t.cost_effect}" for t in v.model_transforms]}
+                                   if v.model_transforms else {})}
                          for name, v in self.variants.items()},
             "metrics": {label: {**m.describe(), "notes": m.notes() if hasattr(m, "notes") else []}
                         for label, m in self.metrics.items()},
@@ -515,10 +518,25 @@ class Benchmark:
                 "unit_key": unit.key, "variant": unit.variant, "prompt_id": unit.prompt.id, "prompt": unit.prompt.text,
                 "category": unit.prompt.category, "seed": unit.seed, "steps": record["steps"],
                 "forward_passes": record["forward_passes"], "seconds": record["seconds"],
+                "memory_mib": record.get("memory_mib"),
                 "image_path": str(self.store.image_path(unit.key).relative_to(self.store.root)),
                 "trajectory": record.get("trajectory", ""),
             })
         return pd.DataFrame(rows, columns=SAMPLE_COLUMNS)
+
+
+def check_model_side(variants, model) -> None:
+    """Config-time check that the loaded backend can carry every variant's model-side choices (model
+    transforms, PAG's attention hook): a ConfigError (exit 2) names the variant before anything is written."""
+    for name, variant in variants.items():
+        for component in variant.components():
+            check = getattr(component, "check_model", None)
+            if check is None:
+                continue
+            try:
+                check(model)
+            except UserError as exc:
+                raise type(exc)(f"variants.{name}: {exc}") from None
 
 
 def render(run_dir: Path) -> dict[str, Path]:

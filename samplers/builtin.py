@@ -7,6 +7,7 @@ from . import (  # noqa: F401
     halton,
     loops,
     noise_regularization,
+    pag,
     remasking,
     remdm,
     reveal,

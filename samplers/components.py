@@ -32,6 +32,7 @@ KINDS = (
     "reveal_schedule",
     "remask",
     "loop",
+    "model_transform",  # model-side choices (samplers/model_transforms.py; implementations in bench.models.transforms)
 )
 
 REGISTRIES: dict[str, Registry[type]] = {kind: Registry(kind.replace("_", " ")) for kind in KINDS}

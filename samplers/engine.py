@@ -175,6 +175,8 @@ class SamplerEngine:
         variant = generation.variant
         guidance = variant.guidance if guidance is None else guidance
         cond, uncond = self.model_logits(generation, ctx.step, tokens, with_uncond=guidance.needs_uncond(ctx))
+        # for guidance that needs another forward of the same tokens (PAG, samplers/pag.py)
+        ctx.engine, ctx.forward_tokens = self, (generation.tokens if tokens is None else tokens)
         logits = guidance.combine(cond, uncond, ctx)
         for processor in (variant.logits_processors if processors else ()):
             logits = processor(logits, ctx)

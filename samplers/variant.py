@@ -22,6 +22,7 @@ from typing import Any, Mapping
 from mgt_common.errors import ConfigError
 from mgt_common.registry import Registry
 
+from .model_transforms import ModelTransform
 from .components import (
     Confidence,
     Guidance,
@@ -35,7 +36,8 @@ from .components import (
 )
 
 SINGLE_KINDS = ("guidance", "token_sampler", "confidence", "reveal_schedule", "remask", "loop")
-LIST_KINDS = {"logits_processors": "logits_processor", "probability_correctors": "probability_corrector"}
+LIST_KINDS = {"logits_processors": "logits_processor", "probability_correctors": "probability_corrector",
+              "model_transforms": "model_transform"}
 VARIANT_KEYS = ("base", "description", *SINGLE_KINDS, *LIST_KINDS)
 
 VANILLA_SPEC: dict[str, Any] = {
@@ -83,17 +85,24 @@ class SamplerVariant:
     loop: Loop
     logits_processors: list[LogitsProcessor] = field(default_factory=list)
     probability_correctors: list[ProbabilityCorrector] = field(default_factory=list)
+    #: model-side choices applied to the backend's network while the variant runs (issue 13).
+    model_transforms: list[ModelTransform] = field(default_factory=list)
     description: str = ""
 
     def components(self):
+        yield from self.model_transforms
         yield self.guidance
         yield from self.logits_processors
         yield from self.probability_correctors
         yield from (self.token_sampler, self.confidence, self.reveal_schedule, self.remask, self.loop)
 
     def resolved(self) -> dict[str, Any]:
-        """Every component with its version and parameters: what enters a unit's key."""
-        return {
+        """Every component with its version and parameters: what enters a unit's key.
+
+        ``model_transforms`` appears only when the list is non-empty, so that variants without one keep
+        the keys (and the finished images) they had before the kind existed.
+        """
+        resolved = {
             "guidance": self.guidance.spec(),
             "logits_processors": [c.spec() for c in self.logits_processors],
             "probability_correctors": [c.spec() for c in self.probability_correctors],
@@ -103,6 +112,9 @@ class SamplerVariant:
             "remask": self.remask.spec(),
             "loop": self.loop.spec(),
         }
+        if self.model_transforms:
+            resolved["model_transforms"] = [c.spec() for c in self.model_transforms]
+        return resolved
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.resolved(), sort_keys=True).encode()).hexdigest()[:16]

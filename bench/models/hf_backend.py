@@ -180,6 +180,8 @@ class TokenBackend:
 
     def __init__(self):
         self.forward_passes = 0
+        #: the sampler step of the forward being run (model-side transforms read it: bench/models/transforms)
+        self.current_step = 0
         self.vqvae = None
         self.prompts: PromptEncoder
         self.height: int
@@ -230,6 +232,7 @@ class TokenBackend:
             grid = torch.cat([grid, grid])
             pooled = torch.cat([conditioning["negative_pooled"], pooled])
             hidden = torch.cat([conditioning["negative_hidden"], hidden])
+        self.current_step = int(step)
         out = self._forward(grid, pooled.to(self.device), hidden.to(self.device), step, total_steps)
         self.forward_passes += 1
         out = out.reshape(out.shape[0], out.shape[1], seq).transpose(1, 2).float()
@@ -255,6 +258,17 @@ class TokenBackend:
         images = [self.vqvae.decode(ids[i:i + 1], force_not_quantize=True, shape=(1, rows, cols, channels)).sample
                   for i in range(ids.shape[0])]
         return torch.cat(images).clip(0, 1).float()
+
+    def perturbed_attention(self, layers):
+        """Context manager: identity self-attention of the image tokens in `layers` (PAG, samplers/pag.py)."""
+        from .transforms.attention import perturbed_attention
+
+        return perturbed_attention(self, layers)
+
+    def check_perturbed_attention(self, layers) -> None:
+        from .transforms.attention import check_layers
+
+        check_layers(self, layers)
 
     def identity(self) -> dict[str, Any]:
         """What decides the images, for unit keys: `describe()` without where the files happen to lie.

@@ -168,6 +168,9 @@ def _cost_table(run: Run, win_rates: pd.DataFrame, summary: pd.DataFrame, hib: d
     base_s = cost.loc[cost["variant"] == run.baseline, "seconds_per_image"]
     cost["seconds_per_pass"] = cost["seconds_per_image"] / cost["forward_passes"]
     cost["relative_seconds"] = cost["seconds_per_image"] / (float(base_s.iloc[0]) if len(base_s) else np.nan)
+    # peak memory per image (bench/memory.py; runs made before it was recorded have no such column)
+    memory = sm["memory_mib"] if "memory_mib" in sm.columns else pd.Series(np.nan, index=sm.index)
+    cost["memory_mib_per_image"] = cost["variant"].map(pd.to_numeric(memory, errors="coerce").groupby(sm["variant"]).mean())
     declared = {v: (run.manifest.get("variants", {}).get(v) or {}).get("forward_passes_per_image") for v in run.variants}
     cost["forward_passes_declared"] = cost["variant"].map(declared)
     base_nfe = float(cost.loc[cost["variant"] == run.baseline, "forward_passes"].iloc[0]) if run.baseline in set(cost["variant"]) else np.nan
@@ -216,6 +219,7 @@ def _headline(run: Run, win_rates: pd.DataFrame, set_all: pd.DataFrame, cost: pd
         if len(c):
             row["forward_passes"] = c.iloc[0]["forward_passes"]
             row["seconds_per_image"] = c.iloc[0]["seconds_per_image"]
+            row["memory_mib_per_image"] = c.iloc[0]["memory_mib_per_image"]
         r = win_rates[(win_rates["variant"] == v) & (win_rates["metric"] == primary)]
         row["reading"] = r.iloc[0]["reading"] if len(r) else f"{v}: the baseline"
         rows.append(row)
