@@ -15,6 +15,7 @@ from samplers.engine import SamplerEngine
 from samplers.variant import SamplerVariant
 
 from .plan import Unit
+from .rewards import RewardBuilder
 from .store import RunDirectory
 
 
@@ -43,6 +44,7 @@ def generate_units(model, units: Sequence[Unit], variants: dict[str, SamplerVari
                    negative_prompt: str | None) -> dict[str, float]:
     """Generate `units` (already filtered to the unfinished ones); returns throughput figures."""
     engine = SamplerEngine(model)
+    rewards = RewardBuilder(model, grid, device)
     started = time.perf_counter()
     if torch.cuda.is_available() and str(device).startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -52,8 +54,9 @@ def generate_units(model, units: Sequence[Unit], variants: dict[str, SamplerVari
             progress.set_postfix_str(variant.name)
             t0 = time.perf_counter()
             conditioning = model.encode([u.prompt.text for u in chunk], negative_prompt)
+            reward = rewards.for_batch(variant, [u.prompt.text for u in chunk], [u.prompt.id for u in chunk])
             generation = engine.generate(variant, conditioning, [u.seed for u in chunk], grid, steps, guidance,
-                                         device=device)
+                                         device=device, reward=reward)
             images = model.decode(generation.tokens, grid)
             seconds = (time.perf_counter() - t0) / len(chunk)
             records = []
@@ -63,6 +66,7 @@ def generate_units(model, units: Sequence[Unit], variants: dict[str, SamplerVari
                 records.append({
                     "unit_key": unit.key, "variant": unit.variant, "prompt_id": unit.prompt.id,
                     "seed": unit.seed, "steps": steps, "forward_passes": int(generation.forward_passes[row]),
+                    "scorer_calls": int(generation.scorer_calls[row]),
                     "seconds": round(seconds, 6),
                     "trajectory": json.dumps([counts[row] for counts in generation.trajectory]),
                 })

@@ -31,6 +31,7 @@ from .generate import generate_units
 from .models.registry import MODELS
 from .plan import Unit, make_plan
 from .prompts import load_prompts
+from .rewards import check_reward_metrics
 from .scoring import build_metrics, score_images, set_metric_rows
 from .sharding import Shard, assign, shard_units, unit_cost
 from .store import SAMPLE_COLUMNS, RunDirectory, atomic_write_text
@@ -103,6 +104,7 @@ class Benchmark:
         #: the merged view (unsuffixed journals, tables, manifest) that only the merging process writes.
         self.merged_store = RunDirectory(self.store.root)
         self.variants = {name: build_variant(name, config.variants) for name in config.samplers}
+        check_reward_metrics(self.variants.values())
         prompt_source, prompt_params = config.prompt_source
         prompts = load_prompts(prompt_source, **prompt_params)
         self.prompts = prompts[: config.limit] if config.limit else prompts
@@ -421,7 +423,8 @@ class Benchmark:
             rows.append({
                 "unit_key": unit.key, "variant": unit.variant, "prompt_id": unit.prompt.id, "prompt": unit.prompt.text,
                 "category": unit.prompt.category, "seed": unit.seed, "steps": record["steps"],
-                "forward_passes": record["forward_passes"], "seconds": record["seconds"],
+                "forward_passes": record["forward_passes"], "scorer_calls": record.get("scorer_calls", 0),
+                "seconds": record["seconds"],
                 "image_path": str(self.store.image_path(unit.key).relative_to(self.store.root)),
                 "trajectory": record.get("trajectory", ""),
             })

@@ -132,6 +132,7 @@ def cost(run: Run, t: ReportTables) -> pd.DataFrame:
     out = pd.DataFrame({"variant": c["variant"], "images": c["images"],
                         "passes / image": c["forward_passes"].map(lambda x: num(x, 4)),
                         "declared": c["forward_passes_declared"].map(lambda x: "" if x is None or (isinstance(x, float) and math.isnan(x)) else str(int(x))),
+                        "scorer calls / image": c["scorer_calls"].map(lambda x: num(x, 4)),
                         "s / image": c["seconds_per_image"].map(lambda x: num(x, 3)),
                         "s total": c["seconds_total"].map(lambda x: num(x, 4))})
     for m in run.per_image_metrics:
