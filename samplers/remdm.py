@@ -30,6 +30,7 @@ smallest uniform draws are kept.
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import torch
 
@@ -144,7 +145,10 @@ class RemdmLoopReveal(RevealSchedule):
     - t_off < t ≤ t_on:              α held at α_on; ReMDM with σ = η (strategy 'loop');
     - t ≤ t_off  (i/T ≥ 1 − t_off):   α(t) = 1 − t·(1 − α_on)/t_off, MDLM steps to the end.
 
-    After step i the count floor(N·(1 − α_s)) stays masked, α_s = α(t_i − 1/T). The first phase is
+    After step i the count floor(N·(1 − α_s)) stays masked, α_s = α(t_i − 1/T); times and parameters
+    are compared and combined as exact fractions of their decimal values (t = 1 − i/T exactly), so a
+    boundary such as t = 0.05 at i = 19 of 20 falls where the decimal says. The reference's time grid
+    ends at 1e-5 instead of 0, which moves its phase boundaries by less than one step. The first phase is
     capped at α_on (the reference's last rising step can overshoot α_on by up to α_on/(T(1 − t_on))),
     so that the hold level is the one the phase reaches. While α is held the count stays at the
     current masked count (no forced reveal), so a step that re-opens r tokens reveals r others;
@@ -162,20 +166,21 @@ class RemdmLoopReveal(RevealSchedule):
                 f"need 0 < t_off < t_on < 1 (times run from 1 to 0), got t_on={self.t_on}, t_off={self.t_off}")
 
     def phase(self, step: int, total_steps: int) -> str:
-        t = 1.0 - step / total_steps
-        if t > self.t_on:
+        t = 1 - Fraction(step, total_steps)
+        if t > _decimal(self.t_on):
             return "rise"
-        return "finish" if t <= self.t_off else "hold"
+        return "finish" if t <= _decimal(self.t_off) else "hold"
 
-    def masked_ratio(self, step: int, total_steps: int) -> float:
-        """1 − α_s after step i (float64)."""
-        s = 1.0 - (step + 1) / total_steps
+    def masked_ratio(self, step: int, total_steps: int) -> Fraction:
+        """1 − α_s after step i, as an exact fraction (so that floor(N·ratio) has no rounding surprises)."""
+        s = 1 - Fraction(step + 1, total_steps)
+        alpha_on, t_on, t_off = _decimal(self.alpha_on), _decimal(self.t_on), _decimal(self.t_off)
         phase = self.phase(step, total_steps)
         if phase == "rise":
-            return 1.0 - min(self.alpha_on, (1.0 - s) * self.alpha_on / (1.0 - self.t_on))
+            return 1 - min(alpha_on, (1 - s) * alpha_on / (1 - t_on))
         if phase == "hold":
-            return 1.0 - self.alpha_on
-        return max(0.0, s) * (1.0 - self.alpha_on) / self.t_off
+            return 1 - alpha_on
+        return max(Fraction(0), s) * (1 - alpha_on) / t_off
 
     def mask_len(self, ctx):
         count = torch.full((ctx.unknown.shape[0], 1), math.floor(ctx.seq_len * self.masked_ratio(ctx.step, ctx.total_steps)),
@@ -183,3 +188,8 @@ class RemdmLoopReveal(RevealSchedule):
         if self.phase(ctx.step, ctx.total_steps) == "hold":
             return torch.minimum(count, ctx.unknown.sum(dim=-1, keepdim=True)).long()
         return clip_mask_len(count, ctx.unknown)
+
+
+def _decimal(value: float) -> Fraction:
+    """The exact fraction of a parameter's decimal spelling (0.05 → 1/20, not the nearest double)."""
+    return Fraction(repr(float(value)))
