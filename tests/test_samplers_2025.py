@@ -59,16 +59,23 @@ def test_threshold_count_by_hand():
 
 def test_fast_dllm_reveals_every_confident_token_and_stops_early():
     model = FixedLogits(8, 64, 8, seed=3, scale=6.0)
-    generation = generate(model, "fast-dllm", seeds=[0])
-    assert int(generation.forward_passes[0]) < 8  # adaptive: fewer passes than steps, counted per image
-    cond, uncond = model.cond[0], model.uncond[0]
-    probs = (uncond + 3.0 * (cond - uncond)).softmax(dim=-1)
-    tokens_after_first = model.calls[1][0][0]
-    revealed = tokens_after_first != MASK
-    chosen = torch.gather(probs, -1, tokens_after_first.clamp(max=7).unsqueeze(-1)).squeeze(-1)
-    # every position left masked after step 0 had no sampled token above 0.9 (pure-confidence order)
-    assert int(revealed.sum()) >= 64 - math.floor(64 * math.cos(math.pi / 16))
-    assert bool((chosen[revealed] > 0).all())
+    seen = []
+
+    def after_step(generation, step):
+        seen.append((step, generation.prediction.clone(), generation.tokens.clone()))
+
+    generation = SamplerEngine(model).generate(build_variant("fast-dllm"), {}, [0], (8, 8), 8, 3.0, callback=after_step)
+    assert int(generation.forward_passes[0]) == len(seen) < 8  # adaptive: fewer passes than steps, counted
+    masked_before = torch.ones(64, dtype=torch.bool)
+    for step, prediction, tokens in seen[:-1]:
+        probs = (model.uncond[step] + 3.0 * (model.cond[step] - model.uncond[step])).softmax(dim=-1)
+        confident = (torch.gather(probs, -1, prediction[0].unsqueeze(-1)).squeeze(-1) > 0.9) & masked_before
+        revealed = masked_before & (tokens[0] != MASK)
+        base = int(masked_before.sum()) - max(1, min(int(masked_before.sum()) - 1,
+                                                     math.floor(64 * math.cos(math.pi * (step + 1) / 16))))
+        assert bool((revealed | ~confident).all())  # every confident masked token is revealed …
+        assert int(revealed.sum()) == max(int(confident.sum()), base)  # … and no more than that or the schedule
+        masked_before = tokens[0] == MASK
 
 
 # -- P2 and the self-critic (arXiv 2502.03540, 2209.04439) -----------------------------------------------
