@@ -31,7 +31,6 @@ passes: K per step per image (the particles' sum); scorer calls: K per scoring.
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch

@@ -213,18 +213,23 @@ def test_halton_order_equals_the_reference_points_and_completes_them():
     assert ours[:len(reference)] == tuple(reference) and sorted(ours) == list(range(size * size))
 
 
-def test_halton_roll_rotates_the_one_dimensional_order_per_image():
-    model = FixedLogits(4, 16, 8, seed=0)
+def test_halton_maskgit_reveals_the_references_sets_step_by_step():
+    """At step i the reference reveals rolled_order[prev_r:r_i]: the revealed set is the first r_i of the
+    image's rolled Halton order, r_i its count (clipped to leave one token for the last step)."""
+    model = FixedLogits(5, 16, 8, seed=0)
     generate(model, "halton-maskgit", seeds=[0, 1, 2, 3, 4, 5])
     base = halton_order(4, 4, 1)
-    revealed = model.calls[1][0] != MASK
-    count = 16 - max(1, min(15, 16 - halton_maskgit_revealed(0, 4, 16)))
     patterns = set()
-    for row in revealed:
-        cells = set(torch.nonzero(row).flatten().tolist())
-        assert any(cells == {base[(j - k) % 16] for j in range(count)} for k in range(16))
-        patterns.add(tuple(sorted(cells)))
-    assert len(patterns) > 1
+    for row in range(6):
+        first = {j for j in range(16) if model.calls[1][0][row, j] != MASK}
+        k = next(k for k in range(16) if first == {base[(j - k) % 16] for j in range(len(first))})
+        rolled = [base[(j - k) % 16] for j in range(16)]
+        for step in range(4):
+            revealed = {j for j in range(16) if model.calls[step + 1][0][row, j] != MASK}
+            count = min(halton_maskgit_revealed(step, 5, 16), 15)
+            assert revealed == set(rolled[:count]), (row, step)
+        patterns.add(k)
+    assert len(patterns) > 1  # the roll differs between images
 
 
 # -- differential sampling: the reference's KL order (issue 13 audit) --------------------------------------------
