@@ -12,7 +12,7 @@ sampled, so their logits must not steer the rest). Computed in float64, returned
 With w_i the step's CFG scale (the run's guidance, applied only when w > 1 as `constant` does):
 
 APG (Sadat et al. 2024, "Eliminating Oversaturation and Artifacts of High Guidance Scales in
-Diffusion Models", arXiv 2410.02416, Alg. 1 / eq. 9–12):
+Diffusion Models", arXiv 2410.02416):
 
     Δ_i = ℓ̄_c − ℓ̄_u,   m_i = Δ_i + β m_{i−1}   (momentum β; m from the previous *step*)
     m_i ← m_i · min(1, r / ‖m_i‖)               (norm threshold r; r = 0: off)
@@ -25,7 +25,7 @@ is in logit units (a norm over V = 8192 or over a whole image), which the paper'
 values (r = 2.5 … 15) do not transfer to; set it per model.
 
 CFG-Zero* (Fan et al. 2025, "CFG-Zero*: Improved Classifier-Free Guidance for Flow Matching Models",
-arXiv 2503.18886, eq. 8–10):
+arXiv 2503.18886):
 
     s* = ⟨ℓ̄_c, ℓ̄_u⟩ / ‖ℓ̄_u‖²                 (optimized scale; ‖ℓ̄_u‖ = 0 → s* = 1)
     ℓ = s* ℓ̄_u + w_i (ℓ̄_c − s* ℓ̄_u)
@@ -68,7 +68,7 @@ def safe_ratio(numerator: torch.Tensor, denominator: torch.Tensor, fallback: flo
 def apg_update(cond: torch.Tensor, uncond: torch.Tensor, previous: torch.Tensor | None, w: float, eta: float,
                momentum: float, norm_threshold: float, over: str, unknown: torch.Tensor | None
                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """APG on logits (arXiv 2410.02416, Alg. 1): returns (guided logits float64, momentum state m_i)."""
+    """APG on logits (arXiv 2410.02416): returns (guided logits float64, momentum state m_i)."""
     c = centred(cond)
     m = c - centred(uncond)
     if momentum != 0.0 and previous is not None:
@@ -84,7 +84,7 @@ def apg_update(cond: torch.Tensor, uncond: torch.Tensor, previous: torch.Tensor 
 
 def cfg_zero_star(cond: torch.Tensor, uncond: torch.Tensor, w: float, over: str,
                   unknown: torch.Tensor | None) -> torch.Tensor:
-    """CFG-Zero* on logits (arXiv 2503.18886, eq. 8–10): s*·ℓ̄_u + w(ℓ̄_c − s*·ℓ̄_u), float64."""
+    """CFG-Zero* on logits (arXiv 2503.18886): s*·ℓ̄_u + w(ℓ̄_c − s*·ℓ̄_u), float64."""
     c, u = centred(cond), centred(uncond)
     s = safe_ratio(inner(c, u, over, unknown), inner(u, u, over, unknown), 1.0)
     return s * u + w * (c - s * u)

@@ -5,7 +5,7 @@ step i among *all* N positions, committed ones included, by a score; the count i
 schedule's mask_len, so the pace is kept (a re-opened committed token takes one of its slots).
 
 P2, self-planning (Peng et al. 2025, "Path Planning for Masked Diffusion Model Sampling", arXiv
-2502.03540, Alg. 1 with the denoiser as its own planner): the step's forward already gives
+2502.03540, its sampler with the denoiser as its own planner): the step's forward already gives
 probabilities at committed positions (their tokens were visible in its input), so the model re-scores
 every committed token for free:
 
@@ -20,7 +20,7 @@ on masked positions only, the committed token is what the planner must judge); i
 committed positions score 0, the top of its noise-free log-probability scale, which is our "keep".
 
 Self-critic (Token-Critic, Lezama et al. 2022, "Improved Masked Image Generation with Token-Critic",
-arXiv 2209.04439, §3, with the MGT itself as the critic instead of a trained critic network): after
+arXiv 2209.04439, with the MGT itself as the critic instead of a trained critic network): after
 the step's draw x̂ (every position filled), one extra forward on x̂ scores every token by the model's
 conditional log-probability of it given the whole completed image, log p(x̂_j | x̂, c), and the
 mask_len lowest are masked (re-opening committed tokens when `reopen`, else only ordering the new
@@ -47,7 +47,7 @@ def chosen_log_prob(probs: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
 
 def p2_scores(confidence: torch.Tensor, committed_log_prob: torch.Tensor, unknown: torch.Tensor,
               eta: float) -> torch.Tensor:
-    """P2's planner scores (arXiv 2502.03540, Alg. 1): confidence where masked, η·log p where committed (+inf: η = 0)."""
+    """P2's planner scores (arXiv 2502.03540): confidence where masked, η·log p where committed (+inf: η = 0)."""
     if eta == 0.0:
         committed = torch.full_like(confidence, torch.inf)
     else:

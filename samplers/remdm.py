@@ -136,7 +136,7 @@ class ReMDM(RemaskPolicy):
 
 @register_component("reveal_schedule", "remdm-loop")
 class RemdmLoopReveal(RevealSchedule):
-    """ReMDM-loop's α schedule: rise to α_on, hold it inside [t_off, t_on] while remdm 'loop' re-masks, then finish (arXiv 2503.00307 §4.1).
+    """ReMDM-loop's α schedule: rise to α_on, hold it inside [t_off, t_on] while remdm 'loop' re-masks, then finish (arXiv 2503.00307).
 
     The official sampler (kuleshov-group/remdm, `diffusion.py`, sampler "remdm-loop") runs time t from
     1 to 0; with t_i = 1 − i/T at the start of step i (the unmasked fraction α = 1 − masked/N):

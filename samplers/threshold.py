@@ -1,10 +1,10 @@
 """Confidence-threshold parallel decoding (Wu et al. 2025, "Fast-dLLM: Training-free Acceleration of
-Diffusion LLM via KV Cache and Parallel Decoding", arXiv 2505.22618, §3.3).
+Diffusion LLM via KV Cache and Parallel Decoding", arXiv 2505.22618, its threshold strategy for parallel decoding).
 
 Fast-dLLM reveals, at every step, every masked position whose predicted token has confidence
 p(x̂_j) > τ (and the single most confident one when none does): when the model is sure of many
 tokens at once they are decoded together, and the number of forward passes follows the model's
-certainty. Its Theorem 1 bounds the error of decoding them independently when their confidences
+certainty. The paper bounds the error of decoding them independently when their confidences
 are high.
 
 Our MGT form keeps the base schedule as the slowest pace: after step i,
