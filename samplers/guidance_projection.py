@@ -21,8 +21,8 @@ Diffusion Models", arXiv 2410.02416):
 
 η = 1, β = 0, r = 0 is CFG (softmax-equal; the component then returns CFG's own tensor, bit for bit).
 Defaults η = 0 (drop the parallel part, the paper's main ingredient), β = 0, r = 0: the threshold r
-is in logit units (a norm over V = 8192 or over a whole image), which the paper's image-space
-values (r = 2.5 … 15) do not transfer to; set it per model.
+is in logit units (a norm over V = 8192 or over a whole image); the paper's thresholds are
+image-space norms and do not transfer, so set it per model.
 
 CFG-Zero* (Fan et al. 2025, "CFG-Zero*: Improved Classifier-Free Guidance for Flow Matching Models",
 arXiv 2503.18886):
