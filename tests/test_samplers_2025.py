@@ -102,6 +102,14 @@ def test_replanning_reopens_committed_tokens_and_keeps_the_pace(name, passes):
     assert reopened > 0
 
 
+def test_self_critic_without_reopen_only_orders_the_new_tokens():
+    model = FixedLogits(8, 64, 8, seed=6)
+    generation = generate(model, "c", seeds=[0, 1], tables={"c": {"remask": {"name": "self-critic", "reopen": False}}})
+    inputs = [tokens for tokens, _, _ in model.calls[::2]]  # the step inputs (every other call is the critic's)
+    assert all(not bool(((a != MASK) & (b == MASK)).any()) for a, b in zip(inputs, inputs[1:]))
+    assert generation.forward_passes.tolist() == [15, 15]
+
+
 # -- ReMDM-loop and the official η (arXiv 2503.00307; kuleshov-group/remdm scripts) ---------------------------
 
 
@@ -291,6 +299,15 @@ def test_smc_counts_particle_passes_and_scorer_calls_and_steers():
     assert searched.scorer_calls.tolist() == [4 * 7 + 4] * 3  # 7 look-ahead scorings and the final one
     plain = run("vanilla", [0, 1, 2])
     assert token_sum_reward(searched.tokens, None).mean() > token_sum_reward(plain.tokens, None).mean()
+
+
+def test_smc_drawing_the_final_particle_is_batch_independent():
+    variant = {"s": {"loop": {"name": "smc", "particles": 3, "select": "sample", "strength": 1.0,
+                              "resample_every": 2, "ess_threshold": 1.0}}}
+    batch = run(build_variant("s", variant), [0, 1, 2], reward=token_sum_reward)
+    alone = run(build_variant("s", variant), [1], reward=token_sum_reward)
+    assert torch.equal(batch.tokens[1], alone.tokens[0])
+    assert batch.scorer_calls.tolist() == [3 * 3 + 3] * 3  # scored after steps 1, 3, 5, and at the end
 
 
 def test_search_without_a_reward_is_a_clear_error():
