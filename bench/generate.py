@@ -18,6 +18,7 @@ from samplers.variant import SamplerVariant
 from .memory import PeakMemory
 from .plan import Unit
 from .progress import Progress
+from .rewards import RewardBuilder
 from .store import RunDirectory
 
 
@@ -53,6 +54,7 @@ def generate_units(model, units: Sequence[Unit], variants: dict[str, SamplerVari
     the plain model. Each record carries the batch's peak memory (bench/memory.py).
     """
     engine = SamplerEngine(model)
+    rewards = RewardBuilder(model, grid, device)
     started = time.perf_counter()
     peaks: list[float] = []
     warmup_seconds = 0.0
@@ -71,15 +73,18 @@ def generate_units(model, units: Sequence[Unit], variants: dict[str, SamplerVari
                 # images are discarded; every unit's generation depends only on its own seed.
                 w0 = time.perf_counter()
                 warm = engine.generate(variant, model.encode([u.prompt.text for u in chunk], negative_prompt),
-                                       [u.seed for u in chunk], grid, steps, guidance, device=device)
+                                       [u.seed for u in chunk], grid, steps, guidance, device=device,
+                                       reward=rewards.for_batch(variant, [u.prompt.text for u in chunk],
+                                                                [u.prompt.id for u in chunk]))
                 model.decode(warm.tokens, grid)
                 _synchronize(device)
                 warmup_seconds += time.perf_counter() - w0
             t0 = time.perf_counter()
             with PeakMemory(device) as peak:
                 conditioning = model.encode([u.prompt.text for u in chunk], negative_prompt)
+                reward = rewards.for_batch(variant, [u.prompt.text for u in chunk], [u.prompt.id for u in chunk])
                 generation = engine.generate(variant, conditioning, [u.seed for u in chunk], grid, steps, guidance,
-                                             device=device)
+                                             device=device, reward=reward)
                 images = model.decode(generation.tokens, grid)
                 _synchronize(device)
             seconds = (time.perf_counter() - t0) / len(chunk)
@@ -93,6 +98,7 @@ def generate_units(model, units: Sequence[Unit], variants: dict[str, SamplerVari
                     "image_sha256": digest,  # checked on reuse: a damaged or replaced PNG is regenerated
                     "unit_key": unit.key, "variant": unit.variant, "prompt_id": unit.prompt.id,
                     "seed": unit.seed, "steps": steps, "forward_passes": int(generation.forward_passes[row]),
+                    "scorer_calls": int(generation.scorer_calls[row]),
                     "seconds": round(seconds, 6),
                     # the batch's peak memory shared over its images (weights included): the cost table's MiB / image
                     "memory_mib": round(peak.mib / len(chunk), 3) if peak.mib is not None else None,

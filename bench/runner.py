@@ -31,6 +31,7 @@ from .models.registry import MODELS
 from .plan import Unit, make_plan
 from .progress import announce
 from .prompts import load_prompts
+from .rewards import check_reward_metrics
 from .scoring import build_metrics, score_images, set_metric_rows
 from .set_intervals import add_set_intervals
 from .sharding import Shard, assign, shard_units, unit_cost
@@ -112,6 +113,7 @@ class Benchmark:
         #: the merged view (unsuffixed journals, tables, manifest) that only the merging process writes.
         self.merged_store = RunDirectory(self.store.root)
         self.variants = {name: build_variant(name, config.variants) for name in config.samplers}
+        check_reward_metrics(self.variants.values())
         prompt_source, prompt_params = config.prompt_source
         prompts = load_prompts(prompt_source, **prompt_params)
         self.prompts = prompts[: config.limit] if config.limit else prompts
@@ -517,8 +519,8 @@ class Benchmark:
             rows.append({
                 "unit_key": unit.key, "variant": unit.variant, "prompt_id": unit.prompt.id, "prompt": unit.prompt.text,
                 "category": unit.prompt.category, "seed": unit.seed, "steps": record["steps"],
-                "forward_passes": record["forward_passes"], "seconds": record["seconds"],
-                "memory_mib": record.get("memory_mib"),
+                "forward_passes": record["forward_passes"], "scorer_calls": record.get("scorer_calls", 0),
+                "seconds": record["seconds"], "memory_mib": record.get("memory_mib"),
                 "image_path": str(self.store.image_path(unit.key).relative_to(self.store.root)),
                 "trajectory": record.get("trajectory", ""),
             })

@@ -70,7 +70,7 @@ def file_mode() -> int:
     return 0o666 & ~mask
 
 SAMPLE_COLUMNS = ["unit_key", "variant", "prompt_id", "prompt", "category", "seed", "steps", "forward_passes",
-                  "seconds", "image_path", "trajectory", "memory_mib"]
+                  "scorer_calls", "seconds", "image_path", "trajectory", "memory_mib"]
 SCORE_COLUMNS = ["unit_key", "variant", "prompt_id", "seed", "metric", "value"]
 SET_METRIC_COLUMNS = ["variant", "category", "metric", "value", "std", "n"]
 

@@ -48,6 +48,12 @@ class Generation:
     callback: StepCallback | None = None
     #: (rows, columns) of the token grid, for components with a spatial order (e.g. Halton).
     grid: tuple[int, int] | None = None
+    #: what a search loop steers by (samplers/reward.py); None unless the harness provides one.
+    reward: Any = None
+    #: reward (scorer) evaluations that each image cost, next to `forward_passes`.
+    scorer_calls: torch.Tensor | None = None
+    #: the last step's full prediction x̂ (committed tokens kept, every masked position drawn).
+    prediction: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -131,6 +137,7 @@ class SamplerEngine:
         guidance_scale: float,
         device: torch.device | str = "cpu",
         callback: StepCallback | None = None,
+        reward=None,
     ) -> Generation:
         """Generate one image per seed (row of `conditioning`); returns the finished `Generation`."""
         device = torch.device(device)
@@ -147,6 +154,8 @@ class SamplerEngine:
             forward_passes=torch.zeros(batch, dtype=torch.long),
             callback=callback,
             grid=(int(grid[0]), int(grid[1])),
+            reward=reward,
+            scorer_calls=torch.zeros(batch, dtype=torch.long),
         )
         variant.loop.run(self, generation)
         if bool(generation.masked().any()):
@@ -198,6 +207,7 @@ class SamplerEngine:
         probs = self.guided_probs(generation, ctx, guidance)
         sampled = torch.where(unknown, variant.token_sampler.sample(probs, ctx), generation.tokens)
         ctx.probs, ctx.sampled = probs, sampled
+        generation.prediction = sampled
         if ctx.is_last:
             generation.tokens = sampled
         else:

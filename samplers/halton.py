@@ -4,18 +4,29 @@ low-discrepancy sequence over the token grid, so that every step's new tokens ar
 the image and far from each other (less correlated, so sampling them independently costs less).
 
 The order: the Halton points (radical inverse of n in base 2, radical inverse of n in base 3),
-n = 0, 1, 2, …, mapped to grid cells (floor(x·rows), floor(y·cols)); the first visit of each cell
-gives its rank. Integer arithmetic throughout, so the order is exact for any grid size. How many
-positions a step reveals is still the reveal schedule's business; Halton only decides which.
+n = n₀, n₀ + 1, …, mapped to grid cells (floor(x·rows), floor(y·cols)); the first visit of each cell
+gives its rank. The reference (valeoai/Halton-MaskGIT, `Sampler/halton_sampler.py`) starts at
+n₀ = 1 (its generator's first point is (1/2, 1/3)), so that is the component's default; n₀ = 0 puts
+cell (0, 0) first (this component's order before version 2). Integer arithmetic throughout, so the
+order is exact for any grid size, and the sequence runs until every cell is visited: the reference
+draws a fixed 10 000 points, which at 64 × 64 (4 096 cells) leave 6 cells unvisited — its sampler
+then never predicts them and decodes the mask value clamped to the last codebook entry there. Our
+completion visits them last, in Halton order, which is the sequence's own continuation. How many
+positions a step reveals is still the reveal schedule's business (the reference's count is the
+`halton-maskgit` reveal schedule below); Halton only decides which.
+
+Randomisation: the reference rolls the 1-D point list by a random offset k ∈ {0, …, N − 1} per image
+(`roll = true` here); `shift = true` is our 2-D toroidal shift of the grid, kept as an alternative.
 """
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 
 from . import randomness
-from .components import Confidence, register_component
+from .components import Confidence, RevealSchedule, clip_mask_len, register_component, require
 
 
 def radical_inverse(index: int, base: int) -> tuple[int, int]:
@@ -32,13 +43,13 @@ def radical_inverse(index: int, base: int) -> tuple[int, int]:
 
 
 @functools.lru_cache(maxsize=32)
-def halton_order(rows: int, cols: int) -> tuple[int, ...]:
-    """Row-major position indices of a rows × cols grid in 2-D Halton order (bases 2 and 3)."""
+def halton_order(rows: int, cols: int, first_index: int = 0) -> tuple[int, ...]:
+    """Row-major position indices of a rows × cols grid in 2-D Halton order (bases 2 and 3), from n = first_index."""
     if rows < 1 or cols < 1:
         raise ValueError(f"grid must be at least 1x1, got {rows}x{cols}")
     seen: set[int] = set()
     order: list[int] = []
-    index = 0
+    index = first_index
     total = rows * cols
     while len(order) < total:
         xn, xd = radical_inverse(index, 2)
@@ -51,9 +62,11 @@ def halton_order(rows: int, cols: int) -> tuple[int, ...]:
     return tuple(order)
 
 
-def halton_rank(rows: int, cols: int) -> torch.Tensor:
-    """rank[position] = when the Halton order visits it (0 = first)."""
-    order = torch.tensor(halton_order(rows, cols), dtype=torch.long)
+def halton_rank(rows: int, cols: int, first_index: int = 0, roll: int = 0) -> torch.Tensor:
+    """rank[position] = when the Halton order visits it (0 = first); `roll` rotates the 1-D order as torch.roll."""
+    order = torch.tensor(halton_order(rows, cols, first_index), dtype=torch.long)
+    if roll:
+        order = torch.roll(order, roll, 0)
     rank = torch.empty_like(order)
     rank[order] = torch.arange(order.numel())
     return rank
@@ -64,16 +77,32 @@ class HaltonOrder(Confidence):
     """Reveal positions in 2-D Halton low-discrepancy order (Halton-MaskGIT, arXiv 2503.17076).
 
     Model-free and deterministic: confidence = −(Halton rank), so the earliest-ranked masked positions
-    are revealed first. With ``shift = true`` each image's order is rolled by its own random toroidal
-    offset (drawn once per generation from the image's generator), which keeps the low-discrepancy
-    spread but varies the pattern between images.
+    are revealed first. ``first_index`` is n₀ (1: the reference). With ``roll = true`` each image's
+    1-D order is rotated by its own offset k = floor(u·N) (the reference's randomisation, drawn once
+    per generation from the image's generator); with ``shift = true`` the grid is instead rolled by a
+    random toroidal offset. Both keep the low-discrepancy spread but vary the pattern between images.
     """
 
+    version = "2"
     shift: bool = False
+    first_index: int = 1
+    roll: bool = False
+
+    def validate(self) -> None:
+        require(self.first_index >= 0, self.kind, self.name, f"first_index must be >= 0, got {self.first_index}")
+        require(not (self.shift and self.roll), self.kind, self.name,
+                "choose one randomisation: roll (the reference's 1-D roll) or shift (a 2-D toroidal shift)")
 
     def score(self, probs, sampled, ctx):
         rows, cols = _grid(ctx)
-        rank = halton_rank(rows, cols).to(ctx.device)
+        rank = halton_rank(rows, cols, self.first_index).to(ctx.device)
+        if self.roll:
+            state = ctx.state(self)
+            if "rolls" not in state:
+                u = randomness.uniform(ctx.generators, (1,), ctx.device, torch.float64)
+                state["rolls"] = (u[:, 0] * ctx.seq_len).long().clamp(max=ctx.seq_len - 1)
+            ranks = [halton_rank(rows, cols, self.first_index, int(k)) for k in state["rolls"].tolist()]
+            return -torch.stack(ranks).to(ctx.device).to(probs.dtype)
         if not self.shift:
             return -rank.to(probs.dtype).expand(probs.shape[0], -1)
         state = ctx.state(self)
@@ -93,3 +122,29 @@ def _grid(ctx) -> tuple[int, int]:
     if side * side != ctx.seq_len:
         raise ValueError(f"halton needs the token grid; {ctx.seq_len} positions are not a square and no grid was given")
     return side, side
+
+
+def halton_maskgit_revealed(step: int, total_steps: int, seq_len: int) -> int:
+    """Positions revealed after step i in Halton-MaskGIT: max(i + 1, int(N·(1 − arccos(r)/(π/2)))), r = (i+1)/T.
+
+    In float32, as the reference computes it (a Python ratio made a float32 tensor, arccos, the
+    product truncated by int()).
+    """
+    ratio = torch.tensor((step + 1) / total_steps, dtype=torch.float32)
+    revealed_fraction = 1 - torch.arccos(ratio) / (math.pi * 0.5)
+    return max(step + 1, int(revealed_fraction * seq_len))
+
+
+@register_component("reveal_schedule", "halton-maskgit")
+class HaltonMaskGITReveal(RevealSchedule):
+    """Halton-MaskGIT's count: max(i+1, int(N(1 − arccos(r)/(π/2)))) revealed after step i (arXiv 2503.17076; valeoai/Halton-MaskGIT).
+
+    The arccos schedule written as the reference writes it: it truncates the *revealed* count, where
+    `arccos` floors the *masked* count, so the two differ by one token whenever N·arccos(r)/(π/2) is
+    not an integer. The masked count N − revealed is then clipped to [1, masked − 1] as every schedule.
+    """
+
+    def mask_len(self, ctx):
+        revealed = halton_maskgit_revealed(ctx.step, ctx.total_steps, ctx.seq_len)
+        count = torch.full((ctx.unknown.shape[0], 1), ctx.seq_len - revealed, device=ctx.device)
+        return clip_mask_len(count, ctx.unknown)

@@ -27,6 +27,8 @@ NOISE_SCHEDULES = ("cosine", "constant", "linear")
 class NoiseRegularization(LogitsProcessor):
     """Gaussian noise σ(t)·ε on the guided logits, σ(t) = s·|cos(π t/(T−1))| (arXiv 2411.10781 §3; ref. §2.1)."""
 
+    # 2: σ in float32 as the reference computes it (issue 13); the noise's last bit may differ from version 1.
+    version = "2"
     scale: float = 2.0
     schedule: str = "cosine"
 

@@ -16,6 +16,8 @@ _PRESETS: dict[str, dict] = {
                          "description": "noise regularization with σ falling linearly from 2 to 0"},
     "differential": {"probability_correctors": ["differential"],
                      "description": "differential sampling: lowest-KL 75% of masked tokens sample from (p_t − p_prev)+"},
+    "differential-reference": {"probability_correctors": [{"name": "differential", "scope": "all", "kl": "reference"}],
+                               "description": "differential sampling exactly as the reference: all N positions, its NaN/∞ KL order"},
     "differential-all": {"probability_correctors": [{"name": "differential", "scope": "all"}],
                          "description": "differential sampling ranked over all N positions, as the reference code"},
     "zigzag": {"loop": "zigzag",
@@ -70,17 +72,46 @@ _PRESETS: dict[str, dict] = {
     "cfg-interval": {"guidance": {"name": "interval", "start": 0.25, "stop": 0.75},
                      "description": "CFG only in the middle half of the steps"},
     # -- re-masking committed tokens (ReMDM) ---------------------------------------------------------------
-    "remdm-cap": {"remask": {"name": "remdm", "strategy": "cap", "eta": 0.02},
-                  "description": "ReMDM-cap: re-mask committed tokens with σ = min(0.02, σ_max)"},
-    "remdm-rescale": {"remask": {"name": "remdm", "strategy": "rescale", "eta": 0.1},
-                      "description": "ReMDM-rescale: σ = 0.1 · σ_max"},
+    # η from the official scripts (kuleshov-group/remdm scripts/remdm-{cap,rescale,loop}.sh, 1024 steps on text)
+    "remdm-cap": {"remask": {"name": "remdm", "strategy": "cap", "eta": 0.008},
+                  "description": "ReMDM-cap: re-mask committed tokens with σ = min(0.008, σ_max) (official η)"},
+    "remdm-rescale": {"remask": {"name": "remdm", "strategy": "rescale", "eta": 0.015},
+                      "description": "ReMDM-rescale: σ = 0.015 · σ_max (official η)"},
+    "remdm-loop": {"reveal_schedule": {"name": "remdm-loop", "alpha_on": 0.9, "t_on": 0.55, "t_off": 0.05},
+                   "remask": {"name": "remdm", "strategy": "loop", "eta": 0.02},
+                   "description": "ReMDM-loop: α rises to 0.9, is held for t in (0.05, 0.55] re-masking with σ = 0.02, "
+                                  "then finishes (official settings)"},
     "remdm-conf": {"remask": {"name": "remdm", "strategy": "conf"},
                    "description": "ReMDM-conf: σ_max spread over committed tokens by low confidence"},
+    # -- re-scoring committed tokens: path planning and a self-critic ----------------------------------------
+    "p2": {"remask": {"name": "p2", "eta": 1.0},
+           "description": "P2 self-planning: committed tokens re-scored by the model compete for the masked slots"},
+    "self-critic": {"remask": "self-critic",
+                    "description": "Token-Critic with the MGT as critic: one extra forward re-scores the completed draw"},
+    # -- guidance variants on logits --------------------------------------------------------------------------
+    "apg": {"guidance": {"name": "apg", "eta": 0.0},
+            "description": "APG on logits: the CFG update without its part parallel to the conditional logits"},
+    "cfg-zero-star": {"guidance": "cfg-zero-star",
+                      "description": "CFG-Zero* on logits: CFG around the optimally scaled unconditional logits"},
+    # -- Halton-MaskGIT as published ---------------------------------------------------------------------------
+    "halton-maskgit": {"confidence": {"name": "halton", "first_index": 1, "roll": True},
+                       "reveal_schedule": "halton-maskgit",
+                       "description": "the Halton-MaskGIT sampler: Halton order from n = 1 rolled per image, its arccos count"},
+    # -- reward-guided search (inference-time scaling) ----------------------------------------------------------
+    "best-of-4": {"loop": {"name": "best-of-n", "n": 4, "reward": "world-loglik"},
+                  "description": "best of 4 images by the world's exact log-likelihood (4× passes, 4 scorer calls)"},
+    "smc-4": {"loop": {"name": "smc", "particles": 4, "reward": "world-loglik", "strength": 10.0},
+              "description": "SMC / FK steering with 4 particles, λ = 10 on the world's log-likelihood"},
     # -- beyond the paper ------------------------------------------------------------------------------------
     # γ is in nats summed over the tokens revealed together; 16 lets a confident model reveal ~20 tokens
     # a step on the synthetic world (≈ 0.7 nats a token) and finish early; scale it with N × entropy.
     "eb-adaptive": {"reveal_schedule": {"name": "entropy-bounded", "gamma": 16.0},
                     "description": "entropy-bounded adaptive reveal count (EB-sampler, γ = 16 nats), at least cosine"},
+    "threshold-parallel": {"reveal_schedule": {"name": "confidence-threshold", "threshold": 0.9},
+                           "description": "Fast-dLLM count: reveal every token with p > 0.9, at least cosine (vanilla order)"},
+    "fast-dllm": {"reveal_schedule": {"name": "confidence-threshold", "threshold": 0.9},
+                  "confidence": {"name": "gumbel", "start": 0.0, "end": 0.0},
+                  "description": "Fast-dLLM as published: reveal every token with p > 0.9 by pure confidence, at least cosine"},
     "eb-adaptive-entropy": {"reveal_schedule": {"name": "entropy-bounded", "gamma": 16.0}, "confidence": "entropy",
                             "description": "EB-sampler as published: entropy order and the entropy-bounded count"},
 }

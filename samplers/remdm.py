@@ -12,6 +12,14 @@ start of step i, α_s = 1 − mask_len/N with mask_len the schedule's count afte
 - rescale:  σ = η · σ_max                                      (ReMDM-rescale)
 - conf:     σ^(ℓ) = η_conf^(ℓ) · σ_max,  η_conf = softmax over committed ℓ of (−ψ^(ℓ)), ψ the token's
             probability when it was last revealed: less confident tokens are re-masked more (ReMDM-conf)
+- loop:     σ = η, only while the reveal schedule `remdm-loop` holds α at α_on (ReMDM-loop; see
+            `RemdmLoopReveal`): the masked count stays put, and the r re-opened tokens are replaced by
+            r newly revealed ones, so the step "loops" over the same noise level
+
+η of the official scripts (kuleshov-group/remdm, scripts/remdm-*.sh, 1024 steps on OpenWebText):
+cap 0.008, rescale 0.015, loop 0.02 (t_on 0.55, t_off 0.05, α_on 0.9); conf has no η. Those are the
+`remdm-cap`, `remdm-rescale` and `remdm-loop` presets. The component's default η = 0.02 is the loop
+script's value; for cap and rescale it is *not* an official setting.
 
 Re-masking is on only for steps with start ≤ i/T < stop (the paper's t_on/t_off switch, in step
 fractions). The total masked after the step stays at the schedule's mask_len: the r re-opened tokens
@@ -21,13 +29,16 @@ smallest uniform draws are kept.
 """
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import torch
 
 from . import randomness
-from .components import ConfigError, RemaskPolicy, register_component, require
+from .components import ConfigError, RemaskPolicy, RevealSchedule, clip_mask_len, register_component, require
 from .remasking import lowest_confidence
 
-STRATEGIES = ("cap", "rescale", "conf")
+STRATEGIES = ("cap", "rescale", "conf", "loop")
 
 
 def sigma_max(masked_before: torch.Tensor, mask_len: torch.Tensor, seq_len: int) -> torch.Tensor:
@@ -54,11 +65,26 @@ class ReMDM(RemaskPolicy):
                 f"need 0 <= start < stop <= 1 (the on/off interval in step fractions), got {self.start}, {self.stop}")
 
     def check_composition(self, variant) -> None:
+        holds = isinstance(variant.reveal_schedule, RemdmLoopReveal)
+        if self.strategy == "loop":
+            if not holds:
+                raise ConfigError("remask 'remdm' strategy 'loop' re-masks only while α is held at α_on: use it with "
+                                  "reveal_schedule 'remdm-loop' (or the 'remdm-loop' preset)")
+            if (self.start, self.stop) != (0.0, 1.0):
+                raise ConfigError("remask 'remdm' strategy 'loop' takes its interval from reveal_schedule 'remdm-loop' "
+                                  "(t_on, t_off); leave start and stop at 0 and 1")
+            self._loop_schedule = variant.reveal_schedule
         if variant.loop.name == "zigzag":
             raise ConfigError("remask 'remdm' with loop 'zigzag': both re-open committed tokens, and zig-zag sizes its "
                               "inversion from the tokens the step revealed, which ReMDM changes. Use one of them.")
 
     def active(self, ctx) -> bool:
+        if self.strategy == "loop":
+            schedule = getattr(self, "_loop_schedule", None)
+            if schedule is None:
+                raise ConfigError("remask 'remdm' strategy 'loop' needs reveal_schedule 'remdm-loop'; build the "
+                                  "variant with build_variant")
+            return self.eta > 0 and schedule.phase(ctx.step, ctx.total_steps) == "hold"
         fraction = ctx.step / ctx.total_steps
         return self.start <= fraction < self.stop and (self.strategy == "conf" or self.eta > 0)
 
@@ -70,6 +96,9 @@ class ReMDM(RemaskPolicy):
             return s_max.clamp(max=self.eta)
         if self.strategy == "rescale":
             return self.eta * s_max
+        if self.strategy == "loop":
+            # The reference's loop phase uses σ = η with no σ_max bound: α is held, not moved.
+            return torch.full_like(s_max, self.eta)
         psi = ctx.state(self).get("psi")
         if psi is None:
             return torch.zeros(unknown.shape, dtype=torch.float64, device=unknown.device)
@@ -103,3 +132,64 @@ class ReMDM(RemaskPolicy):
         revealed = ctx.unknown & ~remask
         chosen = torch.gather(ctx.probs, -1, ctx.sampled.unsqueeze(-1)).squeeze(-1).double()
         state["psi"] = torch.where(revealed, chosen, torch.where(remask, torch.inf, psi))
+
+
+@register_component("reveal_schedule", "remdm-loop")
+class RemdmLoopReveal(RevealSchedule):
+    """ReMDM-loop's α schedule: rise to α_on, hold it inside [t_off, t_on] while remdm 'loop' re-masks, then finish (arXiv 2503.00307).
+
+    The official sampler (kuleshov-group/remdm, `diffusion.py`, sampler "remdm-loop") runs time t from
+    1 to 0; with t_i = 1 − i/T at the start of step i (the unmasked fraction α = 1 − masked/N):
+
+    - t > t_on   (i/T < 1 − t_on):   α(t) = (1 − t)·α_on/(1 − t_on), MDLM steps (no re-masking);
+    - t_off < t ≤ t_on:              α held at α_on; ReMDM with σ = η (strategy 'loop');
+    - t ≤ t_off  (i/T ≥ 1 − t_off):   α(t) = 1 − t·(1 − α_on)/t_off, MDLM steps to the end.
+
+    After step i the count floor(N·(1 − α_s)) stays masked, α_s = α(t_i − 1/T); times and parameters
+    are compared and combined as exact fractions of their decimal values (t = 1 − i/T exactly), so a
+    boundary such as t = 0.05 at i = 19 of 20 falls where the decimal says. The reference's time grid
+    ends at 1e-5 instead of 0, which moves its phase boundaries by less than one step. The first phase is
+    capped at α_on (the reference's last rising step can overshoot α_on by up to α_on/(T(1 − t_on))),
+    so that the hold level is the one the phase reaches. While α is held the count stays at the
+    current masked count (no forced reveal), so a step that re-opens r tokens reveals r others;
+    outside the hold the vanilla clip [1, masked − 1] applies. Defaults: the official script's
+    t_on = 0.55, t_off = 0.05, α_on = 0.9.
+    """
+
+    alpha_on: float = 0.9
+    t_on: float = 0.55
+    t_off: float = 0.05
+
+    def validate(self) -> None:
+        require(0 < self.alpha_on < 1, self.kind, self.name, f"alpha_on must be in (0, 1), got {self.alpha_on}")
+        require(0 < self.t_off < self.t_on < 1, self.kind, self.name,
+                f"need 0 < t_off < t_on < 1 (times run from 1 to 0), got t_on={self.t_on}, t_off={self.t_off}")
+
+    def phase(self, step: int, total_steps: int) -> str:
+        t = 1 - Fraction(step, total_steps)
+        if t > _decimal(self.t_on):
+            return "rise"
+        return "finish" if t <= _decimal(self.t_off) else "hold"
+
+    def masked_ratio(self, step: int, total_steps: int) -> Fraction:
+        """1 − α_s after step i, as an exact fraction (so that floor(N·ratio) has no rounding surprises)."""
+        s = 1 - Fraction(step + 1, total_steps)
+        alpha_on, t_on, t_off = _decimal(self.alpha_on), _decimal(self.t_on), _decimal(self.t_off)
+        phase = self.phase(step, total_steps)
+        if phase == "rise":
+            return 1 - min(alpha_on, (1 - s) * alpha_on / (1 - t_on))
+        if phase == "hold":
+            return 1 - alpha_on
+        return max(Fraction(0), s) * (1 - alpha_on) / t_off
+
+    def mask_len(self, ctx):
+        count = torch.full((ctx.unknown.shape[0], 1), math.floor(ctx.seq_len * self.masked_ratio(ctx.step, ctx.total_steps)),
+                           device=ctx.device)
+        if self.phase(ctx.step, ctx.total_steps) == "hold":
+            return torch.minimum(count, ctx.unknown.sum(dim=-1, keepdim=True)).long()
+        return clip_mask_len(count, ctx.unknown)
+
+
+def _decimal(value: float) -> Fraction:
+    """The exact fraction of a parameter's decimal spelling (0.05 → 1/20, not the nearest double)."""
+    return Fraction(repr(float(value)))

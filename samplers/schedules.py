@@ -138,14 +138,21 @@ def maskgit_temperature(tau0: float, step: int, total_steps: int) -> float:
 def noise_regularization_sigma(shape: str, scale: float, step: int, total_steps: int) -> float:
     """σ of noise regularization (Shao et al. 2024, arXiv 2411.10781 §3; reference §2.1), t = T − 1 − i:
 
-    - cosine:   s · |cos(π t / (T − 1))|   (the paper's code: s = 2, largest at the first and last steps)
+    - cosine:   s · |cos(π t / (T − 1))|   (the paper's code: s = 2, largest at the first and last steps;
+                computed in float32 exactly as the reference code does)
     - constant: s
     - linear:   s · t / (T − 1)             (s at the first step, 0 at the last)
     """
     t = total_steps - 1 - step
     frac = 0.0 if total_steps <= 1 else t / (total_steps - 1)
     if shape == "cosine":
-        return scale * abs(math.cos(math.pi * frac))
+        if total_steps <= 1:
+            return float(scale)
+        # float32, as the reference computes it on the integer timestep tensor
+        # (`2 * torch.abs(torch.cos(math.pi * timestep / (len(timesteps) - 1)))`), so that σ and hence
+        # σ·ε carry the reference's last bit; the float32 value is exact as a Python float.
+        timestep = torch.tensor(t)
+        return float(scale * torch.abs(torch.cos(math.pi * timestep / (total_steps - 1))))
     if shape == "constant":
         return float(scale)
     if shape == "linear":

@@ -17,6 +17,11 @@ def model():
     return SyntheticModel(grid=8)
 
 
+def world_reward(model, prompts):
+    """The exact log-likelihood as the reward of search loops (best-of-N, SMC); other loops ignore it."""
+    return lambda tokens, rows: model.world.log_likelihood(tokens, [prompts[r] for r in rows])
+
+
 @pytest.mark.parametrize("variant", sorted(VARIANT_PRESETS.names()))
 def test_batch_of_eight_equals_eight_batches_of_one(model, variant):
     if any(hasattr(c, "check_model") for c in build_variant(variant).components()):
@@ -25,10 +30,11 @@ def test_batch_of_eight_equals_eight_batches_of_one(model, variant):
     seeds = [11, 12, 13, 14, 15, 16, 17, 18]
     conditioning = model.encode(prompts)
     engine = SamplerEngine(model)
-    together = engine.generate(build_variant(variant), conditioning, seeds, model.token_grid(), 6, 3.0)
+    together = engine.generate(build_variant(variant), conditioning, seeds, model.token_grid(), 6, 3.0,
+                               reward=world_reward(model, prompts))
     for row in range(8):
         alone = engine.generate(build_variant(variant), model.encode([prompts[row]]), [seeds[row]],
-                                model.token_grid(), 6, 3.0)
+                                model.token_grid(), 6, 3.0, reward=world_reward(model, [prompts[row]]))
         assert torch.equal(alone.tokens[0], together.tokens[row]), f"{variant}: row {row} depends on its batch"
         assert alone.forward_passes[0] == together.forward_passes[row]
 

@@ -11,19 +11,21 @@ from samplers.variant import VARIANT_PRESETS, build_variant
 from catalogue_fakes import MASK, FixedLogits, generate
 
 CATALOGUE = {
-    "guidance": {"constant", "linear", "linear-decreasing", "cosine", "power", "interval", "fixed"},
+    "guidance": {"constant", "linear", "linear-decreasing", "cosine", "power", "interval", "fixed", "apg", "cfg-zero-star"},
     "logits_processor": {"noise-regularization"},
     "probability_corrector": {"differential"},
     "token_sampler": {"multinomial", "gumbel-max-f64", "top-k", "top-p", "greedy"},
     "confidence": {"gumbel", "random", "margin", "entropy", "halton"},
     "reveal_schedule": {"cosine", "linear", "power", "square", "cubic", "root", "arccos", "exponential",
-                        "logarithmic", "sigmoid", "entropy-bounded"},
-    "remask": {"lowest-confidence", "remdm"},
-    "loop": {"standard", "zigzag"},
+                        "logarithmic", "sigmoid", "entropy-bounded", "confidence-threshold", "remdm-loop",
+                        "halton-maskgit"},
+    "remask": {"lowest-confidence", "remdm", "p2", "self-critic"},
+    "loop": {"standard", "zigzag", "best-of-n", "smc"},
 }
 REQUIRED_PRESETS = ["vanilla", "noise-reg", "differential", "zigzag", "zigzag+noise-reg", "zigzag+differential",
                     "halton", "cfg-linear", "cfg-cosine", "remdm-cap", "eb-adaptive", "gumbel-max-f64", "top-k",
-                    "top-p", "margin", "entropy"]
+                    "top-p", "margin", "entropy", "remdm-rescale", "remdm-loop", "fast-dllm", "threshold-parallel", "p2",
+                    "self-critic", "apg", "cfg-zero-star", "halton-maskgit", "best-of-4", "smc-4", "differential-reference"]
 
 
 def test_the_whole_catalogue_is_registered_and_documented():
@@ -46,6 +48,10 @@ VANILLA_EQUIVALENTS = {
     "cfg power from w to w": {"guidance": {"name": "power", "start": 3.0, "exponent": 3.0}},
     "cfg interval [0, 1)": {"guidance": {"name": "interval", "start": 0.0, "stop": 1.0}},
     "remdm eta 0": {"remask": {"name": "remdm", "eta": 0.0}},
+    "threshold 1 never fires": {"reveal_schedule": {"name": "confidence-threshold", "threshold": 1.0}},
+    "p2 eta 0": {"remask": {"name": "p2", "eta": 0.0}},
+    "apg eta 1 without momentum": {"guidance": {"name": "apg", "eta": 1.0}},
+    "cfg-zero-star without the optimized scale": {"guidance": {"name": "cfg-zero-star", "optimized_scale": False}},
 }
 
 
@@ -103,7 +109,15 @@ def test_combinations_compose_without_special_cases(combination):
     ({"token_sampler": {"name": "multinomial", "temperature": 0.0}}, "greedy"),
     ({"reveal_schedule": {"name": "entropy-bounded", "base": "cosnie"}}, "Did you mean 'cosine'"),
     ({"logits_processors": [{"name": "noise-regularization", "schedule": "sine"}]}, "cosine, constant, linear"),
-    ({"remask": {"name": "remdm", "strategy": "loop"}}, "cap, rescale, conf"),
+    ({"remask": {"name": "remdm", "strategy": "sloop"}}, "cap, rescale, conf, loop"),
+    ({"remask": {"name": "remdm", "strategy": "loop"}}, "reveal_schedule 'remdm-loop'"),
+    ({"remask": {"name": "remdm", "strategy": "loop", "start": 0.5}, "reveal_schedule": "remdm-loop"}, "leave start"),
+    ({"reveal_schedule": {"name": "remdm-loop", "t_on": 0.05, "t_off": 0.5}}, "t_off < t_on"),
+    ({"confidence": {"name": "halton", "roll": True, "shift": True}}, "choose one"),
+    ({"guidance": {"name": "apg", "over": "pixel"}}, "image, position"),
+    ({"loop": {"name": "best-of-n", "inner": "smc"}}, "plain loop"),
+    ({"loop": {"name": "smc", "select": "worst"}}, "best, sample"),
+    ({"probability_correctors": [{"name": "differential", "kl": "exact"}]}, "clamped, reference"),
 ])
 def test_nonsense_fails_with_a_clear_message(table, message):
     with pytest.raises(ConfigError, match=message):

@@ -78,11 +78,17 @@ def test_halton_order_by_hand():
 
 
 def test_halton_reveals_in_halton_order():
+    # the component starts at n = 1, as the reference: (1/2, 1/3) → (2, 1) = 9 first; (0, 0) comes 11th
+    assert halton_order(4, 4, 1) == (9, 6, 12, 1, 11, 4, 14, 3, 8, 5, 0, 7, 13, 2, 15, 10)
     model = FixedLogits(4, 16, 8, seed=0)
     generate(model, "halton", seeds=[0])
     revealed_after = [set(torch.nonzero(tokens[0] != MASK).flatten().tolist()) for tokens, _, _ in model.calls[1:]]
-    assert revealed_after[0] == {0, 9}             # 16 − 14 revealed
-    assert revealed_after[1] == {0, 9, 6, 12, 1}   # 16 − 11 revealed
+    assert revealed_after[0] == {9, 6}             # 16 − 14 revealed
+    assert revealed_after[1] == {9, 6, 12, 1, 11}  # 16 − 11 revealed
+    tables = {"h0": {"confidence": {"name": "halton", "first_index": 0}}}
+    model = FixedLogits(4, 16, 8, seed=0)
+    generate(model, "h0", seeds=[0], tables=tables)
+    assert set(torch.nonzero(model.calls[1][0][0] != MASK).flatten().tolist()) == {0, 9}
 
 
 def test_halton_shift_rolls_the_order_per_image():
@@ -91,10 +97,10 @@ def test_halton_shift_rolls_the_order_per_image():
     first = model.calls[1][0] != MASK
     patterns = {tuple(torch.nonzero(row).flatten().tolist()) for row in first}
     assert len(patterns) > 1  # the shift differs between images
-    for row in first:  # each is {0, 9} rolled on the torus: row difference 2, column difference 1
+    for row in first:  # each is {9, 6} = {(2, 1), (1, 2)} rolled on the torus: differences ±1 in both
         (a, b) = torch.nonzero(row).flatten().tolist()
         (ra, ca), (rb, cb) = divmod(a, 4), divmod(b, 4)
-        assert {(rb - ra) % 4, (ra - rb) % 4} == {2} and {(cb - ca) % 4, (ca - cb) % 4} == {1, 3}
+        assert {(rb - ra) % 4, (ra - rb) % 4} == {1, 3} and {(cb - ca) % 4, (ca - cb) % 4} == {1, 3}
     assert not bool((generation.tokens == MASK).any())
 
 # -- token samplers ------------------------------------------------------------------------------------

@@ -206,6 +206,7 @@ def cost(run: Run, t: ReportTables) -> pd.DataFrame:
     out = pd.DataFrame({"variant": c["variant"], "images": c["images"],
                         "passes / image": c["forward_passes"].map(lambda x: num(x, 4)),
                         "declared": c["forward_passes_declared"].map(lambda x: "" if x is None or (isinstance(x, float) and math.isnan(x)) else str(int(x))),
+                        "scorer calls / image": c["scorer_calls"].map(lambda x: num(x, 4)),
                         "s / image (median [p10, p90])": [seconds_spread(a, b, d) for a, b, d in
                                                            zip(c["seconds_per_image"], c["seconds_p10"], c["seconds_p90"])],
                         "s / pass": c["seconds_per_pass"].map(lambda x: num(x, 3)),

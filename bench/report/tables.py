@@ -171,6 +171,9 @@ def _cost_table(run: Run, win_rates: pd.DataFrame, summary: pd.DataFrame, hib: d
     # peak memory per image (bench/memory.py; runs made before it was recorded have no such column)
     memory = sm["memory_mib"] if "memory_mib" in sm.columns else pd.Series(np.nan, index=sm.index)
     cost["memory_mib_per_image"] = cost["variant"].map(pd.to_numeric(memory, errors="coerce").groupby(sm["variant"]).mean())
+    # Reward evaluations of search loops (samplers/search.py); runs written before they were recorded have none.
+    scorer_calls = sm["scorer_calls"] if "scorer_calls" in sm.columns else pd.Series(0, index=sm.index)
+    cost["scorer_calls"] = cost["variant"].map(scorer_calls.groupby(sm["variant"]).mean())
     declared = {v: (run.manifest.get("variants", {}).get(v) or {}).get("forward_passes_per_image") for v in run.variants}
     cost["forward_passes_declared"] = cost["variant"].map(declared)
     base_nfe = float(cost.loc[cost["variant"] == run.baseline, "forward_passes"].iloc[0]) if run.baseline in set(cost["variant"]) else np.nan
