@@ -33,6 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="cpu, cuda, cuda:N, mps or auto")
     run.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
     run.add_argument("--batch-size", type=int, dest="batch_size", help="images generated per batch")
+    run.add_argument("--height", type=int, help="image height in pixels (default: the model's)")
+    run.add_argument("--width", type=int, help="image width in pixels (default: the model's)")
+    run.add_argument("--negative-prompt", dest="negative_prompt",
+                     help="negative prompt for the unconditional branch (default: the model's)")
+    run.add_argument("--baseline", help="the variant every other one is compared with (default: vanilla)")
+    run.add_argument("--bootstrap", type=int, help="bootstrap resamples for every interval (default: 1000)")
+    run.add_argument("--name", help="the run's name (default output: results/<name>)")
+    run.add_argument("--description", help="a line describing the run (recorded in manifest.json)")
     run.add_argument("--fresh", action="store_true", help="delete the run directory first and start over")
     run.add_argument("--shard", metavar="INDEX/COUNT",
                      help="generate only shard INDEX (0-based) of COUNT, e.g. 0/4; under torchrun, accelerate launch "
@@ -52,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def overrides_from(args: argparse.Namespace) -> dict:
     overrides = {key: getattr(args, key) for key in
-                 ("out", "limit", "steps", "guidance", "device", "dtype", "batch_size")}
+                 ("out", "limit", "steps", "guidance", "device", "dtype", "batch_size", "height", "width",
+                  "negative_prompt", "baseline", "bootstrap", "name", "description")}
     if args.samplers:
         overrides["samplers"] = [s.strip() for s in args.samplers.split(",") if s.strip()]
     if args.metrics:
