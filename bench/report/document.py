@@ -33,7 +33,7 @@ def build_sections(run: Run, t: ReportTables, plots: dict[str, Path]) -> list[Se
     secs: list[Section] = []
     secs.append(Section(
         "Headline",
-        [f"{len(run.variants) - 1} variants against the baseline **{run.baseline}** on {n_prompts} prompts × "
+        [f"{len(run.variants) - 1} variant{'' if len(run.variants) == 2 else 's'} against the baseline **{run.baseline}** on {n_prompts} prompts × "
          f"{n_seeds} seed(s), paired by prompt and seed. Sorted by win rate on {primary}. Win rate = share of "
          f"pairs where the variant scores better (ties count half), with {100 * s.confidence:.0f} % cluster-bootstrap "
          f"intervals over prompts ({s.n_boot} resamples). * = sign test significant at α = {s.alpha} after {corr} "
