@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     actions = parser.add_argument_group("other actions")
     actions.add_argument("--list", action="store_true", help="list every registered component, variant, model, "
                                                              "metric, prompt set and shipped config")
+    actions.add_argument("--check", action="store_true",
+                         help="build every variant of the config and run it on a tiny synthetic world (seconds); "
+                              "a broken plugin fails here, before any run starts; writes nothing")
     actions.add_argument("--merge", metavar="RUN_DIR",
                          help="merge the shards of a sharded run once all are done: tables, scores, report (once)")
     actions.add_argument("--report-only", metavar="RUN_DIR", help="re-render the report of a finished run, no model")
@@ -87,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
 
             print_listing()
             return 0
+        if args.check:
+            return check(args)
         if args.merge:
             return merge(Path(args.merge))
         if args.report_only:
@@ -102,16 +107,30 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def run(args: argparse.Namespace) -> int:
+def config_from(args: argparse.Namespace):
+    """The config file (or the shipped default) with the command line's flags applied."""
     from .config import load_config
-    from .runner import Benchmark
-    from .sharding import detect_shard
 
-    shard = detect_shard(args.shard)
     config = load_config(args.config, overrides_from(args))
     if args.model:
         config.values["model"] = {**config.values["model"], "name": args.model} \
             if config.values["model"].get("name") == args.model else {"name": args.model}
+    return config
+
+
+def check(args: argparse.Namespace) -> int:
+    from .check import check_config
+
+    check_config(config_from(args))
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from .runner import Benchmark
+    from .sharding import detect_shard
+
+    shard = detect_shard(args.shard)
+    config = config_from(args)
     benchmark = Benchmark(config, shard=shard)
     result = benchmark.run(fresh=args.fresh)
     where = f"shard {shard} ({shard.source}): " if shard.is_sharded else ""
