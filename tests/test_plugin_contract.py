@@ -77,3 +77,18 @@ def test_unknown_context_attribute_names_the_nearest():
     ctx.total_steps, ctx.step = 8, 0
     with pytest.raises(AttributeError, match=r"no attribute 'steps'\. Did you mean ctx\.(total_steps|step)\?"):
         ctx.steps
+
+
+def test_cli_prints_one_line_and_exits_2(tmp_path, capsys):
+    from bench.cli import main
+
+    plugin = tmp_path / "bad_ramp.py"
+    plugin.write_text("from samplers.components import Guidance, register_component\n\n\n"
+                      "@register_component('guidance', 'contract-cli-ramp')\n"
+                      "class Ramp(Guidance):\n"
+                      "    def scale(self):\n"
+                      "        return 2.0\n")
+    assert main(["--plugin", str(plugin), "--list"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mgt-bench: error: component 'contract-cli-ramp'") and err.count("\n") == 1
+    assert "def scale(self, ctx)" in err and "Traceback" not in err
