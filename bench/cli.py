@@ -42,6 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="cpu, cuda, cuda:N, mps or auto")
     run.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
     run.add_argument("--batch-size", type=int, dest="batch_size", help="images generated per batch")
+    run.add_argument("--height", type=int, help="image height in pixels (default: the model's)")
+    run.add_argument("--width", type=int, help="image width in pixels (default: the model's)")
+    run.add_argument("--negative-prompt", dest="negative_prompt",
+                     help="negative prompt for the unconditional branch (default: the model's)")
+    run.add_argument("--baseline", help="the variant every other one is compared with (default: vanilla)")
+    run.add_argument("--bootstrap", type=int, help="bootstrap resamples for every interval (default: 1000)")
+    run.add_argument("--name", help="the run's name (default output: results/<name>)")
+    run.add_argument("--description", help="a line describing the run (recorded in manifest.json)")
     run.add_argument("--fresh", action="store_true", help="delete the run directory first and start over")
     run.add_argument("--shard", metavar="INDEX/COUNT",
                      help="generate only shard INDEX (0-based) of COUNT, e.g. 0/4; under torchrun, accelerate launch "
@@ -51,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     actions = parser.add_argument_group("other actions")
     actions.add_argument("--list", action="store_true", help="list every registered component, variant, model, "
                                                              "metric, prompt set and shipped config")
+    actions.add_argument("--check", action="store_true",
+                         help="build every variant of the config and run it on a tiny synthetic world (seconds); "
+                              "a broken plugin fails here, before any run starts; writes nothing")
     actions.add_argument("--merge", metavar="RUN_DIR",
                          help="merge the shards of a sharded run once all are done: tables, scores, report (once)")
     actions.add_argument("--report-only", metavar="RUN_DIR", help="re-render the report of a finished run, no model")
@@ -61,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def overrides_from(args: argparse.Namespace) -> dict:
     overrides = {key: getattr(args, key) for key in
-                 ("out", "limit", "steps", "guidance", "device", "dtype", "batch_size")}
+                 ("out", "limit", "steps", "guidance", "device", "dtype", "batch_size", "height", "width",
+                  "negative_prompt", "baseline", "bootstrap", "name", "description")}
     if args.samplers:
         overrides["samplers"] = [s.strip() for s in args.samplers.split(",") if s.strip()]
     if args.metrics:
@@ -87,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
 
             print_listing()
             return 0
+        if args.check:
+            return check(args)
         if args.merge:
             return merge(Path(args.merge))
         if args.report_only:
@@ -109,16 +123,30 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def run(args: argparse.Namespace) -> int:
+def config_from(args: argparse.Namespace):
+    """The config file (or the shipped default) with the command line's flags applied."""
     from .config import load_config
-    from .runner import Benchmark
-    from .sharding import detect_shard
 
-    shard = detect_shard(args.shard)
     config = load_config(args.config, overrides_from(args))
     if args.model:
         config.values["model"] = {**config.values["model"], "name": args.model} \
             if config.values["model"].get("name") == args.model else {"name": args.model}
+    return config
+
+
+def check(args: argparse.Namespace) -> int:
+    from .check import check_config
+
+    check_config(config_from(args))
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from .runner import Benchmark
+    from .sharding import detect_shard
+
+    shard = detect_shard(args.shard)
+    config = config_from(args)
     benchmark = Benchmark(config, shard=shard)
     result = benchmark.run(fresh=args.fresh)
     where = f"shard {shard} ({shard.source}): " if shard.is_sharded else ""

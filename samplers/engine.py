@@ -97,6 +97,19 @@ class StepContext:
     def is_last(self) -> bool:
         return self.step == self.total_steps - 1
 
+    def __getattr__(self, name: str):
+        # Only reached for a name the context lacks (e.g. ``ctx.steps`` for ``ctx.total_steps``, issue 15):
+        # name the nearest attribute instead of a bare AttributeError deep in a plugin.
+        if name.startswith("__"):
+            raise AttributeError(name)
+        import difflib
+
+        known = sorted([*vars(self), "is_last", "state"])
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+        hint = f" Did you mean ctx.{close[0]}?" if close else ""
+        raise AttributeError(f"StepContext has no attribute {name!r}.{hint} It holds: {', '.join(known)} "
+                             "(see docs/plugins.md)")
+
     def state(self, component) -> dict[str, Any]:
         """Per-generation scratch space of one component (never shared across batches or runs)."""
         return self.generation.component_state.setdefault(id(component), {})

@@ -158,9 +158,21 @@ def resolve_spec(name: str, tables: Mapping[str, Mapping[str, Any]] | None = Non
         base = resolve_spec(base_name, tables, (*_seen, name))
     merged = {**base, **own}
     if "description" not in own and base:
-        changed = ", ".join(k for k in own) or "no changes"
+        # Derived from the components that differ, so a variant registered without a description still
+        # says what it is in --list and the report (issue 15).
+        changed = "; ".join(f"{key} = {_label(value)}" for key, value in own.items()) or "no changes"
         merged["description"] = f"{base_name} with {changed}"
     return merged
+
+
+def _label(value: Any) -> str:
+    """A component spec as one short phrase: ``center-first`` or ``linear(start=1.0)``; lists joined with +."""
+    if isinstance(value, list):
+        return " + ".join(_label(v) for v in value) or "none"
+    if isinstance(value, Mapping):
+        params = ", ".join(f"{k}={v}" for k, v in value.items() if k != "name")
+        return f"{value.get('name', '?')}({params})" if params else str(value.get("name", "?"))
+    return str(value)
 
 
 def build_variant(name: str, tables: Mapping[str, Mapping[str, Any]] | None = None) -> SamplerVariant:

@@ -36,7 +36,7 @@ def build_sections(run: Run, t: ReportTables, plots: dict[str, Path]) -> list[Se
     secs: list[Section] = []
     secs.append(Section(
         "Headline",
-        [f"{len(run.variants) - 1} variants against the baseline **{run.baseline}** on {n_prompts} distinct prompts × "
+        [f"{len(run.variants) - 1} variant{'' if len(run.variants) == 2 else 's'} against the baseline **{run.baseline}** on {n_prompts} distinct prompts × "
          f"{n_seeds} seed(s), paired by prompt and seed; the distinct prompt text is the unit of analysis. "
          f"Sorted by win rate on {primary}. Win rate = share of pairs where the variant scores better (ties count "
          f"half), with {100 * s.confidence:.0f} % Clopper–Pearson intervals at the effective number of prompts "
