@@ -15,6 +15,7 @@ so that the harness reports them apart from sampling time, and `warm_up` compile
 """
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -66,14 +67,21 @@ class CompiledForward:
         """The unit-key entry: absent when eager, so eager runs keep their keys."""
         if not self.enabled:
             return {}
-        return {"compile": {"mode": self.mode, "cuda_graphs": self.cuda_graphs, "torch": torch.__version__}}
+        info = {"mode": self.mode, "cuda_graphs": self.cuda_graphs, "torch": torch.__version__}
+        if compile_backend() != "inductor":
+            info["backend"] = compile_backend()
+        return {"compile": info}
 
     def module(self, transformer: torch.nn.Module):
         """The callable to run: the transformer itself, or its compiled wrapper (built once)."""
         if not self.enabled:
             return transformer
         if self._module is None or self._source is not transformer:
-            self._module = torch.compile(transformer, mode=self.torch_mode(), dynamic=False)
+            backend = compile_backend()
+            if backend == "inductor":
+                self._module = torch.compile(transformer, mode=self.torch_mode(), dynamic=False)
+            else:  # tests: graph capture without code generation (Inductor takes minutes on a small CPU)
+                self._module = torch.compile(transformer, backend=backend, dynamic=False)
             self._source = transformer
         return self._module
 
@@ -96,6 +104,12 @@ class CompiledForward:
             _sync(grid.device)
             self.compile_seconds[shape] = round(time.perf_counter() - started, 3)
         return out
+
+
+def compile_backend() -> str:
+    """torch.compile's backend: Inductor, unless ``MGT_BENCH_COMPILE_BACKEND`` names another (the CPU tests
+    use ``aot_eager``: the same graph capture, no code generation)."""
+    return os.environ.get("MGT_BENCH_COMPILE_BACKEND", "inductor")
 
 
 def _sync(device: torch.device) -> None:
