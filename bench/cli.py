@@ -6,11 +6,20 @@ mistake prints one line naming the key and the fix and exits with code 2; nothin
 from __future__ import annotations
 
 import argparse
+import errno
+import sqlite3
 import sys
 from pathlib import Path
 
 from mgt_common.errors import UserError
 from mgt_common.registry import load_plugin_file
+
+
+def is_disk_full_error(exc: BaseException) -> bool:
+    """ENOSPC / EDQUOT from a write, or SQLite's own "database or disk is full" (the score cache)."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return "disk is full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,6 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"mgt-bench: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except (OSError, sqlite3.OperationalError) as exc:
+        if not is_disk_full_error(exc):
+            raise
+        where = getattr(exc, "filename", None) or "the output directory"
+        print(f"mgt-bench: error: disk full at {where}; nothing lost: every finished file is complete and journalled. "
+              "Free space (or pass another --out), then re-run the same command to resume", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("mgt-bench: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
@@ -142,8 +158,11 @@ def report_only(run_dir: Path) -> int:
     from .runner import render
     from .store import RunDirectory
 
-    if RunDirectory(run_dir).read_manifest() is None:
+    store = RunDirectory(run_dir)
+    manifest = store.read_manifest() if run_dir.is_dir() else None
+    if manifest is None:
         raise UserError(f"--report-only {run_dir}: not an mgt-bench run directory (no manifest.json)")
+    check_finished(store, manifest, "--report-only")
     paths = render(run_dir)
     for kind, path in paths.items():
         if kind in ("html", "markdown"):
@@ -151,13 +170,35 @@ def report_only(run_dir: Path) -> int:
     return 0
 
 
+def check_finished(store, manifest: dict, flag: str) -> None:
+    """A run whose tables are complete; otherwise say what to run (the tables are rebuilt from the journals)."""
+    import pandas as pd
+
+    again = ("finish it by running the same command again (it resumes), or for a sharded run "
+             f"`python run_bench.py --merge {store.root}`")
+    for name in ("samples", "scores"):
+        if not (store.root / f"{name}.csv").exists():
+            raise UserError(f"{flag} {store.root}: the run is not finished (status {manifest.get('status', '?')!r}, "
+                            f"no {name}.csv yet); {again}")
+    try:
+        rows = len(pd.read_csv(store.root / "samples.csv", usecols=["unit_key"]))
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise UserError(f"{flag} {store.root}: samples.csv is damaged ({str(exc).splitlines()[0][:100]}); "
+                        f"the journals still hold the run: {again}") from None
+    if isinstance(manifest.get("units"), int) and rows != manifest["units"]:
+        raise UserError(f"{flag} {store.root}: samples.csv has {rows} rows but the run has {manifest['units']} units "
+                        f"(truncated or edited); the journals still hold the run: {again}")
+
+
 def compare(run_a: Path, run_b: Path, out: Path | None) -> int:
     from .report import render_comparison
     from .store import RunDirectory
 
     for run_dir in (run_a, run_b):
-        if RunDirectory(run_dir).read_manifest() is None:
+        manifest = RunDirectory(run_dir).read_manifest() if run_dir.is_dir() else None
+        if manifest is None:
             raise UserError(f"--compare {run_dir}: not an mgt-bench run directory (no manifest.json)")
+        check_finished(RunDirectory(run_dir), manifest, "--compare")
     out = out or Path("results") / f"compare-{run_a.name}-vs-{run_b.name}"
     paths = render_comparison(run_a, run_b, out)
     for kind, path in paths.items():

@@ -9,12 +9,12 @@ from typing import Sequence
 import numpy as np
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
 from samplers.engine import SamplerEngine
 from samplers.variant import SamplerVariant
 
 from .plan import Unit
+from .progress import Progress
 from .store import RunDirectory
 
 
@@ -41,7 +41,11 @@ def batches(units: Sequence[Unit], batch_size: int):
 def generate_units(model, units: Sequence[Unit], variants: dict[str, SamplerVariant], store: RunDirectory, *,
                    grid: tuple[int, int], steps: int, guidance: float, batch_size: int, device: str,
                    negative_prompt: str | None) -> dict[str, float]:
-    """Generate `units` (already filtered to the unfinished ones); returns throughput figures."""
+    """Generate `units` (already filtered to the unfinished ones); returns throughput figures.
+
+    Each variant's first batch is run once untimed before it is timed (warm-up), and GPU work is
+    synchronised before a batch's clock stops; ``seconds`` per unit is its batch's time per image.
+    """
     engine = SamplerEngine(model)
     compiled = getattr(model, "compiled", None)
     if compiled is not None and compiled.enabled:
@@ -51,21 +55,37 @@ def generate_units(model, units: Sequence[Unit], variants: dict[str, SamplerVari
     started = time.perf_counter()
     if torch.cuda.is_available() and str(device).startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    with tqdm(total=len(units), desc="generate", unit="img", disable=None) as progress:
+    warmed: set[str] = set()
+    warmup_seconds = 0.0
+    with Progress("generate", len(units)) as progress:
         for chunk in batches(units, batch_size):
             variant = variants[chunk[0].variant]
-            progress.set_postfix_str(variant.name)
+            progress.set_postfix(variant.name)
+            if variant.name not in warmed:
+                # One untimed run of each variant's first batch: the first call pays for lazy
+                # initialisation, allocator growth and kernel selection (issue 10: vanilla, run first,
+                # measured 0.55 s/image against 0.36–0.43 for variants with the same 16 passes). The
+                # images are discarded; every unit's generation depends only on its own seed.
+                warmed.add(variant.name)
+                w0 = time.perf_counter()
+                warm = engine.generate(variant, model.encode([u.prompt.text for u in chunk], negative_prompt),
+                                       [u.seed for u in chunk], grid, steps, guidance, device=device)
+                model.decode(warm.tokens, grid)
+                _synchronize(device)
+                warmup_seconds += time.perf_counter() - w0
             t0 = time.perf_counter()
             conditioning = model.encode([u.prompt.text for u in chunk], negative_prompt)
             generation = engine.generate(variant, conditioning, [u.seed for u in chunk], grid, steps, guidance,
                                          device=device)
             images = model.decode(generation.tokens, grid)
+            _synchronize(device)
             seconds = (time.perf_counter() - t0) / len(chunk)
             records = []
             for row, unit in enumerate(chunk):
                 tokens = generation.tokens[row].to(torch.int32).cpu().numpy().reshape(grid)
-                store.save_unit_files(unit.key, to_png(images[row]), tokens)
+                digest = store.save_unit_files(unit.key, to_png(images[row]), tokens)
                 records.append({
+                    "image_sha256": digest,  # checked on reuse: a damaged or replaced PNG is regenerated
                     "unit_key": unit.key, "variant": unit.variant, "prompt_id": unit.prompt.id,
                     "seed": unit.seed, "steps": steps, "forward_passes": int(generation.forward_passes[row]),
                     "seconds": round(seconds, 6),
@@ -74,14 +94,22 @@ def generate_units(model, units: Sequence[Unit], variants: dict[str, SamplerVari
             # journal last: a unit counts as done only once its files are in place
             store.append("generated", records)
             progress.update(len(chunk))
-    elapsed = time.perf_counter() - started
-    stats = {"images": len(units), "seconds": round(elapsed, 3),
+    wall = time.perf_counter() - started
+    elapsed = wall - warmup_seconds  # throughput of the timed batches only
+    stats = {"images": len(units), "seconds": round(elapsed, 3), "warmup_seconds": round(warmup_seconds, 3),
+             "wall_seconds": round(wall, 3),
              "images_per_second": round(len(units) / elapsed, 4) if elapsed > 0 and units else None}
     if compiled is not None and compiled.enabled:
         stats["compile_seconds"] = round(sum(compiled.compile_seconds.values()), 3)
     if torch.cuda.is_available() and str(device).startswith("cuda"):
         stats["peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
     return stats
+
+
+def _synchronize(device: str) -> None:
+    """Wait for queued GPU work, so that a batch's time is its own and not the next one's."""
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def load_image(path) -> torch.Tensor:

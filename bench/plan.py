@@ -8,6 +8,7 @@ the same composition share their images.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -46,9 +47,60 @@ def seeds_for(prompt: Prompt, config_seeds: Sequence[int]) -> list[int]:
     return [prompt.seed] if prompt.seed is not None else list(config_seeds)
 
 
+class DuplicatePromptWarning(UserWarning):
+    """Prompts of a set share a text (issue 10: copies would count as independent evidence)."""
+
+
+def collapse_duplicate_prompts(prompts: Sequence[Prompt]) -> tuple[list[Prompt], list[str]]:
+    """Keep the first of prompts with the same text and the same (fixed or config) seed; name the others.
+
+    Identical text and seed give byte-identical images in every variant, so a copy adds no evidence
+    but would count as another independent prompt in every test and interval. Copies of a text with a
+    *different* fixed seed (e.g. ChallengeBench, 220 prompts listed twice with seeds) stay: they are
+    further seeds of one prompt, and the statistics cluster them by text. Returns the kept prompts in
+    their order and one message per collapsed or re-seeded text.
+    """
+    first: dict[tuple[str, int | None], Prompt] = {}
+    dropped: dict[str, list[str]] = {}
+    reseeded: dict[str, list[str]] = {}
+    by_text: dict[str, Prompt] = {}
+    kept = []
+    for prompt in prompts:
+        key = (prompt.text, prompt.seed)
+        if key in first:
+            dropped.setdefault(first[key].id, []).append(prompt.id)
+            continue
+        first[key] = prompt
+        if prompt.text in by_text:
+            reseeded.setdefault(by_text[prompt.text].id, []).append(prompt.id)
+        else:
+            by_text[prompt.text] = prompt
+        kept.append(prompt)
+    messages = [f"prompts {', '.join(ids)} repeat the text of prompt {keep} ({_short(first_text(prompts, keep))}) "
+                f"with the same seed: collapsed into {keep}" for keep, ids in dropped.items()]
+    messages += [f"prompts {', '.join(ids)} repeat the text of prompt {keep} ({_short(first_text(prompts, keep))}) "
+                 f"with other fixed seeds: the statistics count them as seeds of one prompt" for keep, ids in reseeded.items()]
+    return kept, messages
+
+
+def first_text(prompts: Sequence[Prompt], prompt_id: str) -> str:
+    return next(p.text for p in prompts if p.id == prompt_id)
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
 def make_plan(config: BenchConfig, prompts: Sequence[Prompt], variants: dict[str, SamplerVariant],
               model_identity: dict[str, Any], negative_prompt: str | None) -> list[Unit]:
-    """Every unit, grouped by variant (in `samplers` order), then prompt order, then seed."""
+    """Every unit, grouped by variant (in `samplers` order), then prompt order, then seed.
+
+    Prompts repeating an earlier prompt's text and seed are left out, with a `DuplicatePromptWarning`
+    naming them (see `collapse_duplicate_prompts`).
+    """
+    prompts, messages = collapse_duplicate_prompts(prompts)
+    for message in messages:
+        warnings.warn(message, DuplicatePromptWarning, stacklevel=2)
     units = []
     for name in config.samplers:
         order = 0

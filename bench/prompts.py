@@ -90,20 +90,30 @@ def read_prompt_file(path: Path) -> list[Prompt]:
 
 
 def _read_json_rows(path: Path, text: str) -> list[dict]:
-    try:
-        if path.suffix.lower() == ".json":
+    numbered: list[tuple[int, object]] = []
+    if path.suffix.lower() == ".json":
+        try:
             data = json.loads(text)
-            rows = data if isinstance(data, list) else data.get("prompts", [])
-        else:
-            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"prompts: {path} line {exc.lineno}: not valid JSON ({exc.msg})") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"prompts: {path} line {exc.lineno}: not valid JSON ({exc.msg})") from None
+        rows = data if isinstance(data, list) else data.get("prompts", []) if isinstance(data, dict) else [data]
+        numbered = [(0, row) for row in rows]
+    else:
+        # JSON Lines: each line is parsed alone, so the decoder's line number is always 1; count the file's own
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                numbered.append((number, json.loads(line)))
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"prompts: {path} line {number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
     out = []
-    for row in rows:
+    for number, row in numbered:
         if isinstance(row, str):
             row = {"prompt": row}
         if not isinstance(row, dict) or "prompt" not in row:
-            raise ConfigError(f"prompts: {path}: every entry needs a 'prompt' key (got {str(row)[:60]!r})")
+            where = f" line {number}" if number else ""
+            raise ConfigError(f"prompts: {path}{where}: every entry needs a 'prompt' key (got {str(row)[:60]!r})")
         out.append(row)
     return out
 

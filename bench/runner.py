@@ -11,7 +11,6 @@ import gc
 import json
 import os
 import platform
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -30,11 +29,16 @@ from .distributed import ProcessGroup, rank_device
 from .generate import generate_units
 from .models.registry import MODELS
 from .plan import Unit, make_plan
+from .progress import announce
 from .prompts import load_prompts
 from .scoring import build_metrics, score_images, set_metric_rows
+from .set_intervals import add_set_intervals
 from .sharding import Shard, assign, shard_units, unit_cost
-from .store import SAMPLE_COLUMNS, RunDirectory, atomic_write_text
+from .rundir_lock import GuardLock, RunLock
+from .store import LOCK_FILES, MARKER, SAMPLE_COLUMNS, RunDirectory, atomic_write_text
 
+#: timings summed over the invocations of a resumed run (plan time is per invocation)
+CUMULATIVE_TIMINGS = ("generate_seconds", "score_seconds", "report_seconds")
 PACKAGES = ("mgt-bench", "torch", "torchvision", "diffusers", "transformers", "open_clip_torch", "torchmetrics",
             "numpy", "pandas", "scipy")
 
@@ -99,7 +103,12 @@ class Benchmark:
         #: this process's device: ``cuda`` becomes ``cuda:LOCAL_RANK`` under a launcher (the config keeps
         #: "cuda", so every rank has the same config hash and unit keys).
         self.device = rank_device(str(config.device), self.shard)
+        check_device(self.device)
         self.store = RunDirectory(out or default_out(config), shard=self.shard.label)
+        if self.store.root.exists() and not self.store.root.is_dir():
+            raise UserError(f"out: {self.store.root} is a file, not a directory; pass a directory for --out")
+        self._run_lock: RunLock | None = None
+        self._prior_timings: dict[str, float] = {}
         #: the merged view (unsuffixed journals, tables, manifest) that only the merging process writes.
         self.merged_store = RunDirectory(self.store.root)
         self.variants = {name: build_variant(name, config.variants) for name in config.samplers}
@@ -129,6 +138,15 @@ class Benchmark:
                                         self.negative_prompt)
         return self._planned_units
 
+    def check_scorers(self) -> None:
+        """Find every scorer's weights now, before the first image: a missing checkpoint must not surface
+        hours into a run, after generation (`MissingWeightsError` names the `hf download …` command)."""
+        world = getattr(self.model, "world", None)
+        for metric in self.metrics.values():
+            check = getattr(metric, "check_weights", None)
+            if check is not None:
+                check(world=world)
+
     def model_identity(self) -> dict[str, Any]:
         """What of the model decides its images (for unit keys): `identity()` where the backend has one —
         weights by fingerprint, not by folder — else `describe()`; never the device (keyed by type apart)."""
@@ -137,31 +155,65 @@ class Benchmark:
         description.pop("device", None)
         return {"name": self.config.model_name, **description, "grid": list(self.grid)}
 
-    # -- the guard against mixing configs --------------------------------------------------------
+    # -- the guard against mixing configs ---------------------------------------------------------
 
-    def prepare_directory(self, fresh: bool) -> None:
+    def check_out_is_usable(self, fresh: bool) -> None:
+        """Read-only checks of ``--out`` before anything is written: a file, or a folder that is not ours.
+
+        A folder is a run directory only if it carries the suite's marker (or, made before the marker
+        existed, a manifest naming the tool); nothing else is ever written into, nor deleted by --fresh.
+        """
         root = self.store.root
-        existing = self.store.read_manifest()
-        if fresh and root.exists() and any(root.iterdir()):
-            if existing is None:
-                raise UserError(f"--fresh: {root} exists but is not an mgt-bench run directory (no manifest.json); "
-                                "refusing to delete it — pass another --out")
-            shutil.rmtree(root)
-            existing = None
-        if existing is not None and existing.get("config_hash") != self.config.generation_hash():
-            changed = sorted(k for k in existing.get("generation_keys", {})
-                             if existing["generation_keys"][k] != _generation_values(self.config).get(k))
-            detail = f" (changed: {', '.join(changed)})" if changed else ""
-            raise UserError(f"{root} was made with a different configuration{detail}; pass --fresh to start it over "
-                            "or --out NEW_DIR to keep both")
+        if not root.exists():
+            return
+        if not root.is_dir():
+            raise UserError(f"out: {root} is a file, not a directory; pass a directory for --out")
         # Shards started at the same moment (a SLURM array) may find each other's first files before the
-        # manifest: what shards themselves create does not make the directory foreign.
-        own = {".gitkeep"} | ({"journal", "images", "tokens", "shards"} if self.shard.is_sharded else set())
-        if existing is None and root.exists() and any(p.name not in own and not (self.shard.is_sharded and
-                                                                                  p.name.startswith("."))
-                                                       for p in root.iterdir()):
-            raise UserError(f"{root} exists and is not an mgt-bench run directory; pass an empty or new --out")
+        # marker: what shards themselves create does not make the directory foreign.
+        own = {".gitkeep", MARKER, *LOCK_FILES}
+        if self.shard.is_sharded:
+            own |= {"journal", "images", "tokens", "shards"}
+        foreign = [p.name for p in root.iterdir()
+                   if p.name not in own and not (self.shard.is_sharded and p.name.startswith("."))]
+        if foreign and not self.store.is_run_directory():
+            if fresh:
+                raise UserError(f"--fresh: {root} is not an mgt-bench run directory (no {MARKER} marker); refusing to "
+                                "delete it; pass another --out")
+            raise UserError(f"{root} exists and is not an mgt-bench run directory (it holds {foreign[0]!r} and no "
+                            f"{MARKER} marker); pass an empty or new --out")
+
+    def prepare_directory(self, fresh: bool, write_manifest: bool = True) -> None:
+        """Take the run lock, then under the configuration guard: --fresh, the config check, marker, manifest.
+
+        The run lock (exclusive for an unsharded run, shared by shards) is held until the run ends, so
+        a second writer is refused at once; the guard serialises the check and the first manifest
+        write, so two processes started together cannot both pass it with different configurations.
+        """
+        root = self.store.root
+        self.check_out_is_usable(fresh)
         self.store.check_writable()
+        if self._run_lock is None:
+            role = f"shard {self.shard}" if self.shard.is_sharded else "run"
+            self._run_lock = RunLock(root, exclusive=not self.shard.is_sharded, role=role).acquire()
+        with GuardLock(root):
+            if fresh and any(p.name not in (MARKER, *LOCK_FILES) for p in root.iterdir()):
+                self.store.clear()
+            existing = self.store.read_manifest()
+            if existing is not None and existing.get("config_hash") != self.config.generation_hash():
+                changed = sorted(k for k in existing.get("generation_keys", {})
+                                 if existing["generation_keys"][k] != _generation_values(self.config).get(k))
+                detail = f" (changed: {', '.join(changed)})" if changed else ""
+                fix = "pass --fresh to start it over or --out NEW_DIR to keep both" if not self.shard.is_sharded \
+                    or self.shard.launched_together else "pass --out NEW_DIR"
+                raise UserError(f"{root} was made with a different configuration{detail}; {fix}")
+            self.store.write_marker()
+            if write_manifest and existing is None:
+                self.merged_store.write_manifest(self.manifest_for_plan())
+
+    def release_lock(self) -> None:
+        if self._run_lock is not None:
+            self._run_lock.release()
+            self._run_lock = None
 
     # -- the manifest ----------------------------------------------------------------------------
 
@@ -191,33 +243,60 @@ class Benchmark:
             "git_commit": git_commit(),
             "device": device_description(self.device),
             "platform": platform.platform(),
-            "timings": {**previous.get("timings", {}), **timings},
+            "timings": {**previous.get("timings", {}), **self.cumulative(timings)},
+            "last_run_timings": timings,
             "throughput": throughput or previous.get("throughput"),
             "shards": self.shard_summary() or previous.get("shards"),
         }
+
+    def record_interrupted(self, units: list[Unit], generate_seconds: float) -> None:
+        """Best effort: the manifest keeps an interrupted invocation's generation time (not possible after kill -9)."""
+        try:
+            self.merged_store.write_manifest(self.manifest(units, {"generate_seconds": generate_seconds}, "interrupted"))
+        except Exception:  # e.g. the disk is still full: the images and journal are what matters
+            pass
+
+    def cumulative(self, timings: dict[str, float]) -> dict[str, float]:
+        """Stage seconds summed over every invocation of this run (a resumed run keeps what came before)."""
+        return {key: round(self._prior_timings.get(key, 0.0) + value, 3) if key in CUMULATIVE_TIMINGS else value
+                for key, value in timings.items()}
 
     # -- the stages ------------------------------------------------------------------------------
 
     def run(self, fresh: bool = False, report: bool = True) -> RunResult:
         """Plan, generate this process's share, then (once every shard is done) score and report."""
+        try:
+            return self._run(fresh, report)
+        finally:
+            self.release_lock()
+
+    def _run(self, fresh: bool, report: bool) -> RunResult:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         units = self.plan()
+        self.check_scorers()
         timings["plan_seconds"] = round(time.perf_counter() - t0, 3)
         with ProcessGroup(self.shard) as group:
             self.prepare_shared_directory(fresh, group)
+            if not self.shard.is_sharded:  # shards' time is the span of their records instead
+                self._prior_timings = dict((self.merged_store.read_manifest() or {}).get("timings") or {})
             mine = shard_units(units, self.shard, self.variants, self.config.steps)
             finished = self.store.finished_units()
             todo = [u for u in mine if f"{u.variant}/{u.key}" not in finished]
             started = time.time()
             t0 = time.perf_counter()
             throughput = None
-            if todo:
-                throughput = generate_units(self.load_model(), todo, self.variants, self.store, grid=self.grid,
-                                            steps=self.config.steps, guidance=float(self.config.guidance),
-                                            batch_size=self.config.batch_size, device=self.device,
-                                            negative_prompt=self.negative_prompt)
-                throughput = self.per_image_figures(throughput)
+            try:
+                if todo:
+                    throughput = generate_units(self.load_model(), todo, self.variants, self.store, grid=self.grid,
+                                                steps=self.config.steps, guidance=float(self.config.guidance),
+                                                batch_size=self.config.batch_size, device=self.device,
+                                                negative_prompt=self.negative_prompt)
+                    throughput = self.per_image_figures(throughput)
+            except BaseException:  # Ctrl-C, disk full, a crash: the time spent still counts when the run resumes
+                if not self.shard.is_sharded:
+                    self.record_interrupted(units, round(time.perf_counter() - t0, 3))
+                raise
             timings["generate_seconds"] = round(time.perf_counter() - t0, 3)
             if self.shard.is_sharded:
                 self.write_shard_record(len(mine), len(todo), started, timings["generate_seconds"], throughput)
@@ -235,13 +314,18 @@ class Benchmark:
     def merge(self, report: bool = True) -> RunResult:
         """``--merge RUN_DIR``: check that every shard finished, then score and report once."""
         units = self.plan()
+        self.check_scorers()
         existing = self.merged_store.read_manifest() or {}
         if existing.get("config_hash") != self.config.generation_hash():
             raise UserError(f"--merge {self.store.root}: the manifest's configuration does not match its own hash; "
                             "the run directory was edited by hand or written by another mgt-bench version")
-        self.check_complete(units, f"--merge {self.store.root}")
-        timings = {"generate_seconds": self.shard_span() or existing.get("timings", {}).get("generate_seconds", 0.0)}
-        paths = self.finish(units, timings, self.merged_throughput() or existing.get("throughput"), report)
+        self._run_lock = RunLock(self.store.root, exclusive=True, role="merge").acquire()
+        try:
+            self.check_complete(units, f"--merge {self.store.root}")
+            timings = {"generate_seconds": self.shard_span() or existing.get("timings", {}).get("generate_seconds", 0.0)}
+            paths = self.finish(units, timings, self.merged_throughput() or existing.get("throughput"), report)
+        finally:
+            self.release_lock()
         return RunResult(self.store.root, paths, generated=0, reused=len(units))
 
     def check_complete(self, units: list[Unit], who: str) -> None:
@@ -263,13 +347,18 @@ class Benchmark:
         self.release_generation_model()
         scores = score_images(samples, self.metrics, store, world=world)
         store.write_table("scores", scores)
-        store.write_table("set_metrics", set_metric_rows(samples, self.metrics, store, world=world))
+        if any(not hasattr(m, "score") for m in self.metrics.values()):
+            announce("computing set metrics (FID/KID and the like) per variant and category")
+        store.write_table("set_metrics", add_set_intervals(
+            set_metric_rows(samples, self.metrics, store, world=world), samples, self.metrics, store, world,
+            baseline=self.config.baseline, confidence=float((self.config.report or {}).get("confidence", 0.95))))
         timings["score_seconds"] = round(time.perf_counter() - t0, 3)
         store.write_manifest(self.manifest(units, timings, "scored", throughput))
 
         paths: dict[str, Path] = {}
         if report:
             t0 = time.perf_counter()
+            announce(f"rendering the report (tables, plots, HTML, Markdown) in {store.root}")
             paths = render(store.root)
             timings["report_seconds"] = round(time.perf_counter() - t0, 3)
         store.write_manifest(self.manifest(units, timings, "complete", throughput))
@@ -290,11 +379,11 @@ class Benchmark:
         first = not self.shard.launched_together or self.shard.index == 0
         if first:
             self.prepare_directory(fresh)
-            if not self.shard.is_sharded or self.merged_store.read_manifest() is None:
+            if not self.shard.is_sharded:  # a resumed run records this invocation's plan (status, versions)
                 self.merged_store.write_manifest(self.manifest_for_plan())
         group.barrier()
         if not first:
-            self.prepare_directory(False)
+            self.prepare_directory(False, write_manifest=False)
 
     def manifest_for_plan(self) -> dict[str, Any]:
         units = self._planned_units
@@ -415,6 +504,10 @@ class Benchmark:
 
     def samples_table(self, units: list[Unit]) -> pd.DataFrame:
         finished = self.store.finished_units()
+        missing = [u for u in units if f"{u.variant}/{u.key}" not in finished]
+        if missing:  # an image damaged or deleted after this run generated it: never score around it
+            raise UserError(f"{len(missing)} of {len(units)} images of {self.store.root} went missing or changed "
+                            "during this run (see the warnings above); re-run the same command to regenerate them")
         rows = []
         for unit in units:
             record = finished[f"{unit.variant}/{unit.key}"]
@@ -433,6 +526,22 @@ def render(run_dir: Path) -> dict[str, Path]:
     from .report import render_report
 
     return render_report(Path(run_dir))
+
+
+def check_device(device: str) -> None:
+    """A device this machine has, checked before anything is written (a CUDA config on a CPU node would
+    otherwise fail with a torch traceback after the manifest had locked the directory to ``device = cuda``)."""
+    kind, _, index = str(device).partition(":")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise UserError(f"device {device!r}: CUDA is not available on this machine ({why}; torch "
+                            f"{torch.__version__}); pass --device cpu, or run on a GPU node")
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise UserError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+                            f"(cuda:0 … cuda:{torch.cuda.device_count() - 1})")
+    elif kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UserError(f"device {device!r}: Apple MPS is not available on this machine; pass --device cpu")
 
 
 def _generation_values(config: BenchConfig) -> dict[str, str]:

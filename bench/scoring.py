@@ -7,13 +7,13 @@ from typing import Any, Sequence
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from metrics.base import METRICS, PerImageMetric, SetMetric
 from metrics.score_cache import ScoreCache, score_with_cache
 from mgt_common.errors import ConfigError
 
 from .config import stable_hash
+from .progress import Progress, announce
 from .store import RunDirectory
 
 
@@ -62,11 +62,11 @@ def score_images(samples: pd.DataFrame, metrics: dict[str, Any], store: RunDirec
     values: dict[str, dict[str, float]] = {}
     with ScoreCache(store.root / "cache" / "scores.sqlite") as cache:
         for label, metric in per_image.items():
-            with tqdm(total=len(paths), desc=f"score {label}", unit="img", disable=None) as bar:
+            with Progress(f"score {label}", len(paths)) as bar:
                 scores = score_with_cache(metric, cache, paths, prompts, prompt_ids=units["prompt_id"].tolist(),
                                           tokens=tokens, world=world,
-                                          progress=lambda done, total: bar.update(done - bar.n))
-                bar.update(len(paths) - bar.n)
+                                          progress=lambda done, total: bar.update_to(len(paths) - total + done))
+                bar.update_to(len(paths))
             values[label] = dict(zip(units["unit_key"], scores.tolist()))
             metric.unload()  # free one scorer's weights before the next is loaded
             gc.collect()
@@ -87,7 +87,7 @@ def set_metric_rows(samples: pd.DataFrame, metrics: dict[str, Any], store: RunDi
     set_metrics = {label: m for label, m in metrics.items() if isinstance(m, SetMetric)}
     if samples.empty or not set_metrics:
         return pd.DataFrame(columns=["variant", "category", "metric", "value", "std", "n", "warnings"])
-    known = {r["key"]: r["rows"] for r in store.read_journal("set_metrics")}
+    known = {r["key"]: r["rows"] for r in store.read_journal("set_metrics", required=("key", "rows"))}
     categories = sorted(c for c in samples["category"].fillna("").unique() if c)
     rows = []
     for label, metric in set_metrics.items():
@@ -101,6 +101,8 @@ def set_metric_rows(samples: pd.DataFrame, metrics: dict[str, Any], store: RunDi
                 key = stable_hash({"metric": label, "describe": metric.describe(),
                                    "units": sorted(subset["unit_key"])}, 32)
                 if key not in known:
+                    announce(f"set metric {label}: {variant}{' / ' + category if category else ''} "
+                             f"({len(subset)} images)")
                     # batches, not one stacked tensor: 3,200 images at 1024² would be 40 GB at once
                     paths = [store.root / p for p in subset["image_path"]]
                     images = (torch.stack([load_image(p) for p in paths[i:i + 64]]) for i in range(0, len(paths), 64))

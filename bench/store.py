@@ -3,6 +3,8 @@
 Layout::
 
     RUN_DIR/
+      .mgt-bench-run             the suite's marker, written first: only a folder holding it is a run directory
+      .mgt-bench-lock            lock files (`bench.rundir_lock`): one writer, or one launch's shards
       manifest.json              resolved config, its hash, versions, git commit, device, timings
       images/ab/abcdef….png      one PNG per unit key (content-addressed; written atomically)
       tokens/ab/abcdef….npy      the generated token grid of that image
@@ -12,13 +14,24 @@ Layout::
       samples.csv, scores.csv, set_metrics.csv   the tidy tables, rebuilt atomically from the journals
 
 A journal line is written only after the files it refers to are in place, so a killed run (even
-`kill -9`) never counts a half-written unit as done; a torn last line is ignored on reading.
+`kill -9`) never counts a half-written unit as done; a torn last line is ignored on reading, and the
+next append starts on a fresh line so that it is never glued onto the torn one. Each generated unit's
+line records the sha256 of its PNG; a unit whose image no longer matches is not done (it is
+regenerated, with a warning), so a damaged file is never scored.
+
+Files are created with the permissions the umask allows (``mkstemp`` alone would make them 0600),
+so a run directory shared by a group stays readable by it. A full disk while writing raises
+`DiskFullError` (exit 2): every file is written atomically and journalled last, so nothing is lost.
 """
 from __future__ import annotations
 
+import errno
+import hashlib
 import io
 import json
 import os
+import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -28,6 +41,34 @@ import pandas as pd
 
 from mgt_common.errors import UserError
 
+#: the marker that makes a folder a run directory (and the only kind of folder `--fresh` may delete)
+MARKER = ".mgt-bench-run"
+TOOL = "mgt-bench"
+#: entries of a run directory that hold no results (what `--fresh` keeps, what a foreign check ignores)
+LOCK_FILES = (".mgt-bench-lock", ".mgt-bench-guard")
+_NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+class DiskFullError(UserError):
+    """No space (or quota) left while writing a result file; what was written before is intact."""
+
+
+def disk_full(path: Path | str, exc: OSError) -> DiskFullError:
+    return DiskFullError(f"disk full at {path} ({exc.strerror or 'no space left on device'}); nothing lost: "
+                         "every finished file is complete and journalled. Free space (or pass another --out), then "
+                         "re-run the same command to resume")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in _NO_SPACE
+
+
+def file_mode() -> int:
+    """The mode a plain ``open()`` would give a new file under the current umask (0o666 & ~umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
 SAMPLE_COLUMNS = ["unit_key", "variant", "prompt_id", "prompt", "category", "seed", "steps", "forward_passes",
                   "seconds", "image_path", "trajectory"]
 SCORE_COLUMNS = ["unit_key", "variant", "prompt_id", "seed", "metric", "value"]
@@ -35,17 +76,26 @@ SET_METRIC_COLUMNS = ["variant", "category", "metric", "value", "std", "n"]
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same directory, fsync, then rename over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write to a temporary file in the same directory, fsync, then rename over `path`.
+
+    The file gets the umask's permissions, not mkstemp's 0600. A full disk raises `DiskFullError`
+    and leaves `path` as it was.
+    """
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), file_mode())
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise disk_full(path, exc) from None
         raise
 
 
@@ -65,6 +115,8 @@ class RunDirectory:
     def __init__(self, root: Path | str, shard: str = ""):
         self.root = Path(root)
         self.shard = shard  # e.g. "0of2": journals get this suffix so shards never write the same file
+        self._digests: dict[tuple, str] = {}
+        self._warned: set[str] = set()
 
     # -- paths -----------------------------------------------------------------------------------
 
@@ -89,66 +141,172 @@ class RunDirectory:
 
     # -- creation and the config guard -----------------------------------------------------------
 
+    @property
+    def marker_path(self) -> Path:
+        return self.root / MARKER
+
+    def has_marker(self) -> bool:
+        """True when the suite's own marker names this tool (the only proof that a folder is a run directory)."""
+        try:
+            return json.loads(self.marker_path.read_text()).get("tool") == TOOL
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    def is_run_directory(self) -> bool:
+        """A run directory: the marker, or (made before the marker existed) a manifest whose "tool" is mgt-bench.
+
+        Nothing weaker counts: any JSON file called manifest.json (a browser extension, a web app) is not one.
+        """
+        if self.has_marker():
+            return True
+        try:
+            return json.loads(self.manifest_path.read_text()).get("tool") == TOOL
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    def write_marker(self) -> None:
+        """Written first, atomically, before any other file of a new run directory."""
+        if not self.has_marker():
+            atomic_write_text(self.marker_path, json.dumps({"tool": TOOL, "format": 1,
+                                                            "note": "an mgt-bench run directory"}) + "\n")
+
     def check_writable(self) -> None:
         """Fail early, before generating anything, if the output directory cannot be written."""
+        if self.root.exists() and not self.root.is_dir():
+            raise UserError(f"out: {self.root} is a file, not a directory; pass a directory for --out")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             probe = self.root / f".write-test-{os.getpid()}"
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as exc:
+            if is_disk_full(exc):
+                raise disk_full(self.root, exc) from None
             raise UserError(f"out: cannot write to {self.root} ({exc.strerror}); pass a writable --out directory") from None
 
     def read_manifest(self) -> dict[str, Any] | None:
         if not self.manifest_path.exists():
             return None
         try:
-            return json.loads(self.manifest_path.read_text())
-        except json.JSONDecodeError:
-            raise UserError(f"{self.manifest_path} is corrupt; delete the run directory or pass --fresh") from None
+            manifest = json.loads(self.manifest_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            manifest = None
+        if isinstance(manifest, dict):
+            return manifest
+        if self.has_marker():
+            raise UserError(f"{self.manifest_path} is corrupt; pass --fresh to start this run over (it deletes "
+                            f"{self.root}), or pass another --out")
+        raise UserError(f"{self.manifest_path} is not an mgt-bench manifest and {self.root} has no mgt-bench marker "
+                        f"({MARKER}), so --fresh will not delete it; pass another --out")
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
 
+    def clear(self) -> None:
+        """`--fresh`: delete a run directory's contents (never its lock files: they are held right now)."""
+        if not self.is_run_directory():
+            raise UserError(f"--fresh: {self.root} is not an mgt-bench run directory (no {MARKER} marker); "
+                            "refusing to delete it; pass another --out")
+        for entry in self.root.iterdir():
+            if entry.name in LOCK_FILES or entry.name == MARKER:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
     # -- units -----------------------------------------------------------------------------------
 
-    def save_unit_files(self, unit_key: str, png: bytes, tokens: np.ndarray) -> None:
+    def save_unit_files(self, unit_key: str, png: bytes, tokens: np.ndarray) -> str:
+        """Write a unit's token grid and PNG (atomically); returns the PNG's sha256 for its journal line."""
         buffer = io.BytesIO()
         np.save(buffer, tokens)
         atomic_write_bytes(self.tokens_path(unit_key), buffer.getvalue())
         atomic_write_bytes(self.image_path(unit_key), png)
+        return hashlib.sha256(png).hexdigest()
 
     def append(self, name: str, records: Iterable[dict[str, Any]]) -> None:
-        """Append records to this shard's journal `name` in one write, then fsync."""
+        """Append records to this shard's journal `name` in one write, then fsync.
+
+        If a killed writer left a torn last line, a newline goes first, so the torn line stays alone
+        (and is skipped on reading) instead of swallowing the first new record.
+        """
         lines = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in records)
         if not lines:
             return
         path = self.journal(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as handle:
-            handle.write(lines)
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "ab+") as handle:
+                if handle.tell() > 0:
+                    handle.seek(-1, os.SEEK_END)
+                    if handle.read(1) != b"\n":
+                        lines = "\n" + lines
+                handle.write(lines.encode("utf-8"))
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise disk_full(path, exc) from None
+            raise
 
-    def read_journal(self, name: str, all_shards: bool = True) -> Iterator[dict[str, Any]]:
-        """Records of journal `name` (every shard's by default); a torn last line is skipped."""
+    def read_journal(self, name: str, all_shards: bool = True,
+                     required: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
+        """Records of journal `name` (every shard's by default); a torn line is skipped.
+
+        A line that is valid JSON but not a record with the `required` keys was not written by this
+        tool (an edit, another program): a `UserError` names the file and line instead of a traceback.
+        """
         paths = self.journals(name) if all_shards else [self.journal(name)]
         for path in paths:
             if not path.exists():
                 continue
-            for line in path.read_text(encoding="utf-8").splitlines():
+            for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+                if not line.strip():
+                    continue
                 try:
-                    yield json.loads(line)
+                    record = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a write cut short by a kill: the unit is simply not done yet
+                if not isinstance(record, dict) or any(key not in record for key in required):
+                    raise UserError(
+                        f"{path} line {number}: not a journal record of mgt-bench (expected an object with "
+                        f"{', '.join(required) or 'fields'}; got {line[:60]!r}); the file was edited or damaged: "
+                        "delete that line (its unit is then regenerated) and re-run")
+                yield record
 
     def finished_units(self) -> dict[str, dict[str, Any]]:
-        """(variant, unit_key) records of every generated unit whose image is on disk, keyed by 'variant/key'."""
+        """(variant, unit_key) records of every generated unit whose image is on disk and intact, keyed by 'variant/key'.
+
+        A unit whose PNG no longer has the sha256 recorded when it was generated is left out (so it is
+        regenerated), with a warning naming it; lines of older versions without a hash are trusted.
+        """
+        records: dict[str, dict[str, Any]] = {}
+        for record in self.read_journal("generated", required=("unit_key", "variant")):
+            records[f"{record['variant']}/{record['unit_key']}"] = record  # a later line (a regeneration) wins
         done = {}
-        for record in self.read_journal("generated"):
-            if self.image_path(record["unit_key"]).exists():
-                done[f"{record['variant']}/{record['unit_key']}"] = record
+        for name, record in records.items():
+            path = self.image_path(str(record["unit_key"]))
+            if not path.exists():
+                continue
+            expected = record.get("image_sha256")
+            if expected and self._image_digest(path) != expected:
+                if name not in self._warned:
+                    self._warned.add(name)
+                    print(f"mgt-bench: warning: {path.relative_to(self.root)} ({name}) does not match the sha256 "
+                          "journalled when it was generated (damaged or replaced): it counts as not generated, and a "
+                          "run regenerates it; it is never scored", file=sys.stderr)
+                continue
+            done[name] = record
         return done
+
+    def _image_digest(self, path: Path) -> str:
+        """sha256 of a PNG, remembered per (size, mtime, inode) within this process (each run hashes once)."""
+        stat = path.stat()
+        key = (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        if key not in self._digests:
+            self._digests[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+        return self._digests[key]
 
     def load_tokens(self, unit_key: str) -> np.ndarray:
         return np.load(self.tokens_path(unit_key))

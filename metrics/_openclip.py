@@ -52,3 +52,39 @@ def autocast(precision: str, device: torch.device):
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """Float images in [0, 1] back to the bytes they were saved as (rounding, not truncating: k/255·255 may fall below k)."""
     return (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+# -- images with transparency or a palette (one documented rule per scorer; docs/scorers.md) ---------------
+
+def composite_on_white(image):
+    """A PIL image as RGB, any transparency (alpha band, or a palette/colour key) composited onto white.
+
+    This is what transformers' CLIP image processor does first (``convert_to_rgb``), so PickScore's
+    reference sees exactly this; HPSv2's reference has no rule (it crashes on RGBA), and we use the same
+    one there: an image looks as it would on a white page. Images without transparency are only converted.
+    """
+    from PIL import Image
+
+    if image.mode == "RGB":
+        return image
+    if "A" in image.getbands() or image.info.get("transparency") is not None:
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def pil_to_float(image) -> torch.Tensor:
+    """An RGB PIL image as float ``(3, H, W)`` in [0, 1] (exactly ``ToTensor``: k / 255)."""
+    import numpy as np
+
+    array = np.asarray(image, dtype=np.uint8)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div(255.0)
+
+
+def read_composited(path) -> torch.Tensor:
+    """An image file under the `composite_on_white` rule (HPSv2, PickScore)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.load()
+        return pil_to_float(composite_on_white(image))

@@ -23,7 +23,7 @@ import torch
 
 from mgt_common.errors import ConfigError, MissingWeightsError
 
-from ._openclip import autocast, check_model_name, count_truncated, resolve_precision, to_uint8
+from ._openclip import autocast, check_model_name, count_truncated, pil_to_float, resolve_precision, to_uint8
 from .base import PerImageMetric, ScoreBatch, register_metric
 from .weights import downloads_allowed, file_sha256
 
@@ -72,38 +72,55 @@ class CLIPScore(PerImageMetric):
                     score="100 * max(cosine(image, text), 0)")
         return info
 
+    def check_weights(self, world=None) -> None:
+        """Find the weights now (the harness calls this before generating): a file, or the tag's cached download."""
+        import open_clip
+
+        check_model_name(self.model_name)
+        local = Path(self.pretrained).expanduser()
+        if local.is_file():
+            return
+        if self.pretrained not in open_clip.list_pretrained_tags_by_model(self.model_name):
+            tags = ", ".join(open_clip.list_pretrained_tags_by_model(self.model_name)) or "(none)"
+            raise ConfigError(f"clip_score: {self.pretrained!r} is neither a file nor a pretrained tag of {self.model_name} "
+                              f"(tags: {tags})")
+        try:
+            open_clip.download_pretrained(open_clip.get_pretrained_cfg(self.model_name, self.pretrained))
+        except Exception as exc:  # the hub raises many types when offline or missing: one clear message
+            raise self._missing(exc) from None
+
+    def _missing(self, exc: Exception) -> MissingWeightsError:
+        import open_clip
+
+        source = ""
+        try:
+            cfg = open_clip.get_pretrained_cfg(self.model_name, self.pretrained)
+            source = cfg.get("hf_hub") or cfg.get("url") or ""
+        except Exception:  # pragma: no cover - informational only
+            pass
+        how = "downloads are disabled (HF_HUB_OFFLINE / MGT_BENCH_OFFLINE)" if not downloads_allowed() else "download failed"
+        repo = "/".join(source.rstrip("/").split("/")[:2])
+        fetch = f"`hf download {repo}`" if source.count("/") >= 1 and not source.startswith("http") else \
+            f"`python -c \"import open_clip; open_clip.create_model('{self.model_name}', pretrained='{self.pretrained}')\"`"
+        return MissingWeightsError(
+            f"clip_score: OpenCLIP weights {self.model_name}/{self.pretrained} ({source or 'open_clip registry'}) are not "
+            f"in the local cache and {how} ({type(exc).__name__}). Fetch them once on a connected machine with {fetch}, "
+            "or pass a local checkpoint file as `pretrained`.")
+
     def load(self) -> None:
         if self._model is not None:
             return
         import open_clip
 
-        check_model_name(self.model_name)
+        self.check_weights()
         local = Path(self.pretrained).expanduser()
-        if not local.is_file() and self.pretrained not in open_clip.list_pretrained_tags_by_model(self.model_name):
-            tags = ", ".join(open_clip.list_pretrained_tags_by_model(self.model_name)) or "(none)"
-            raise ConfigError(f"clip_score: {self.pretrained!r} is neither a file nor a pretrained tag of {self.model_name} "
-                              f"(tags: {tags})")
         try:
-            if not local.is_file():
-                # find the weights before building the model: a missing file then fails in milliseconds
-                open_clip.download_pretrained(open_clip.get_pretrained_cfg(self.model_name, self.pretrained))
             model, _, preprocess = open_clip.create_model_and_transforms(self.model_name, pretrained=self.pretrained,
                                                                          device="cpu", precision="fp32")
-        except Exception as exc:  # the hub raises many types when offline or missing: one clear message
+        except Exception as exc:
             if local.is_file():
                 raise ConfigError(f"clip_score: cannot load {local} into {self.model_name}: {str(exc)[:300]}") from None
-            source = ""
-            try:
-                cfg = open_clip.get_pretrained_cfg(self.model_name, self.pretrained)
-                source = cfg.get("hf_hub") or cfg.get("url") or ""
-            except Exception:  # pragma: no cover - informational only
-                pass
-            how = "downloads are disabled (HF_HUB_OFFLINE / MGT_BENCH_OFFLINE)" if not downloads_allowed() else "download failed"
-            raise MissingWeightsError(
-                f"clip_score: OpenCLIP weights {self.model_name}/{self.pretrained} ({source or 'open_clip registry'}) are not "
-                f"in the local cache and {how} ({type(exc).__name__}). Fetch them once online, e.g. "
-                f"`python -c \"import open_clip; open_clip.create_model('{self.model_name}', pretrained='{self.pretrained}')\"`, "
-                "or pass a local checkpoint file as `pretrained`.") from None
+            raise self._missing(exc) from None
         self._model = model.eval().requires_grad_(False).to(self.device)
         self._preprocess = preprocess
         self._tokenizer = open_clip.get_tokenizer(self.model_name)
@@ -120,6 +137,30 @@ class CLIPScore(PerImageMetric):
         out = [self._score_chunk(batch.images[s:s + self.batch_size], prompts[s:s + self.batch_size])
                for s in range(0, len(prompts), self.batch_size)]
         return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+
+    def read_image(self, path) -> torch.Tensor:
+        """A file as OpenCLIP's reference transform sees it.
+
+        open_clip resizes and crops the image *as opened* and only then converts it to RGB, so an RGBA
+        image is resized with premultiplied alpha (Pillow's rule) and its alpha dropped afterwards, and a
+        palette image is resized nearest-neighbour (Pillow's rule for "P"). For such images the
+        geometric steps run here, on the PIL image, and `preprocess` then finds a 224 x 224 RGB image
+        on which resize and crop are identities; RGB files take the plain path (same pixels either way).
+        """
+        from PIL import Image
+
+        from .score_cache import read_image
+
+        with Image.open(path) as image:
+            if image.mode == "RGB":
+                return read_image(path)
+            self.load()
+            image.load()
+            for step in self._preprocess.transforms:
+                if type(step).__name__ in ("ToTensor", "MaybeToTensor", "Normalize"):
+                    break
+                image = step(image)
+            return pil_to_float(image.convert("RGB"))
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """The model's own OpenCLIP transform on each image, as the PIL image it was saved as."""

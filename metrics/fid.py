@@ -221,6 +221,17 @@ class _FeatureSetMetric(SetMetric):
         self._inception: InceptionFeatures | None = None
         self._world_reference: dict[tuple, ReferenceStats] = {}
 
+    def check_weights(self, world: ExactWorld | None = None) -> None:
+        """Find what `compute` will need (Inception weights, the reference set) before any image is generated."""
+        if self.reference:
+            path = Path(self.reference).expanduser()
+            if not (path.is_file() or path.is_dir()):
+                raise ConfigError(f"{self.name}: reference {path} is neither an image folder nor a statistics file")
+        elif world is None:
+            raise ConfigError(f"{self.name}: no reference set: give `reference` (an image folder or a .pt/.npz statistics file)")
+        if self.feature == "inception" or (self.feature == "auto" and world is None):
+            resolve_inception_weights(self.inception_weights)
+
     def unload(self) -> None:
         """Free the Inception network (the harness frees each metric before the next one loads)."""
         self._inception = None

@@ -16,6 +16,10 @@ vendored `open_clip/transform.py`, summarised in shared/reference/ecosystem-note
 
 Scores are comparable only between images of the same prompt and within one HPS version.
 
+Transparency: the reference crashes on RGBA (its ``ToTensor`` runs before any RGB conversion, so four
+channels reach the normalisation). We define one rule, `read_image`: transparency is composited onto
+white (what transformers' CLIP processor, hence PickScore, does), and palette images become RGB.
+
 Resize detail: the reference calls ``torchvision.transforms.functional.resize`` with its default
 ``antialias``. Since torchvision 0.17 that default is True for tensors too; with the torchvision of 2023
 (0.15/0.16) tensors were resized *without* antialiasing. Running the reference today gives
@@ -33,7 +37,8 @@ import torch.nn.functional as nnf
 
 from mgt_common.errors import ConfigError
 
-from ._openclip import OPENAI_MEAN, OPENAI_STD, autocast, check_model_name, count_truncated, resolve_precision
+from ._openclip import (OPENAI_MEAN, OPENAI_STD, autocast, check_model_name, count_truncated, read_composited,
+                        resolve_precision)
 from .base import PerImageMetric, ScoreBatch, register_metric
 from .weights import file_sha256, resolve_hub_file
 
@@ -180,6 +185,11 @@ class HPSv2(PerImageMetric):
             return resolve_hub_file(self.checkpoint, HPS_FILES[self.hps_version], what=f"HPS {self.hps_version} checkpoint")
         return resolve_hub_file(HPS_REPO, HPS_FILES[self.hps_version], what=f"HPS {self.hps_version} checkpoint")
 
+    def check_weights(self, world=None) -> None:
+        """Resolve the checkpoint now (the harness calls this before generating: a missing file fails in seconds)."""
+        check_model_name(self.model_name)
+        self.checkpoint_path()
+
     def load(self) -> None:
         if self._model is not None:
             return
@@ -199,6 +209,11 @@ class HPSv2(PerImageMetric):
             torch.cuda.empty_cache()
 
     # -- scoring -------------------------------------------------------------------------------------
+    @staticmethod
+    def read_image(path) -> torch.Tensor:
+        """A file as this scorer sees it: transparency composited onto white (see the module docstring)."""
+        return read_composited(path)
+
     def score(self, batch: ScoreBatch) -> torch.Tensor:
         self.load()
         prompts = list(batch.prompts)

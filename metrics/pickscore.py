@@ -20,9 +20,9 @@ import torch
 
 from mgt_common.errors import MissingWeightsError
 
-from ._openclip import autocast, resolve_precision, to_uint8
+from ._openclip import autocast, read_composited, resolve_precision, to_uint8
 from .base import PerImageMetric, ScoreBatch, register_metric
-from .weights import download_command, downloads_allowed
+from .weights import download_command, downloads_allowed, folder_sha256
 
 PICKSCORE_MODEL = "yuvalkirstain/PickScore_v1"
 PICKSCORE_PROCESSOR = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
@@ -64,18 +64,16 @@ class PickScore(PerImageMetric):
         return f"pickscore-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
     def weights_id(self) -> str:
-        """The hub ids (and revision), or for local folders a hash of their config and weight-file sizes."""
+        """The hub ids (and revision), or for local folders a hash of every file's content.
+
+        Content, not sizes: other weights of the same shape have the same sizes and must not return
+        the old scores; each file's hash is memoised by `file_sha256`, so this costs one read per file.
+        """
         parts = []
         for source in (self.model_source, self.processor_source):
             local = Path(source).expanduser()
             if local.is_dir():
-                digest = hashlib.sha256()
-                for file in sorted(local.iterdir()):
-                    if file.is_file():
-                        digest.update(file.name.encode())
-                        # small files by content, weight files by size (hashing GBs per run would be wasteful)
-                        digest.update(file.read_bytes() if file.stat().st_size < (1 << 20) else str(file.stat().st_size).encode())
-                parts.append(f"dir:{digest.hexdigest()[:16]}")
+                parts.append(f"dir:{folder_sha256(local)[:16]}")
             else:
                 parts.append(f"hf:{source}@{self.revision or 'main'}")
         return "|".join(parts)
@@ -85,6 +83,23 @@ class PickScore(PerImageMetric):
         info.update(model=self.model_source, processor=self.processor_source, device=str(self.device),
                     batch_size=self.batch_size, score="logit_scale.exp() * cosine(image, text)")
         return info
+
+    def check_weights(self, world=None) -> None:
+        """Offline, both hub repos must be in the cache now (the harness calls this before generating)."""
+        if downloads_allowed():
+            return  # `load` downloads them; a failure there names the command
+        from huggingface_hub import snapshot_download
+
+        for what, source in (("model", self.model_source), ("processor", self.processor_source)):
+            if Path(source).expanduser().is_dir():
+                continue
+            try:
+                snapshot_download(source, revision=self.revision, local_files_only=True)
+            except Exception as exc:  # LocalEntryNotFoundError and friends
+                raise MissingWeightsError(
+                    f"pickscore: the {what} {source!r} is not in the Hugging Face cache and downloads are disabled "
+                    f"(HF_HUB_OFFLINE / MGT_BENCH_OFFLINE) ({type(exc).__name__}). Fetch it with "
+                    f"`{download_command(source, None)}` on a machine with network access, or pass a local folder.") from None
 
     def load(self) -> None:
         if self._model is not None:
@@ -119,6 +134,12 @@ class PickScore(PerImageMetric):
         out = [self._score_chunk(batch.images[s:s + self.batch_size], prompts[s:s + self.batch_size])
                for s in range(0, len(prompts), self.batch_size)]
         return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+
+    @staticmethod
+    def read_image(path) -> torch.Tensor:
+        """A file as the reference sees it: the CLIP processor composites transparency onto white first
+        (transformers' ``convert_to_rgb``), so doing that here and handing it RGB gives identical pixels."""
+        return read_composited(path)
 
     @torch.no_grad()
     def _score_chunk(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:

@@ -14,6 +14,9 @@ Arena counts ties, arXiv 2403.04132 §5 and its notebook). From the battle count
 * the **Arena rank** = 1 + the number of variants whose lower bound is above this variant's upper
   bound, so variants whose intervals overlap share a rank.
 
+Battles are grouped by distinct prompt text (the ``cluster`` column of a validated table, see
+`metrics.validation`), so the bootstrap resamples independent prompts, not copies of one.
+
 Pooled over metrics, each metric's battles count once; a metric with more ties contributes the same
 number of battles, so pooling weighs metrics equally per unit.
 """
@@ -43,7 +46,9 @@ def battle_tensor(
 
     Returns ``(wins, games, prompts)`` with ``wins[p, i, j]`` = Σ over the seeds of prompt p of
     (1 if i beats j, ½ if tied) and ``games[p, i, j]`` = number of units of p scored for both i and j.
-    ``prompts`` fixes the row order (e.g. the union over metrics, for pooling).
+    ``prompts`` fixes the row order (e.g. the union over metrics, for pooling). Rows are prompts
+    in the sense of the unit of analysis: the ``cluster`` column (distinct prompt text) where
+    ``scores`` has one, else ``prompt_id``; a bootstrap resamples these rows.
     """
     tol = float(tie_tolerance or 0.0)
     sub = scores.loc[scores["metric"] == metric]
@@ -60,6 +65,9 @@ def battle_tensor(
     outcome[:, eye] = 0.0
     valid[:, eye] = False
     unit_prompts = wide.index.get_level_values("prompt_id").astype(str)
+    if "cluster" in sub.columns:  # the unit of analysis: prompt ids that share a text are one prompt
+        text = sub.drop_duplicates("prompt_id").set_index(sub.drop_duplicates("prompt_id")["prompt_id"].astype(str))["cluster"]
+        unit_prompts = pd.Index(text.reindex(unit_prompts).to_numpy()).astype(str)
     prompt_list = list(prompts) if prompts is not None else sorted(set(unit_prompts))
     pos = pd.Index(prompt_list).get_indexer(unit_prompts)
     if (pos < 0).any():
@@ -194,7 +202,7 @@ def rank_all(
     tie_tolerance = tie_tolerance or {}
     variants = list(variants)
     metrics = [m for m in higher_is_better if m in set(scores["metric"])]
-    prompts = sorted(set(scores["prompt_id"].astype(str)))
+    prompts = sorted(set((scores["cluster"] if "cluster" in scores.columns else scores["prompt_id"]).astype(str)))
     pw_rows, bt_tables = [], []
     pooled_w = np.zeros((len(prompts), len(variants), len(variants)))
     pooled_n = np.zeros_like(pooled_w)

@@ -108,14 +108,16 @@ def score_with_cache(metric: PerImageMetric, cache: ScoreCache | None, image_pat
                      prompts: Sequence[str], *, prompt_ids: Sequence[str] | None = None,
                      tokens: Sequence[torch.Tensor] | None = None, world=None,
                      image_hashes: Sequence[str] | None = None,
-                     loader: Callable[[str | os.PathLike], torch.Tensor] = read_image,
+                     loader: Callable[[str | os.PathLike], torch.Tensor] | None = None,
                      progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """Scores ``(N,)`` float64 of the images at ``image_paths``, computing only what the cache lacks.
 
     Only missing images are read, the scorer's weights are loaded only if something is missing, and new
     scores are written after every batch (an interrupted run keeps them). ``image_hashes`` may be given
-    when the caller already knows them (e.g. recorded at generation time).
+    when the caller already knows them (e.g. recorded at generation time). Files are read with the
+    metric's own ``read_image`` when it has one (its rule for transparency and palettes), else as RGB.
     """
+    loader = loader or getattr(metric, "read_image", None) or read_image
     if len(prompts) != len(image_paths):
         raise ValueError(f"{len(image_paths)} images but {len(prompts)} prompts")
     if "tokens" in metric.needs and tokens is None:
@@ -148,7 +150,7 @@ def score_with_cache(metric: PerImageMetric, cache: ScoreCache | None, image_pat
         # Group same-sized images so that each batch stacks; order within a size is kept.
         pending: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = {}
         for index in missing:
-            image = loader(image_paths[index])
+            image = _load(loader, image_paths[index])
             group = pending.setdefault(tuple(image.shape), [])
             group.append((index, image))
             if len(group) >= batch_size:
@@ -165,6 +167,17 @@ def score_with_cache(metric: PerImageMetric, cache: ScoreCache | None, image_pat
         if torch.isnan(result[index]) and key in first_index:
             result[index] = result[first_index[key]]
     return result
+
+
+def _load(loader: Callable[[str | os.PathLike], torch.Tensor], path: str | os.PathLike) -> torch.Tensor:
+    """An image, or one clear error naming the file (a truncated or foreign file must not end in a traceback)."""
+    try:
+        return loader(path)
+    except (OSError, ValueError, SyntaxError) as exc:  # PIL raises all three for broken files
+        from mgt_common.errors import UserError
+
+        raise UserError(f"cannot read image {path} ({type(exc).__name__}: {str(exc)[:120]}); it is damaged: delete "
+                        "it, and re-run the command that made it to regenerate it") from None
 
 
 def _score_group(metric, cache, scorer_id, group, keys, prompts, prompt_ids, tokens, world, result) -> int:

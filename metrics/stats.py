@@ -15,18 +15,30 @@ Definitions (see ``docs/report.md`` for the reader's version):
   outcome, i.e. ties count half, as AlpacaEval counts them; this is the usual reading of the win
   rates of "Bag of Design Choices" (arXiv 2411.10781) and Z-Sampling (arXiv 2412.10891), whose exact
   protocol is not spelled out in their abstracts.
-* **Cluster bootstrap.** Seeds of one prompt share the prompt, so their outcomes are correlated; the
-  prompt is the independent unit. Intervals resample prompts with replacement and carry all seeds
-  of a drawn prompt along (Davison & Hinkley 1997, §3.8 "hierarchical data"; Field & Welsh 2007).
-  A ratio statistic (e.g. win rate = Σ outcome / Σ pairs) is recomputed on every resample and the
-  percentile interval is reported (the interval Chatbot Arena reports, arXiv 2403.04132).
+* **Unit of analysis.** The independent unit is the distinct prompt *text* (column ``cluster``;
+  ``prompt_id`` where a table has none): seeds of one prompt, and prompt ids that repeat a text, are
+  correlated (identical text and seed give identical images), so they form one cluster.
+* **Win-rate and tie-share intervals.** A Clopper–Pearson interval at the *effective* sample size
+  ``n_eff = N / deff``, where the design effect ``deff`` compares the cluster-robust (linearised
+  ratio-estimator) variance with the binomial one (Kish 1965; Korn & Graubard 1998, "Confidence
+  intervals for proportions with small expected number of positive counts estimated from survey
+  data"). ``n_eff`` is kept within [clusters, pairs], its range for non-negative intra-prompt
+  correlation, so all-win or all-tie data never give a zero-width interval. Measured coverage is in
+  ``docs/report.md`` and ``tests/test_stats_calibration.py``.
+* **Cluster bootstrap.** Intervals of mean differences resample prompts with replacement and carry
+  all seeds of a drawn prompt along (Davison & Hinkley 1997, §3.8 "hierarchical data"; Field & Welsh
+  2007); the percentile interval is reported.
 * **Tests.** Sign test = ``scipy.stats.binomtest`` on wins vs losses, ties excluded (Dixon & Mood
   1946); Wilcoxon signed-rank = ``scipy.stats.wilcoxon`` with ``zero_method="wilcox"`` (zeros, i.e.
-  ties within tolerance, dropped, consistently with the sign test). By default both work on one
-  number per *prompt* (its mean outcome / mean advantage over seeds), because pairs from the same
-  prompt are not independent; with one seed per prompt this is the pair level.
+  ties within tolerance, dropped, consistently with the sign test), exact null distribution for at
+  most 50 untied values without tied ranks, else the normal approximation with tie correction (the
+  method is recorded). By default both work on one number per *prompt* (its mean outcome / mean
+  advantage over seeds), because pairs from the same prompt are not independent. The verdict's
+  direction comes from the sign test's own counts (prompts won vs lost), never from the pair-level
+  win rate, so a verdict and its p-value always describe the same statistic.
 * **Multiplicity.** Holm (1979) step-down family-wise correction across every variant × metric
-  comparison of a table; Benjamini–Hochberg (1995) false-discovery-rate control as an option.
+  comparison that was actually tested (missing comparisons are listed, not silently dropped);
+  Benjamini–Hochberg (1995) false-discovery-rate control as an option.
 """
 from __future__ import annotations
 
@@ -65,7 +77,8 @@ def paired_differences(
     better), ``outcome`` (1 / 0.5 / 0), and ``win, tie, loss`` indicators. Extra columns of
     ``scores`` that are constant per unit (e.g. ``category``) are carried along from the variant row.
     A metric missing from ``higher_is_better`` raises ``KeyError``: guessing a direction would
-    silently flip a result.
+    silently flip a result. ``cluster`` (the unit of analysis) is carried from ``scores`` or set to
+    ``prompt_id``; ``diff_beyond_tol`` is ``diff`` with ties (``|advantage| ≤ tol``) set to 0.
     """
     tie_tolerance = tie_tolerance or {}
     required = {"variant", "metric", "prompt_id", "seed", "value"}
@@ -86,12 +99,16 @@ def paired_differences(
     other = scores.loc[scores["variant"] != baseline]
     paired = other.merge(base, on=keys, how="inner", validate="many_to_one")
     paired = paired.dropna(subset=["value", "baseline_value"]).reset_index(drop=True)
+    if "cluster" not in paired.columns:
+        paired["cluster"] = paired["prompt_id"].astype(str)
 
     sign = paired["metric"].map(lambda m: 1.0 if higher_is_better[m] else -1.0).to_numpy(float)
     tol = paired["metric"].map(lambda m: float(tie_tolerance.get(m) or 0.0)).to_numpy(float)
     diff = paired["value"].to_numpy(float) - paired["baseline_value"].to_numpy(float)
     adv = sign * diff
     paired["diff"] = diff
+    # the effect size respects the tie tolerance: differences the metric cannot resolve count as 0
+    paired["diff_beyond_tol"] = np.where(np.abs(adv) <= tol, 0.0, diff)
     paired["advantage"] = adv
     paired["outcome"] = np.where(adv > tol, 1.0, np.where(adv < -tol, 0.0, 0.5))
     paired["win"] = (adv > tol).astype(float)
@@ -164,6 +181,62 @@ def _nanquantiles(boot: np.ndarray, qs: Sequence[float]) -> list[np.ndarray]:
     return out
 
 
+def proportion_interval(
+    numerator: np.ndarray,
+    denominator: np.ndarray,
+    confidence: float = 0.95,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Clopper–Pearson interval of ``Σ numerator / Σ denominator`` at the clustered effective size.
+
+    ``numerator`` / ``denominator``: per-cluster sums (e.g. outcomes with ties as ½, and pairs, per
+    prompt), shape ``(clusters,)`` or ``(clusters, k)``. The ratio estimator's cluster-robust
+    variance ``v = K/(K−1) · Σ_k (y_k − p̂ n_k)² / N²`` gives the design effect
+    ``deff = v / (p̂(1−p̂)/N)`` and ``n_eff = N / deff`` (Kish 1965; Korn & Graubard 1998), here
+    computed with two pseudo-prompts added (one all-win, one all-loss, of average size) so that
+    it stays stable near 0 and 1, and scaled by Korn & Graubard's ``(z / t_{K−1})²``. ``n_eff``
+    is then clipped to ``[K, N]`` — the range a proportion of N pairs in K prompts has when intra-prompt
+    correlation is between 0 and 1 — which also covers the degenerate cases (all wins, all ties,
+    one prompt) where ``v`` is 0. The exact binomial (Clopper–Pearson 1934) interval is then taken
+    for ``p̂·n_eff`` successes out of ``n_eff`` (beta quantiles accept non-integer counts), so that
+    it never has zero width and keeps its coverage near 0 and 1, where the Wald and percentile
+    bootstrap intervals collapse. Returns ``(estimate, low, high, n_eff)``; NaN where ``N = 0``.
+    """
+    num = np.asarray(numerator, dtype=float)
+    den = np.asarray(denominator, dtype=float)
+    squeeze = num.ndim == 1
+    if squeeze:
+        num, den = num[:, None], den[:, None]
+    clusters = (den > 0).sum(0).astype(float)
+    total = den.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        est = num.sum(0) / total
+        # The design effect is a ratio of two small numbers near p̂ = 0 or 1, and a few losing prompts
+        # say little about how losses cluster. It is estimated with one pseudo-prompt of average size
+        # that wins every seed and one that loses every seed added (Agresti & Coull's "add two" at the
+        # prompt level), which pulls it towards the all-correlated case exactly where data are scarce.
+        size = total / np.maximum(clusters, 1.0)
+        num2 = np.concatenate([num, size[None, :], np.zeros_like(size)[None, :]])
+        den2 = np.concatenate([den, size[None, :], size[None, :]])
+        k2, n2 = clusters + 2.0, total + 2.0 * size
+        p2 = num2.sum(0) / n2
+        resid = num2 - p2[None, :] * den2
+        v = k2 / (k2 - 1.0) * (resid ** 2).sum(0) / n2 ** 2
+        deff = v / (p2 * (1.0 - p2) / n2)
+        n_eff = np.where(deff > 0, total / deff, total)  # N when every pair ties (v = 0)
+        alpha = 1.0 - confidence
+        # Korn & Graubard's degrees-of-freedom factor: the variance comes from K prompts, not N pairs
+        z, t = sps.norm.ppf(1.0 - alpha / 2.0), sps.t.ppf(1.0 - alpha / 2.0, np.maximum(clusters - 1.0, 1.0))
+        n_eff = np.clip(n_eff * (z / t) ** 2, clusters, total)  # one seed per prompt: exactly N
+        x = est * n_eff
+        lo = np.where(x > 0, sps.beta.ppf(alpha / 2.0, x, n_eff - x + 1.0), 0.0)
+        hi = np.where(x < n_eff, sps.beta.ppf(1.0 - alpha / 2.0, x + 1.0, n_eff - x), 1.0)
+    bad = ~(total > 0)
+    lo, hi, n_eff = np.where(bad, np.nan, lo), np.where(bad, np.nan, hi), np.where(bad, np.nan, n_eff)
+    if squeeze:
+        return est[0], lo[0], hi[0], n_eff[0]
+    return est, lo, hi, n_eff
+
+
 def stratum_rng(seed: int, key: object) -> np.random.Generator:
     """A generator for one stratum (e.g. a category) that does not depend on the order of strata."""
     return np.random.default_rng([int(seed), zlib.crc32(repr(key).encode())])
@@ -184,22 +257,45 @@ def sign_test(wins: int, losses: int) -> float:
     return float(sps.binomtest(int(wins), n, 0.5, alternative="two-sided").pvalue)
 
 
+def sign_test_min_p(n_untied: int) -> float:
+    """The smallest two-sided p the exact sign test can give with ``n_untied`` untied units: ``2 · 2^-n``.
+
+    With 4 untied prompts it is 0.125: no outcome can be significant at 0.05, and a report must say
+    "cannot be detected with this many prompts" rather than "no detectable difference".
+    """
+    n = int(n_untied)
+    return 1.0 if n <= 0 else float(min(1.0, 2.0 * 0.5 ** n))
+
+
+WILCOXON_EXACT_MAX_N = 50
+
+
 def wilcoxon_test(advantage: np.ndarray | Sequence[float], tolerance: float = 0.0) -> float:
-    """Two-sided Wilcoxon signed-rank p-value of oriented differences; ``|a| <= tolerance`` counts as 0.
+    """The p-value of `wilcoxon_signed_rank` (kept for callers that need no method)."""
+    return wilcoxon_signed_rank(advantage, tolerance)[0]
+
+
+def wilcoxon_signed_rank(advantage: np.ndarray | Sequence[float], tolerance: float = 0.0) -> tuple[float, str]:
+    """Two-sided Wilcoxon signed-rank test of oriented differences; ``|a| <= tolerance`` counts as 0.
 
     Zeros are dropped (Wilcoxon's own convention, SciPy's ``zero_method="wilcox"``) so that the test
-    uses the same untied pairs as the sign test. They are dropped *before* calling SciPy because its
-    ``method="auto"`` gives the exact null distribution only to zero-free data (n ≤ 50, no tied
-    ranks); with tied ranks it permutes exhaustively for n ≤ 13 and uses the normal approximation
-    above. Returns 1.0 with no untied pair.
+    uses the same untied units as the sign test. The null distribution is exact for at most
+    ``WILCOXON_EXACT_MAX_N`` values without tied absolute values (SciPy's own "auto" rule), otherwise
+    the normal approximation with the tie correction of the variance (Lehmann 1975, §4.1) is used.
+    Returns ``(p, method)`` with method ``"exact"``, ``"normal approx., tie-corrected"`` or
+    ``"none"`` (no untied value: p = 1).
     """
     a = np.asarray(advantage, dtype=float)
     a = a[~np.isnan(a)]
     a = a[np.abs(a) > float(tolerance or 0.0)]
     if a.size == 0:
-        return 1.0
-    res = sps.wilcoxon(a, zero_method="wilcox", alternative="two-sided")
-    return float(res.pvalue)
+        return 1.0, "none"
+    tied_ranks = np.unique(np.abs(a)).size < a.size
+    if a.size <= WILCOXON_EXACT_MAX_N and not tied_ranks:
+        res = sps.wilcoxon(a, zero_method="wilcox", alternative="two-sided", method="exact")
+        return float(res.pvalue), "exact"
+    res = sps.wilcoxon(a, zero_method="wilcox", alternative="two-sided", method="approx", correction=False)
+    return float(res.pvalue), "normal approx., tie-corrected"
 
 
 def holm(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -261,7 +357,13 @@ def adjust_pvalues(pvalues: Sequence[float] | np.ndarray, method: Literal["holm"
 # the table
 
 
-_SUMS = ["n", "win", "tie", "loss", "outcome", "diff", "advantage", "value", "baseline_value"]
+_SUMS = ["n", "win", "tie", "loss", "outcome", "diff", "diff_beyond_tol", "advantage", "value", "baseline_value"]
+
+TABLE_COLUMNS = ["n_prompts", "n_pairs", "wins", "ties", "losses", "win_rate", "win_rate_lo", "win_rate_hi",
+                 "win_rate_n_eff", "tie_share", "tie_share_lo", "tie_share_hi", "mean_value", "mean_baseline",
+                 "mean_diff", "mean_diff_lo", "mean_diff_hi", "mean_diff_raw", "tie_tolerance", "test_unit",
+                 "test_wins", "test_losses", "direction", "p_sign", "p_sign_min", "p_wilcoxon", "wilcoxon_method",
+                 "status"]
 
 
 def win_rate_table(
@@ -271,76 +373,98 @@ def win_rate_table(
     seed: int = 0,
     confidence: float = 0.95,
     test_unit: Literal["prompt", "pair"] = "prompt",
+    expected: Iterable[tuple[str, str]] = (),
 ) -> pd.DataFrame:
     """Win rate, tie share, effect size, intervals and tests per ``(variant, metric, *by)``.
 
-    ``paired`` comes from `paired_differences`. Columns of the result:
+    ``paired`` comes from `paired_differences`; its ``cluster`` column (distinct prompt text) is the
+    unit of analysis. Columns of the result:
 
-    * ``n_prompts, n_pairs, wins, ties, losses`` (pair counts), ``win_rate`` (ties half) with
-      ``win_rate_lo/hi``, ``tie_share`` with ``tie_share_lo/hi``;
-    * ``mean_value, mean_baseline``, ``mean_diff`` (variant − baseline, metric units) with
-      ``mean_diff_lo/hi`` — the effect size;
-    * ``p_sign`` (sign test) and ``p_wilcoxon``, unadjusted (see `add_adjusted_pvalues`).
+    * ``n_prompts`` (clusters), ``n_pairs, wins, ties, losses`` (pair counts), ``win_rate`` (ties
+      half) with ``win_rate_lo/hi`` and ``win_rate_n_eff`` (see `proportion_interval`), ``tie_share``
+      with ``tie_share_lo/hi``;
+    * ``mean_value, mean_baseline``, ``mean_diff`` (variant − baseline in metric units, differences
+      within the tie tolerance counted as 0) with ``mean_diff_lo/hi`` (cluster bootstrap, percentile),
+      and ``mean_diff_raw`` (no tolerance);
+    * ``test_wins, test_losses`` (units the tests see), ``direction`` ("better" / "worse" / "even",
+      from those counts), ``p_sign`` with ``p_sign_min`` (the smallest p reachable with that many
+      untied units), ``p_wilcoxon`` with ``wilcoxon_method``; unadjusted (see `add_adjusted_pvalues`);
+    * ``status``: "tested", or "missing" for a pair ``(variant, metric)`` of ``expected`` without a
+      single complete pair (all its scores NaN, say) — such rows have NaN statistics.
 
-    Intervals: cluster bootstrap over prompts, ``n_boot`` resamples, percentile, from
-    ``stratum_rng(seed, stratum)``, where the strata are the values of ``by`` (prompts are resampled
-    within a category or seed). All groups of a stratum share the same resamples.
-    ``test_unit="prompt"`` tests one number per prompt (mean over its seeds), ``"pair"`` every pair.
+    Bootstrap resamples come from ``stratum_rng(seed, stratum)``, where the strata are the values
+    of ``by`` (prompts are resampled within a category or seed). ``test_unit="prompt"`` tests one
+    number per prompt (mean over its seeds), ``"pair"`` every pair.
     """
+    if test_unit not in ("prompt", "pair"):
+        raise ValueError(f"test_unit must be 'prompt' or 'pair', not {test_unit!r}")
     by = list(by)
     keys = ["variant", "metric", *by]
     rows: list[dict] = []
     frame = paired.assign(n=1.0)
+    if "cluster" not in frame.columns:
+        frame["cluster"] = frame["prompt_id"].astype(str)
+    if "diff_beyond_tol" not in frame.columns:
+        frame["diff_beyond_tol"] = frame["diff"]
     strata = frame.groupby(by, sort=True, dropna=False) if by else [((), frame)]
     for skey, sub in strata:
-        per_prompt = sub.groupby([*keys, "prompt_id"], sort=True, dropna=False)[_SUMS].sum()
-        groups = per_prompt.index.droplevel("prompt_id").unique()
+        per_prompt = sub.groupby([*keys, "cluster"], sort=True, dropna=False)[_SUMS].sum()
+        groups = per_prompt.index.droplevel("cluster").unique()
         wide = {c: per_prompt[c].unstack(keys).reindex(columns=groups).fillna(0.0) for c in _SUMS}
         n_clusters = wide["n"].shape[0]
         w = bootstrap_weights(n_clusters, n_boot, stratum_rng(seed, skey))
         den = wide["n"].to_numpy()
-        win, win_lo, win_hi = cluster_bootstrap_ratio(wide["outcome"].to_numpy(), den, weights=w, confidence=confidence)
-        tie, tie_lo, tie_hi = cluster_bootstrap_ratio(wide["tie"].to_numpy(), den, weights=w, confidence=confidence)
-        dif, dif_lo, dif_hi = cluster_bootstrap_ratio(wide["diff"].to_numpy(), den, weights=w, confidence=confidence)
+        win, win_lo, win_hi, win_neff = proportion_interval(wide["outcome"].to_numpy(), den, confidence)
+        tie, tie_lo, tie_hi, _ = proportion_interval(wide["tie"].to_numpy(), den, confidence)
+        dif, dif_lo, dif_hi = cluster_bootstrap_ratio(wide["diff_beyond_tol"].to_numpy(), den, weights=w,
+                                                      confidence=confidence)
         pair_rows = dict(list(sub.groupby(keys, sort=False, dropna=False)))
+        # one pass over the groups (xs per group is quadratic in the number of variants)
+        prompt_rows = {g: f for g, f in per_prompt.groupby(level=keys, sort=False, dropna=False)}
         for gi, g in enumerate(groups):
             # keys has at least (variant, metric), so group labels are tuples
-            pp = per_prompt.xs(g, level=keys, drop_level=True)
+            pp = prompt_rows[g]
+            pp = pp[pp["n"] > 0]
             sub_g = pair_rows[g]
             tol = float(sub_g["tolerance"].iloc[0]) if len(sub_g) else 0.0
             if test_unit == "prompt":
                 share = pp["outcome"].to_numpy() / pp["n"].to_numpy()
                 t_wins, t_losses = int((share > 0.5).sum()), int((share < 0.5).sum())
                 adv = pp["advantage"].to_numpy() / pp["n"].to_numpy()
-            elif test_unit == "pair":
+            else:
                 t_wins, t_losses = int(sub_g["win"].sum()), int(sub_g["loss"].sum())
                 adv = sub_g["advantage"].to_numpy()
-            else:
-                raise ValueError(f"test_unit must be 'prompt' or 'pair', not {test_unit!r}")
+            p_w, w_method = wilcoxon_signed_rank(adv, tol)
             n_pairs = float(pp["n"].sum())
             rows.append({
                 **dict(zip(keys, g)),
-                "n_prompts": int((pp["n"] > 0).sum()),
+                "n_prompts": int(len(pp)),
                 "n_pairs": int(n_pairs),
                 "wins": int(pp["win"].sum()),
                 "ties": int(pp["tie"].sum()),
                 "losses": int(pp["loss"].sum()),
-                "win_rate": win[gi], "win_rate_lo": win_lo[gi], "win_rate_hi": win_hi[gi],
+                "win_rate": win[gi], "win_rate_lo": win_lo[gi], "win_rate_hi": win_hi[gi], "win_rate_n_eff": win_neff[gi],
                 "tie_share": tie[gi], "tie_share_lo": tie_lo[gi], "tie_share_hi": tie_hi[gi],
                 "mean_value": float(pp["value"].sum() / n_pairs),
                 "mean_baseline": float(pp["baseline_value"].sum() / n_pairs),
                 "mean_diff": dif[gi], "mean_diff_lo": dif_lo[gi], "mean_diff_hi": dif_hi[gi],
+                "mean_diff_raw": float(pp["diff"].sum() / n_pairs),
                 "tie_tolerance": tol,
                 "test_unit": test_unit,
                 "test_wins": t_wins, "test_losses": t_losses,
+                "direction": "better" if t_wins > t_losses else "worse" if t_losses > t_wins else "even",
                 "p_sign": sign_test(t_wins, t_losses),
-                "p_wilcoxon": wilcoxon_test(adv, tol),
+                "p_sign_min": sign_test_min_p(t_wins + t_losses),
+                "p_wilcoxon": p_w, "wilcoxon_method": w_method,
+                "status": "tested",
             })
-    cols = [*keys, "n_prompts", "n_pairs", "wins", "ties", "losses", "win_rate", "win_rate_lo", "win_rate_hi",
-            "tie_share", "tie_share_lo", "tie_share_hi", "mean_value", "mean_baseline", "mean_diff",
-            "mean_diff_lo", "mean_diff_hi", "tie_tolerance", "test_unit", "test_wins", "test_losses",
-            "p_sign", "p_wilcoxon"]
-    return pd.DataFrame(rows, columns=cols)
+    present = {(r["variant"], r["metric"]) for r in rows}
+    for variant, metric in expected:
+        if (variant, metric) not in present:
+            rows.append({"variant": variant, "metric": metric, "n_prompts": 0, "n_pairs": 0, "wins": 0, "ties": 0,
+                         "losses": 0, "test_unit": test_unit, "test_wins": 0, "test_losses": 0, "direction": "",
+                         "wilcoxon_method": "none", "status": "missing"})
+    return pd.DataFrame(rows, columns=[*keys, *TABLE_COLUMNS])
 
 
 def add_adjusted_pvalues(
@@ -348,18 +472,23 @@ def add_adjusted_pvalues(
     method: Literal["holm", "bh", "none"] = "holm",
     alpha: float = 0.05,
 ) -> pd.DataFrame:
-    """Add ``p_sign_adj``, ``p_wilcoxon_adj`` (corrected across all rows of ``table``) and ``significant``.
+    """Add ``p_sign_adj``, ``p_wilcoxon_adj``, ``family_size`` and ``significant``.
 
-    The family is every variant × metric comparison in the table; each test is corrected within its
-    own family. ``significant`` is decided by the adjusted sign test, the test that matches the win
-    rate (it tests "win rate = ½ among untied prompts").
+    The family is every comparison of ``table`` that was tested (``status == "tested"``; missing
+    comparisons have no p-value and are not part of it); ``family_size`` states its size. Each test
+    is corrected within its own family. ``significant`` is decided by the adjusted sign test, the
+    test whose counts give the verdict's direction.
     """
     out = table.copy()
-    out["p_sign_adj"] = adjust_pvalues(out["p_sign"].to_numpy(float), method)
-    out["p_wilcoxon_adj"] = adjust_pvalues(out["p_wilcoxon"].to_numpy(float), method)
+    tested = out["status"].eq("tested") if "status" in out.columns else pd.Series(True, index=out.index)
+    p_sign = np.where(tested, out["p_sign"].to_numpy(float), np.nan)
+    p_wil = np.where(tested, out["p_wilcoxon"].to_numpy(float), np.nan)
+    out["p_sign_adj"] = adjust_pvalues(p_sign, method)
+    out["p_wilcoxon_adj"] = adjust_pvalues(p_wil, method)
+    out["family_size"] = int(np.isfinite(p_sign).sum())
     out["correction"] = method
     out["alpha"] = alpha
-    out["significant"] = out["p_sign_adj"] <= alpha
+    out["significant"] = (out["p_sign_adj"] <= alpha).fillna(False).astype(bool) & tested
     return out
 
 
@@ -375,9 +504,20 @@ def compare_to_baseline(
     alpha: float = 0.05,
     test_unit: Literal["prompt", "pair"] = "prompt",
 ) -> pd.DataFrame:
-    """The headline table: `paired_differences` → `win_rate_table` → `add_adjusted_pvalues`."""
+    """The headline table: `validate_scores` → `paired_differences` → `win_rate_table` → `add_adjusted_pvalues`.
+
+    Validation errors raise `UserError`; its warnings are dropped here (the report shows them).
+
+    Every non-baseline variant × metric of ``scores`` is expected; one without any complete pair
+    appears with ``status == "missing"``.
+    """
+    from .validation import validate_scores
+
+    scores, _ = validate_scores(scores)
     paired = paired_differences(scores, baseline, higher_is_better, tie_tolerance)
-    table = win_rate_table(paired, n_boot=n_boot, seed=seed, confidence=confidence, test_unit=test_unit)
+    expected = [(v, m) for v in dict.fromkeys(scores["variant"]) if v != baseline for m in dict.fromkeys(scores["metric"])]
+    table = win_rate_table(paired, n_boot=n_boot, seed=seed, confidence=confidence, test_unit=test_unit,
+                           expected=expected)
     return add_adjusted_pvalues(table, correction, alpha)
 
 

@@ -34,8 +34,9 @@ def user_cache_dir() -> Path:
 
 
 def download_command(repo_id: str, filename: str | None, repo_type: str = "model") -> str:
+    """The fetch command of current huggingface_hub (`hf`; its `huggingface-cli` is gone in 1.x)."""
     kind = "" if repo_type == "model" else f" --repo-type {repo_type}"
-    return f"huggingface-cli download{kind} {repo_id}" + (f" {filename}" if filename else "")
+    return f"hf download{kind} {repo_id}" + (f" {filename}" if filename else "")
 
 
 def resolve_hub_file(repo_or_path: str | os.PathLike, filename: str | None = None, *, repo_type: str = "model",
@@ -89,26 +90,33 @@ def hub_blob_sha256(path: Path) -> str | None:
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a file, remembered per (absolute path, size, mtime) so that a 2 GB checkpoint is hashed once."""
+    """sha256 of a file's content, remembered per file so that a 2 GB checkpoint is read once.
+
+    The memo entry is valid only while the file's device, inode, size, mtime *and* ctime are unchanged:
+    a checkpoint replaced with ``cp -p`` or ``rsync -a`` keeps its size and mtime but gets a new inode
+    or a new ctime (which no user call can set back), so it is hashed again and its scores follow the
+    new weights. Files in the Hugging Face cache are named by their sha256 and are not read at all.
+    """
     path = Path(path).expanduser().resolve()
     blob = hub_blob_sha256(path)
     if blob:
         return blob
     stat = path.stat()
-    key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
-    memo_path = user_cache_dir() / "file-hashes.json"
-    memo: dict[str, str] = {}
+    identity = [stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
+    memo_path = user_cache_dir() / "file-hashes-v2.json"
     try:
         memo = json.loads(memo_path.read_text())
+        memo = memo if isinstance(memo, dict) else {}
     except (OSError, ValueError):
         memo = {}
-    if key in memo:
-        return memo[key]
+    entry = memo.get(str(path))
+    if isinstance(entry, dict) and entry.get("stat") == identity and isinstance(entry.get("sha256"), str):
+        return entry["sha256"]
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 22), b""):
             digest.update(chunk)
-    memo[key] = digest.hexdigest()
+    memo[str(path)] = {"stat": identity, "sha256": digest.hexdigest()}  # one entry per path: the memo stays small
     try:  # a failed memo write only costs a re-hash next time
         memo_path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=memo_path.parent, suffix=".tmp")
@@ -117,4 +125,19 @@ def file_sha256(path: str | os.PathLike) -> str:
         os.replace(tmp, memo_path)
     except OSError:
         pass
-    return memo[key]
+    return memo[str(path)]["sha256"]
+
+
+def folder_sha256(root: str | os.PathLike, include=None) -> str:
+    """One content hash of a folder of weights: every file's relative name and sha256 (memoised per file).
+
+    ``include(relative_posix_name) -> bool`` may restrict it to the files a loader reads.
+    """
+    root = Path(root).expanduser()
+    digest = hashlib.sha256()
+    for file in sorted(p for p in root.rglob("*") if p.is_file() and ".cache" not in p.relative_to(root).parts):
+        rel = file.relative_to(root).as_posix()
+        if include is not None and not include(rel):
+            continue
+        digest.update(f"{rel}\0{file_sha256(file)}\n".encode())
+    return digest.hexdigest()

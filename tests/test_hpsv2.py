@@ -160,7 +160,7 @@ def test_missing_weights_offline_says_what_and_how(monkeypatch, tmp_path):
         scorer.load()
     message = str(info.value)
     assert "HPS_v2_compressed.pt" in message and "xswu/HPSv2" in message
-    assert "huggingface-cli download xswu/HPSv2 HPS_v2_compressed.pt" in message
+    assert "hf download xswu/HPSv2 HPS_v2_compressed.pt" in message
     # the cache key needs no weights: a finished run can be re-scored from the cache without them
     assert scorer.cache_id.startswith("hpsv2-v2.0-")
 

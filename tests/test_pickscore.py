@@ -104,5 +104,5 @@ def test_missing_weights_offline(monkeypatch, tmp_path):
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
-    with pytest.raises(MissingWeightsError, match="huggingface-cli download yuvalkirstain/PickScore_v1"):
+    with pytest.raises(MissingWeightsError, match="hf download yuvalkirstain/PickScore_v1"):
         PickScore().load()

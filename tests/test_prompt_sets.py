@@ -54,7 +54,7 @@ def test_hpsv2_benchmark_errors(hpd, tmp_path):
     with pytest.raises(ConfigError, match="has no 'photo.json'"):
         load_prompts("hpsv2-benchmark", path=str(hpd))
     # the hub dataset, offline and not cached: says what and how
-    with pytest.raises(ConfigError, match="huggingface-cli download --repo-type dataset zhwang/HPDv2 benchmark/anime.json"):
+    with pytest.raises(ConfigError, match="hf download --repo-type dataset zhwang/HPDv2 benchmark/anime.json"):
         load_prompts("hpsv2-benchmark")
 
 

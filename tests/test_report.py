@@ -77,7 +77,7 @@ def test_headline_sorted_and_read_aloud(rendered):
     rates = head["win_rate_hpsv2"].dropna().to_numpy()
     assert np.all(np.diff(rates) <= 0) and head["variant"].iloc[-1] == "vanilla"
     md = paths["markdown"].read_text()
-    assert "- strong: better than vanilla on HPS v2.1 in " in md and "after Holm" in md
+    assert "- strong: better than vanilla on HPS v2.1: won " in md and "after Holm" in md
     assert "fid" in head.columns and "kid_std" in head.columns
 
 
@@ -197,16 +197,43 @@ def test_category_follows_the_unit_not_a_shared_key(tmp_path):
 def test_reading_sentences():
     from bench.report.tables import reading
 
-    row = pd.Series({"win_rate": 0.68, "win_rate_lo": 0.63, "win_rate_hi": 0.73, "tie_share": 0.0, "p_sign_adj": 0.0021})
+    row = pd.Series({"win_rate": 0.68, "win_rate_lo": 0.63, "win_rate_hi": 0.73, "tie_share": 0.0, "p_sign_adj": 0.0021,
+                     "p_sign_min": 1e-15, "test_unit": "prompt", "n_prompts": 50, "n_pairs": 50, "test_wins": 34,
+                     "test_losses": 16, "direction": "better", "status": "tested"})
     assert reading(row, "vanilla", "HPS v2.1", "prompts", "holm", 0.05) == \
-        "better than vanilla on HPS v2.1 in 68 % [63, 73] of prompts, p = 0.002 after Holm"
+        "better than vanilla on HPS v2.1: won 34, lost 16 of 50 prompts, p = 0.002 after Holm; win rate 68 % [63, 73] of prompts"
     worse = row.copy()
-    worse[["win_rate", "win_rate_lo", "win_rate_hi", "tie_share", "p_sign_adj"]] = [0.3, 0.22, 0.38, 0.1, 0.0001]
+    worse[["win_rate", "win_rate_lo", "win_rate_hi", "tie_share", "p_sign_adj", "test_wins", "test_losses", "direction"]] = \
+        [0.3, 0.22, 0.38, 0.1, 0.0001, 10, 35, "worse"]
     assert reading(worse, "vanilla", "CLIP", "prompts", "bh", 0.05) == \
-        "worse than vanilla on CLIP: better in only 30 % [22, 38] of prompts; 10 % ties, p < 0.001 after Benjamini–Hochberg"
+        ("worse than vanilla on CLIP: won 10, lost 35 of 50 prompts (5 tied), p < 0.001 after Benjamini–Hochberg; "
+         "win rate 30 % [22, 38] of prompts, 10 % ties")
     unclear = row.copy()
     unclear["p_sign_adj"] = 0.2
     assert reading(unclear, "vanilla", "HPS v2.1", "prompts", "holm", 0.05).startswith("no detectable difference from vanilla")
+
+
+def test_reading_direction_comes_from_the_test_not_the_pair_win_rate():
+    """Issue 10: a pair-level win rate of 51 % with 32 of 49 prompts lost must read "worse", not "better"."""
+    from bench.report.tables import reading
+
+    row = pd.Series({"win_rate": 0.51, "win_rate_lo": 0.45, "win_rate_hi": 0.57, "tie_share": 0.3, "p_sign_adj": 0.044,
+                     "p_sign_min": 1e-15, "test_unit": "prompt", "n_prompts": 49, "n_pairs": 196, "test_wins": 17,
+                     "test_losses": 32, "direction": "worse", "status": "tested"})
+    text = reading(row, "vanilla", "HPS", "prompt–seed pairs", "holm", 0.05)
+    assert text.startswith("worse than vanilla on HPS: won 17, lost 32 of 49 prompts")
+
+
+def test_reading_says_when_a_test_cannot_reach_significance():
+    """Issue 10: 4 prompts, all won: the sign test's smallest p is 0.125, so no verdict is possible."""
+    from bench.report.tables import reading
+
+    row = pd.Series({"win_rate": 1.0, "win_rate_lo": 0.4, "win_rate_hi": 1.0, "tie_share": 0.0, "p_sign_adj": 0.125,
+                     "p_sign_min": 0.125, "test_unit": "prompt", "n_prompts": 4, "n_pairs": 4, "test_wins": 4,
+                     "test_losses": 0, "direction": "better", "status": "tested"})
+    text = reading(row, "vanilla", "HPS", "prompts", "holm", 0.05)
+    assert text.startswith("cannot be decided on HPS with this many untied prompts") and "smallest possible p is 0.12" in text
+    assert "no detectable difference" not in text
 
 
 def test_scorer_notes_reach_the_report(tmp_path):

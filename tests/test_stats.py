@@ -191,8 +191,9 @@ def test_breakdown_strata_resample_within_category(small):
     assert q.loc["photo", "n_prompts"] == 2 and q.loc["anime", "n_prompts"] == 1
     assert q.loc["photo", "win_rate"] == pytest.approx(2.5 / 4)  # p1: win, tie; p2: loss, win
     assert q.loc["anime", "win_rate"] == pytest.approx(1.5 / 2)  # p3: win, tie
-    # an anime interval from one prompt cannot vary: every resample draws that prompt
-    assert q.loc["anime", "win_rate_lo"] == q.loc["anime", "win_rate_hi"] == pytest.approx(0.75)
+    # one prompt is one observation: its interval is wide, never the zero-width [75, 75] of a percentile
+    # bootstrap that draws the same prompt every time (issue 10)
+    assert q.loc["anime", "win_rate_lo"] < 0.2 and q.loc["anime", "win_rate_hi"] > 0.95
 
 
 def test_bootstrap_is_fast_for_thousands_of_prompts():
@@ -210,3 +211,54 @@ def test_bootstrap_is_fast_for_thousands_of_prompts():
     elapsed = time.perf_counter() - start
     assert len(t) == 4 and t["n_pairs"].eq(n_prompts * n_seeds).all()
     assert elapsed < 15, f"{elapsed:.1f} s for 3000 prompts × 4 seeds × 1000 resamples"
+
+
+# -- issue 10 ---------------------------------------------------------------------------------------
+
+
+def test_proportion_interval_by_hand():
+    # one seed per prompt: n_eff = N exactly, and the interval is Clopper–Pearson's
+    num = np.array([1, 1, 1, 0, 1, 1, 0, 1, 1, 1], float)
+    est, lo, hi, n_eff = stats.proportion_interval(num, np.ones(10))
+    cp = sps.binomtest(8, 10).proportion_ci(0.95, method="exact")
+    assert est == 0.8 and n_eff == 10 and lo == pytest.approx(cp.low) and hi == pytest.approx(cp.high)
+    # two seeds per prompt that always agree: the pairs are no more informative than the 5 prompts
+    est2, lo2, hi2, n_eff2 = stats.proportion_interval(np.array([2, 2, 2, 0, 2], float), np.full(5, 2.0))
+    cp5 = sps.binomtest(4, 5).proportion_ci(0.95, method="exact")
+    assert est2 == 0.8 and n_eff2 == 5 and lo2 == pytest.approx(cp5.low) and hi2 == pytest.approx(cp5.high)
+
+
+def test_sign_test_min_p_and_wilcoxon_method():
+    assert stats.sign_test_min_p(4) == 0.125 == stats.sign_test(4, 0)
+    assert stats.sign_test_min_p(0) == 1.0
+    assert stats.wilcoxon_signed_rank([1.0, -2.0, 3.0, 4.0, 5.5]) == (pytest.approx(sps.wilcoxon([1.0, -2.0, 3.0, 4.0, 5.5], method="exact").pvalue), "exact")
+    p, method = stats.wilcoxon_signed_rank([1.0, 1.0, -2.0, 3.0, 4.0, 4.0])  # tied |values|: approximation
+    assert method == "normal approx., tie-corrected"
+    assert p == pytest.approx(sps.wilcoxon([1.0, 1.0, -2.0, 3.0, 4.0, 4.0], method="approx", correction=False).pvalue)
+    assert stats.wilcoxon_signed_rank([0.0, 0.0]) == (1.0, "none")
+
+
+def test_direction_and_family_come_from_the_tested_comparisons():
+    # 3 prompts × 4 seeds: pair-level win rate above ½ (big wins on one prompt), but 2 of 3 prompts lost
+    rows = []
+    for i, outcome in enumerate([[1, 1, 1, 1], [0, 0, 0.5, 1], [0, 0, 0.5, 1]]):
+        for s, o in enumerate(outcome):
+            rows += [("base", f"p{i}", s, "q", 0.0), ("v", f"p{i}", s, "q", {1: 1.0, 0: -1.0, 0.5: 0.0}[o])]
+    rows += [("w", "p0", 0, "q", np.nan), ("base", "p0", 0, "r", 1.0), ("v", "p0", 0, "r", 2.0)]
+    t = stats.compare_to_baseline(_scores(rows), "base", {"q": True, "r": True}, n_boot=50).set_index(["variant", "metric"])
+    v = t.loc[("v", "q")]
+    assert v.win_rate > 0.5 and (v.test_wins, v.test_losses) == (1, 2) and v.direction == "worse"
+    assert t.loc[("w", "q"), "status"] == "missing" and np.isnan(t.loc[("w", "q"), "p_sign_adj"])
+    assert (t["family_size"] == 2).all()  # v on q and on r; w on q has no pair and w on r no score at all
+
+
+def test_validation_refuses_conflicting_duplicates_and_drops_infinities():
+    from metrics.validation import validate_scores
+    from mgt_common.errors import UserError
+
+    s = _scores([("a", "p1", 0, "q", 1.0), ("a", "p1", 0, "q", 2.0)])
+    with pytest.raises(UserError, match="one row per unit"):
+        validate_scores(s)
+    s = _scores([("a", "p1", 0, "q", np.inf), ("a", "p2", 0, "q", 1.0), ("a", "p2", 0, "q", 1.0)])
+    out, notes = validate_scores(s)
+    assert len(out) == 2 and out["value"].isna().sum() == 1 and len(notes) == 2

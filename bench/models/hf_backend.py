@@ -262,15 +262,22 @@ class TokenBackend:
 
     @torch.no_grad()  # not inference_mode: samplers may update the returned tensors in place
     def decode(self, tokens: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
-        """Images ``(B, 3, H, W)`` in [0, 1], float32: codebook lookup → VQ decoder → clip (reference §1)."""
+        """Images ``(B, 3, H, W)`` in [0, 1], float32: codebook lookup → VQ decoder → clip (reference §1).
+
+        One image at a time: the VQ decoder's convolutions pick different kernels (and summation
+        orders) for different batch sizes, which moved pixels by one level in 0.006 % of pixels between
+        batch 4 and batch 1, so an image would depend on its batch. Decoding each image alone makes
+        its bytes independent of batch size and batch company (DESIGN.md, "The flow"); the decoder is
+        a small share of a generation's time (one pass against dozens of transformer steps).
+        """
         rows, cols = grid or self.token_grid()
         if int(tokens.max()) >= self.codebook_size or int(tokens.min()) < 0:
             raise ValueError(f"model {self.name!r}: decode got ids outside the codebook (still-masked tokens?)")
-        batch = tokens.shape[0]
         channels = self.vqvae.config.latent_channels
-        ids = tokens.to(self.device).reshape(batch, rows, cols)
-        images = self.vqvae.decode(ids, force_not_quantize=True, shape=(batch, rows, cols, channels)).sample
-        return images.clip(0, 1).float()
+        ids = tokens.to(self.device).reshape(tokens.shape[0], rows, cols)
+        images = [self.vqvae.decode(ids[i:i + 1], force_not_quantize=True, shape=(1, rows, cols, channels)).sample
+                  for i in range(ids.shape[0])]
+        return torch.cat(images).clip(0, 1).float()
 
     def identity(self) -> dict[str, Any]:
         """What decides the images, for unit keys: `describe()` without where the files happen to lie.

@@ -11,14 +11,14 @@ the caller passes ``allow_download=False``. A failure is one `MissingWeightsErro
 loops: a 3-second reachability probe runs before any download), whose message says what was looked
 for, where, and how to get it (``hf download …`` on a connected machine, or the local path to pass).
 
-The result records the resolved commit (the snapshot folder name for cached hub models) and a cheap
-fingerprint of the folder (configs' bytes, weight files' names and sizes) so a manifest and the unit
-keys change when the weights do, even for a local directory.
+The result records the resolved commit (the snapshot folder name for cached hub models) and a
+fingerprint of the folder's content (every needed file's sha256, memoised per file by inode, ctime,
+size and mtime; free for hub-cache blobs, which are named by their hash) so a manifest and the unit
+keys change when the weights do, even for a local directory whose files kept their sizes.
 """
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import os
 import re
 import socket
@@ -44,7 +44,7 @@ class ResolvedWeights:
     revision: str | None  #: the requested revision (branch, tag or commit), if any
     commit: str | None  #: the resolved commit hash, when known (hub cache or a cache snapshot path)
     source: str  #: "local", "cache" or "download"
-    fingerprint: str  #: sha256 over config bytes and weight-file names and sizes (first 16 hex digits)
+    fingerprint: str  #: sha256 over the needed files' names and contents (first 16 hex digits)
 
     def describe(self) -> dict:
         """JSON-ready record for the manifest."""
@@ -87,22 +87,18 @@ def missing_files(root: Path, required: list[str] | tuple[str, ...]) -> list[str
 
 
 def fingerprint(root: Path, patterns: list[str] | None = None) -> str:
-    """Cheap content id of a model folder: JSON/TXT bytes plus names and sizes of the weight files.
+    """Content id of a model folder: names and sha256 of the files the backend reads.
 
-    Only files matching ``patterns`` (the files the backend reads) count, so a full clone, a partial
-    download and a cache snapshot of the same weights have the same fingerprint.
+    Only files matching ``patterns`` count, so a full clone, a partial download and a cache snapshot
+    of the same weights have the same fingerprint. Sizes alone are not enough: a fine-tune has the
+    same shapes, and safetensors headers (shapes, dtypes) are equal too.
     """
-    digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and ".cache" not in p.relative_to(root).parts):
-        rel = path.relative_to(root).as_posix()
-        if patterns and not any(fnmatch.fnmatch(rel, pattern) for pattern in patterns):
-            continue
-        digest.update(rel.encode())
-        if path.suffix in {".json", ".txt"} and path.stat().st_size < 4_000_000:
-            digest.update(path.read_bytes())
-        else:
-            digest.update(str(path.stat().st_size).encode())
-    return digest.hexdigest()[:16]
+    from metrics.weights import folder_sha256
+
+    def wanted(rel: str) -> bool:
+        return not patterns or any(fnmatch.fnmatch(rel, pattern) for pattern in patterns)
+
+    return folder_sha256(root, include=wanted)[:16]
 
 
 def _commit_from_path(path: Path) -> str | None:

@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from metrics import stats  # noqa: E402
+from metrics import stats, validation  # noqa: E402
 
 from . import format as fmt  # noqa: E402
 from .document import Section, provenance_line  # noqa: E402
@@ -39,8 +39,11 @@ def _labels(a: Run, b: Run) -> tuple[str, str]:
 def _per_prompt(run: Run, metrics: list[str]) -> pd.DataFrame:
     hib = {m: run.higher_is_better(m) for m in metrics}
     tol = {m: run.tie_tolerance(m) for m in metrics}
-    paired = stats.paired_differences(run.scores[run.scores["metric"].isin(metrics)], run.baseline, hib, tol)
-    return paired.assign(n=1.0).groupby(["variant", "metric", "prompt_id"])[["outcome", "n"]].sum()
+    # distinct prompt texts are the unit, as in a single run's report (metrics.validation)
+    text = dict(zip(run.samples["prompt_id"].astype(str), run.samples["prompt"].astype(str)))
+    scores, _ = validation.validate_scores(run.scores[run.scores["metric"].isin(metrics)], text)
+    paired = stats.paired_differences(scores, run.baseline, hib, tol)
+    return paired.assign(n=1.0).groupby(["variant", "metric", "cluster"])[["outcome", "n"]].sum()
 
 
 def side_by_side(a: Run, b: Run, n_boot: int = 1000, seed: int = 0, confidence: float = 0.95) -> pd.DataFrame:
@@ -64,9 +67,17 @@ def side_by_side(a: Run, b: Run, n_boot: int = 1000, seed: int = 0, confidence: 
                     est.append(sub["outcome"].sum() / sub["n"].sum() if len(sub) else np.nan)
             diff = reps[1] - reps[0]
             q = lambda x, p: float(np.nanquantile(x, p)) if np.isfinite(x).any() else np.nan  # noqa: E731
+            # each run's own win rate: the clustered Clopper–Pearson interval of its report (never zero width)
+            ci = []
+            for pp in (pa, pb):
+                try:
+                    sub = pp.loc[(v, m)]
+                    ci.append(stats.proportion_interval(sub["outcome"].to_numpy(), sub["n"].to_numpy(), confidence)[1:3])
+                except KeyError:
+                    ci.append((np.nan, np.nan))
             rows.append({"variant": v, "metric": m,
-                         "win_rate_a": est[0], "win_rate_a_lo": q(reps[0], alpha), "win_rate_a_hi": q(reps[0], 1 - alpha),
-                         "win_rate_b": est[1], "win_rate_b_lo": q(reps[1], alpha), "win_rate_b_hi": q(reps[1], 1 - alpha),
+                         "win_rate_a": est[0], "win_rate_a_lo": float(ci[0][0]), "win_rate_a_hi": float(ci[0][1]),
+                         "win_rate_b": est[1], "win_rate_b_lo": float(ci[1][0]), "win_rate_b_hi": float(ci[1][1]),
                          "change": est[1] - est[0], "change_lo": q(diff, alpha), "change_hi": q(diff, 1 - alpha)})
     return pd.DataFrame(rows, columns=["variant", "metric", "win_rate_a", "win_rate_a_lo", "win_rate_a_hi", "win_rate_b",
                                        "win_rate_b_lo", "win_rate_b_hi", "change", "change_lo", "change_hi"])
@@ -91,6 +102,7 @@ def paired_across(a: Run, b: Run, n_boot: int = 1000, seed: int = 0, confidence:
         if not len(sa) or not len(sb):
             continue
         both = pd.concat([sa.assign(variant="A"), sb.assign(variant="B")], ignore_index=True)
+        both, _ = validation.validate_scores(both, {p: text_a[p] for p in same})
         paired = stats.paired_differences(both, "A", hib, tol)
         if not len(paired):
             continue

@@ -29,6 +29,10 @@ def num(x, digits: int = 4) -> str:
 
 
 def num_ci(est, lo, hi, digits: int = 3) -> str:
+    if est is None or (isinstance(est, float) and math.isnan(est)):
+        return "—"
+    if est == lo == hi == 0:
+        return "0 (all within tolerance)"
     return f"{est:+.{digits}g} [{lo:+.{digits}g}, {hi:+.{digits}g}]"
 
 
@@ -38,23 +42,27 @@ def headline(run: Run, t: ReportTables) -> pd.DataFrame:
         row = {"variant": r["variant"]}
         for m in run.per_image_metrics:
             key = f"win_rate_{m}"
-            if r.get(key) is None or (isinstance(r.get(key), float) and math.isnan(r[key])):
+            if r["variant"] == run.baseline:
                 row[f"{run.display_name(m)} win rate"] = "baseline"
+            elif r.get(f"status_{m}") != "tested":
+                row[f"{run.display_name(m)} win rate"] = "missing"
             else:
-                mark = " *" if r.get(f"significant_{m}") else ""
+                # the star carries the direction of the test that decided it
+                mark = {"better": " ▲*", "worse": " ▼*"}.get(r.get(f"direction_{m}"), " *") if r.get(f"significant_{m}") else ""
                 row[f"{run.display_name(m)} win rate"] = pct_ci(r[key], r[f"{key}_lo"], r[f"{key}_hi"]) + mark
         for m in run.set_metric_names:
             if m in r:
-                std = r.get(f"{m}_std")
-                row[run.display_name(m)] = num(r[m]) + (f" ± {num(std, 2)}" if std is not None and not (isinstance(std, float) and math.isnan(std)) else "")
+                # never starred, and never without its interval (issue 10); ↓ marks lower-is-better
+                arrow = "↑" if run.higher_is_better(m) else "↓"
+                row[f"{run.display_name(m)} ({arrow}) [95 % CI]"] = value_ci(r[m], r.get(f"{m}_lo"), r.get(f"{m}_hi"))
         row["passes / image"] = num(r.get("forward_passes"), 4)
-        row["s / image"] = num(r.get("seconds_per_image"), 3)
+        row["s / image (median)"] = num(r.get("seconds_per_image"), 3)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def readings(run: Run, t: ReportTables) -> list[str]:
-    return [r for r in t.headline["reading"] if not r.endswith("the baseline")]
+    return [r for r in t.headline["reading"] if not r.endswith(": the baseline")]
 
 
 def win_rates(run: Run, t: ReportTables) -> pd.DataFrame:
@@ -64,15 +72,33 @@ def win_rates(run: Run, t: ReportTables) -> pd.DataFrame:
         "metric": w["metric"].map(run.display_name),
         "mean (variant)": w["mean_value"].map(num),
         f"mean ({run.baseline})": w["mean_baseline"].map(num),
-        "mean Δ [95 % CI]": [num_ci(a, b, c) for a, b, c in zip(w["mean_diff"], w["mean_diff_lo"], w["mean_diff_hi"])],
-        "win rate [95 % CI]": [pct_ci(a, b, c) for a, b, c in zip(w["win_rate"], w["win_rate_lo"], w["win_rate_hi"])],
+        "mean Δ beyond tolerance [95 % CI]": [num_ci(a, b, c) for a, b, c in zip(w["mean_diff"], w["mean_diff_lo"], w["mean_diff_hi"])],
         "ties": w["tie_share"].map(pct),
+        "win rate [95 % CI]": [pct_ci(a, b, c) for a, b, c in zip(w["win_rate"], w["win_rate_lo"], w["win_rate_hi"])],
         "W / T / L": [f"{a} / {b} / {c}" for a, b, c in zip(w["wins"], w["ties"], w["losses"])],
+        f"{unit_word(w)} won / lost": [f"{a} / {b}" for a, b in zip(w["test_wins"], w["test_losses"])],
         "p sign": w["p_sign"].map(format_p),
+        "min. p": w["p_sign_min"].map(format_p),
         "p sign adj.": w["p_sign_adj"].map(format_p),
         "p Wilcoxon adj.": w["p_wilcoxon_adj"].map(format_p),
-        "survives": np.where(w["significant"], "yes", "no"),
+        "Wilcoxon method": w["wilcoxon_method"],
+        "verdict": [verdict(r, run.settings.alpha) for r in w.itertuples()],
     })
+
+
+def unit_word(w: pd.DataFrame) -> str:
+    return "prompts" if (w["test_unit"] == "prompt").all() else "pairs"
+
+
+def verdict(r, alpha: float) -> str:
+    """The table's short form of `tables.reading`: direction and decision from the same sign test."""
+    if r.status != "tested":
+        return "missing"
+    if r.p_sign_min > alpha:
+        return "undecidable (too few untied prompts)"
+    if r.significant:
+        return r.direction
+    return "no detectable difference"
 
 
 def metric_summary(run: Run, t: ReportTables) -> pd.DataFrame:
@@ -83,15 +109,51 @@ def metric_summary(run: Run, t: ReportTables) -> pd.DataFrame:
     return wide.reset_index()
 
 
+def _finite(x) -> bool:
+    return x is not None and not (isinstance(x, float) and math.isnan(x))
+
+
+def value_ci(v, lo, hi, digits: int = 4) -> str:
+    """A set metric with its interval, or "(no interval)" where none could be computed."""
+    if not _finite(v):
+        return "—"
+    if _finite(lo) and _finite(hi):
+        return f"{num(v, digits)} [{num(lo, digits)}, {num(hi, digits)}]"
+    return f"{num(v, digits)} (no interval)"
+
+
 def set_metrics(run: Run, t: ReportTables) -> pd.DataFrame:
+    """One row per variant: each set metric with its interval and n, and the paired difference to the baseline."""
     s = t.set_metrics
     if not len(s):
         return pd.DataFrame()
-    cells = [num(v) + (f" ± {num(d, 2)}" if not (isinstance(d, float) and math.isnan(d)) else "") + f" (n={int(n) if not math.isnan(n) else '?'})"
-             for v, d, n in zip(s["value"], s["std"], s["n"])]
-    wide = s.assign(cell=cells).pivot(index="variant", columns="metric", values="cell").reindex(index=run.variants)
-    wide.columns = [f"{run.display_name(m)} ({'↑' if run.higher_is_better(m) else '↓'})" for m in wide.columns]
-    return wide.reset_index()
+    rows = []
+    for v in [v for v in run.variants if v in set(s["variant"])]:
+        row = {"variant": v}
+        for m in run.set_metric_names:
+            r = s[(s["variant"] == v) & (s["metric"] == m)]
+            if not len(r):
+                continue
+            r = r.iloc[0]
+            arrow = "↑" if run.higher_is_better(m) else "↓"
+            name = run.display_name(m)
+            n = r.get("n")
+            prompts = r.get("n_prompts")
+            size = f"n = {int(n)}" if _finite(n) else "n = ?"
+            if _finite(prompts):
+                size += f" images, {int(prompts)} prompts"
+            row[f"{name} ({arrow}) [95 % CI]"] = value_ci(r["value"], r.get("value_lo"), r.get("value_hi"))
+            if _finite(r.get("std")):
+                row[f"{name} ({arrow}) [95 % CI]"] += f" ± {num(r['std'], 2)} over subsets"
+            row[f"{name} size"] = size
+            if v == run.baseline:
+                row[f"Δ {name} vs {run.baseline} [95 % CI]"] = "baseline"
+            elif _finite(r.get("diff")):
+                row[f"Δ {name} vs {run.baseline} [95 % CI]"] = num_ci(r["diff"], r["diff_lo"], r["diff_hi"])
+            else:
+                row[f"Δ {name} vs {run.baseline} [95 % CI]"] = "—"
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def bradley_terry(run: Run, t: ReportTables) -> pd.DataFrame:
@@ -127,12 +189,21 @@ def by_seed(run: Run, t: ReportTables) -> pd.DataFrame:
     return wide.reindex([v for v in run.variants if v in wide.index]).reset_index()
 
 
+def seconds_spread(median, p10, p90) -> str:
+    if median is None or (isinstance(median, float) and math.isnan(median)):
+        return ""
+    return f"{num(median, 3)} [{num(p10, 3)}, {num(p90, 3)}]"
+
+
 def cost(run: Run, t: ReportTables) -> pd.DataFrame:
     c = t.cost
     out = pd.DataFrame({"variant": c["variant"], "images": c["images"],
                         "passes / image": c["forward_passes"].map(lambda x: num(x, 4)),
                         "declared": c["forward_passes_declared"].map(lambda x: "" if x is None or (isinstance(x, float) and math.isnan(x)) else str(int(x))),
-                        "s / image": c["seconds_per_image"].map(lambda x: num(x, 3)),
+                        "s / image (median [p10, p90])": [seconds_spread(a, b, d) for a, b, d in
+                                                           zip(c["seconds_per_image"], c["seconds_p10"], c["seconds_p90"])],
+                        "s / pass": c["seconds_per_pass"].map(lambda x: num(x, 3)),
+                        "time vs baseline": c["relative_seconds"].map(lambda x: "" if pd.isna(x) else f"{x:.2f}×"),
                         "s total": c["seconds_total"].map(lambda x: num(x, 4))})
     for m in run.per_image_metrics:
         out[f"mean {run.display_name(m)}"] = c[f"mean_{m}"].map(num) + np.where(c[f"pareto_{m}"], " ◆", "")

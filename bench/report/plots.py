@@ -28,10 +28,33 @@ STYLE = {
 }
 # Okabe–Ito colours: distinguishable in colour-blind vision and in greyscale print.
 PALETTE = ["#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7"]
+# With more variants than colours, each further round of colours gets its own marker: 8 × 8 = 64 distinct styles.
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+#: no figure grows beyond this many inches on a side (at savefig.dpi 150: 2 400 px), whatever the catalogue size.
+MAX_INCHES = 16.0
+#: the image grid shows the baseline and at most this many variants (the best on the primary metric).
+GRID_MAX_VARIANTS = 8
+#: pairwise matrices beyond this many variants are drawn for one metric only (all are in pairwise.csv).
+PAIRWISE_ALL_METRICS_MAX = 12
+
+
+def _styles(variants: list[str]) -> dict[str, tuple[str, str]]:
+    """A distinct (colour, marker) per variant, up to 64 variants; colours cycle first, markers after."""
+    return {v: (PALETTE[i % len(PALETTE)], MARKERS[(i // len(PALETTE)) % len(MARKERS)]) for i, v in enumerate(variants)}
 
 
 def _colours(variants: list[str]) -> dict[str, str]:
-    return {v: PALETTE[i % len(PALETTE)] for i, v in enumerate(variants)}
+    return {v: c for v, (c, _) in _styles(variants).items()}
+
+
+def _label_size(n: int) -> float:
+    """Tick-label font size for n labels on an axis: 9 pt up to 20 labels, then smaller, at least 5 pt."""
+    return 9.0 if n <= 20 else max(5.0, 9.0 * 20 / n)
+
+
+def _length(n: int, per_item: float, extra: float) -> float:
+    """An axis length in inches for n labelled items, capped at MAX_INCHES."""
+    return min(MAX_INCHES, per_item * n + extra)
 
 
 def _grid(n: int, max_cols: int = 3) -> tuple[int, int]:
@@ -54,7 +77,8 @@ def win_rate_plot(run: Run, t: ReportTables, path: Path) -> Path | None:
     with plt.rc_context(STYLE):
         rows, cols = _grid(len(metrics))
         others = [v for v in run.variants if v != run.baseline]
-        fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 0.45 * len(others) * rows + 1.2 * rows), squeeze=False, layout="constrained")
+        height = min(MAX_INCHES, rows * _length(len(others), 0.45 if len(others) <= 20 else 0.2, 1.2))
+        fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, height), squeeze=False, layout="constrained")
         for ax, m in zip(axes.flat, metrics):
             d = t.win_rates[t.win_rates["metric"] == m].set_index("variant").reindex(others[::-1])
             y = np.arange(len(d))
@@ -63,7 +87,7 @@ def win_rate_plot(run: Run, t: ReportTables, path: Path) -> Path | None:
             ax.barh(y, d["win_rate"] - 0.5, left=0.5, color=colours, height=0.6)
             ax.errorbar(d["win_rate"], y, xerr=err, fmt="none", ecolor="black", capsize=3, lw=1)
             ax.axvline(0.5, color="black", lw=0.8)
-            ax.set_yticks(y, d.index)
+            ax.set_yticks(y, d.index, fontsize=_label_size(len(others)))
             ax.set_xlim(0, 1)
             ax.set_xlabel(f"win rate vs {run.baseline}")
             arrow = "↑" if run.higher_is_better(m) else "↓"
@@ -71,7 +95,7 @@ def win_rate_plot(run: Run, t: ReportTables, path: Path) -> Path | None:
         for ax in list(axes.flat)[len(metrics):]:
             ax.axis("off")
         # no explicit y: constrained layout then keeps the title clear of the panel titles
-        fig.suptitle(f"Paired win rate vs {run.baseline} (ties ½); bars: {100 * run.settings.confidence:.0f} % cluster-bootstrap CI;\n"
+        fig.suptitle(f"Paired win rate vs {run.baseline} (ties ½); bars: {100 * run.settings.confidence:.0f} % clustered Clopper–Pearson CI;\n"
                      f"blue = significant after {run.settings.correction}", fontsize=8)
         return _save(fig, path)
 
@@ -82,23 +106,31 @@ def pairwise_heatmap(run: Run, t: ReportTables, path: Path) -> Path | None:
     if not metrics:
         return None
     variants = run.variants
+    k = len(variants)
+    if k > PAIRWISE_ALL_METRICS_MAX:
+        # one matrix (pooled, else the primary metric) keeps the figure legible; every matrix is in pairwise.csv
+        metrics = ["all"] if "all" in metrics else [run.primary_metric if run.primary_metric in metrics else metrics[0]]
+    annotate = k <= 16
     with plt.rc_context({**STYLE, "axes.grid": False}):
         rows, cols = _grid(len(metrics))
-        size = 0.6 * len(variants) + 2.2
-        fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows), squeeze=False, layout="constrained")
+        size = min(MAX_INCHES / cols, 0.6 * k + 2.2)
+        fig, axes = plt.subplots(rows, cols, figsize=(size * cols, min(MAX_INCHES, size * rows)), squeeze=False,
+                                 layout="constrained")
         im = None
         for ax, m in zip(axes.flat, metrics):
             mat = (t.pairwise[t.pairwise["metric"] == m].pivot(index="variant", columns="opponent", values="win_rate")
                    .reindex(index=variants, columns=variants))
             im = ax.imshow(mat.to_numpy(float), vmin=0, vmax=1, cmap="RdBu_r")
-            for i in range(len(variants)):
-                for j in range(len(variants)):
-                    val = mat.iat[i, j]
-                    if not np.isnan(val):
-                        ax.text(j, i, f"{100 * val:.0f}", ha="center", va="center", fontsize=7,
-                                color="white" if abs(val - 0.5) > 0.3 else "black")
-            ax.set_xticks(range(len(variants)), variants, rotation=45, ha="right")
-            ax.set_yticks(range(len(variants)), variants)
+            if annotate:
+                for i in range(k):
+                    for j in range(k):
+                        val = mat.iat[i, j]
+                        if not np.isnan(val):
+                            ax.text(j, i, f"{100 * val:.0f}", ha="center", va="center", fontsize=7,
+                                    color="white" if abs(val - 0.5) > 0.3 else "black")
+            ax.set_xticks(range(k), variants, rotation=90 if k > 16 else 45, ha="center" if k > 16 else "right",
+                          fontsize=_label_size(k))
+            ax.set_yticks(range(k), variants, fontsize=_label_size(k))
             ax.set_title("pooled over metrics" if m == "all" else run.display_name(m))
         for ax in list(axes.flat)[len(metrics):]:
             ax.axis("off")
@@ -113,17 +145,20 @@ def bradley_terry_forest(run: Run, t: ReportTables, path: Path) -> Path | None:
     metrics = list(dict.fromkeys(bt["metric"]))
     if len(run.variants) < 2 or not metrics:
         return None
-    colours = _colours(run.variants)
+    styles = _styles(run.variants)
+    k = len(run.variants)
     with plt.rc_context(STYLE):
         rows, cols = _grid(len(metrics))
-        fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, (0.4 * len(run.variants) + 1.0) * rows), squeeze=False, layout="constrained")
+        height = min(MAX_INCHES, rows * _length(k, 0.4 if k <= 20 else 0.2, 1.0))
+        fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, height), squeeze=False, layout="constrained")
         for ax, m in zip(axes.flat, metrics):
             d = bt[bt["metric"] == m].sort_values("score")
             y = np.arange(len(d))
             for yi, r in zip(y, d.itertuples()):
-                ax.plot([r.score_lo, r.score_hi], [yi, yi], color=colours.get(r.variant, "black"), lw=2)
-                ax.plot(r.score, yi, "o", color=colours.get(r.variant, "black"))
-            ax.set_yticks(y, [f"{r.variant} (#{r.rank})" for r in d.itertuples()])
+                colour, marker = styles.get(r.variant, ("black", "o"))
+                ax.plot([r.score_lo, r.score_hi], [yi, yi], color=colour, lw=2)
+                ax.plot(r.score, yi, marker, color=colour, markeredgecolor="black", markeredgewidth=0.4)
+            ax.set_yticks(y, [f"{r.variant} (#{r.rank})" for r in d.itertuples()], fontsize=_label_size(k))
             ax.axvline(1000, color="grey", lw=0.8, ls="--")
             ax.set_xlabel("Bradley–Terry score")
             ax.set_title("pooled over metrics" if m == "all" else run.display_name(m))
@@ -136,25 +171,32 @@ def quality_vs_cost(run: Run, t: ReportTables, path: Path) -> Path:
     """Mean score vs forward passes per image; the Pareto front (cheaper or better) is drawn and ringed."""
     metrics = run.per_image_metrics
     cost = t.cost
-    colours = _colours(run.variants)
+    styles = _styles(run.variants)
+    many = len(run.variants) > 12  # then only the front and the baseline are named; a legend names the rest
     with plt.rc_context(STYLE):
         rows, cols = _grid(len(metrics))
-        fig, axes = plt.subplots(rows, cols, figsize=(3.8 * cols, 3.0 * rows), squeeze=False, layout="constrained")
+        fig, axes = plt.subplots(rows, cols, figsize=(3.8 * cols + (3.0 if many else 0.0), min(MAX_INCHES, 3.0 * rows)),
+                                 squeeze=False, layout="constrained")
         for ax, m in zip(axes.flat, metrics):
             x, y = cost["forward_passes"].to_numpy(float), cost[f"mean_{m}"].to_numpy(float)
             front = cost[f"pareto_{m}"].to_numpy(bool)
             order = np.argsort(x[front])
             ax.step(x[front][order], y[front][order], where="post", color="grey", lw=1, zorder=1)
             for xi, yi, v, f in zip(x, y, cost["variant"], front):
-                ax.scatter(xi, yi, color=colours.get(v, "black"), s=36, zorder=2,
+                colour, marker = styles.get(v, ("black", "o"))
+                ax.scatter(xi, yi, color=colour, marker=marker, s=36, zorder=2, label=v if ax is axes.flat[0] else None,
                            edgecolor="black" if f else "none", linewidth=1.2)
-                ax.annotate(v, (xi, yi), textcoords="offset points", xytext=(4, 3), fontsize=7)
+                if not many or f or v == run.baseline:
+                    ax.annotate(v, (xi, yi), textcoords="offset points", xytext=(4, 3), fontsize=7)
             ax.set_xlabel("forward passes per image")
             ax.ticklabel_format(axis="y", useOffset=False)  # an offset like "+1" hides the values
             arrow = "↑" if run.higher_is_better(m) else "↓"
             ax.set_ylabel(f"mean {run.display_name(m)} ({arrow})")
         for ax in list(axes.flat)[len(metrics):]:
             ax.axis("off")
+        if many:
+            fig.legend(loc="outside right upper", fontsize=6, ncols=max(1, math.ceil(len(run.variants) / 30)),
+                       markerscale=0.8, handletextpad=0.2)
         fig.suptitle("Quality vs cost; ringed = Pareto front", fontsize=9)
         return _save(fig, path)
 
@@ -165,13 +207,15 @@ def distributions(run: Run, path: Path) -> Path:
     variants = run.variants
     with plt.rc_context(STYLE):
         rows, cols = _grid(len(metrics))
-        fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, (0.35 * len(variants) + 1.2) * rows), squeeze=False, layout="constrained")
+        height = min(MAX_INCHES, rows * _length(len(variants), 0.35 if len(variants) <= 20 else 0.2, 1.2))
+        fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, height), squeeze=False, layout="constrained")
         for ax, m in zip(axes.flat, metrics):
             sub = run.scores[run.scores["metric"] == m]
             data = [sub.loc[sub["variant"] == v, "value"].to_numpy(float) for v in variants]
             ax.boxplot(data, orientation="horizontal", tick_labels=variants, showmeans=True, widths=0.6,
                        meanprops={"marker": "o", "markerfacecolor": "white", "markeredgecolor": "black", "markersize": 4},
                        flierprops={"markersize": 2})
+            ax.tick_params(axis="y", labelsize=_label_size(len(variants)))
             ax.invert_yaxis()
             arrow = "↑" if run.higher_is_better(m) else "↓"
             ax.set_title(f"{run.display_name(m)} ({arrow} better)")
@@ -199,10 +243,21 @@ def grid_selection(run: Run, t: ReportTables) -> tuple[str | None, pd.DataFrame]
     return top, rows[["prompt_id", "seed", "advantage", "kind"]].reset_index(drop=True)
 
 
+def grid_variants(run: Run, t: ReportTables) -> list[str]:
+    """The grid's columns: all variants when they fit, else the baseline and the best by primary win rate."""
+    if len(run.variants) <= GRID_MAX_VARIANTS + 1:
+        return list(run.variants)
+    wr = t.win_rates[(t.win_rates["metric"] == run.primary_metric) & (t.win_rates["variant"] != run.baseline)]
+    best = wr.sort_values("win_rate", ascending=False, na_position="last")["variant"].head(GRID_MAX_VARIANTS).tolist()
+    if len(best) < GRID_MAX_VARIANTS:
+        best += [v for v in run.variants if v != run.baseline and v not in best][: GRID_MAX_VARIANTS - len(best)]
+    return [run.baseline] + best
+
+
 def image_grid(run: Run, t: ReportTables, path: Path, thumb: int = 160) -> Path:
     """Same prompts and seeds across variants (columns, baseline first); rows: best, then worst pairs."""
     top, sel = grid_selection(run, t)
-    variants = run.variants
+    variants = grid_variants(run, t)
     lookup = run.samples.set_index(["variant", "prompt_id", "seed"])
     prompts = run.samples.drop_duplicates("prompt_id").set_index("prompt_id")["prompt"]
     with plt.rc_context({**STYLE, "axes.grid": False}):
@@ -231,9 +286,11 @@ def image_grid(run: Run, t: ReportTables, path: Path, thumb: int = 160) -> Path:
                     delta = "" if np.isnan(r.advantage) else f"\n{r.kind}: Δ {r.advantage:+.3g}"
                     ax.set_ylabel("\n".join(textwrap.wrap(label, 24)) + f"\nseed {r.seed}{delta}", fontsize=6,
                                   rotation=0, ha="right", va="center")
+        shown = "" if len(variants) == len(run.variants) else (
+            f"\ncolumns: {run.baseline} and the {len(variants) - 1} best of {len(run.variants) - 1} variants by win rate")
         if top is not None:
             fig.suptitle(f"Rows: {top}'s best and worst paired differences vs {run.baseline} on "
-                         f"{run.display_name(run.primary_metric)}", fontsize=8)
+                         f"{run.display_name(run.primary_metric)}{shown}", fontsize=8)
         return _save(fig, path)
 
 
@@ -246,9 +303,9 @@ def trajectory_plot(run: Run, t: ReportTables, path: Path) -> Path | None:
         return None
     pid, seed = sel.iloc[0]["prompt_id"], sel.iloc[0]["seed"]
     sub = run.samples[(run.samples["prompt_id"] == pid) & (run.samples["seed"] == seed)]
-    colours = _colours(run.variants)
+    colours, styles = _colours(run.variants), _styles(run.variants)
     with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(5, 3), layout="constrained")
+        fig, ax = plt.subplots(figsize=(5 + (3 if len(run.variants) > 12 else 0), 3), layout="constrained")
         drawn = 0
         for r in sub.itertuples():
             try:
@@ -258,7 +315,8 @@ def trajectory_plot(run: Run, t: ReportTables, path: Path) -> Path | None:
             if not traj:
                 continue
             # varied dashes and widths keep identical trajectories (common: same reveal schedule) visible
-            ax.plot(np.arange(1, len(traj) + 1), traj, marker=".", label=r.variant, color=colours.get(r.variant, "black"),
+            ax.plot(np.arange(1, len(traj) + 1), traj, marker=styles.get(r.variant, ("black", "."))[1], markersize=3,
+                    label=r.variant, color=colours.get(r.variant, "black"),
                     linestyle=["-", "--", ":", "-."][drawn % 4], linewidth=max(0.8, 2.6 - 0.5 * drawn))
             drawn += 1
         if not drawn:
@@ -267,7 +325,10 @@ def trajectory_plot(run: Run, t: ReportTables, path: Path) -> Path | None:
         ax.set_xlabel("step")
         ax.set_ylabel("masked tokens left")
         ax.set_title(f"Decoding trajectory, prompt {pid}, seed {seed}")
-        ax.legend(fontsize=7)
+        if drawn > 12:
+            fig.legend(loc="outside right upper", fontsize=6, ncols=max(1, math.ceil(drawn / 30)))
+        else:
+            ax.legend(fontsize=7)
         return _save(fig, path)
 
 

@@ -6,7 +6,9 @@ The run directory contract (written by the harness, read here only):
   forward_passes, seconds, image_path`` (relative to the run dir) and optionally ``trajectory``
   (JSON list: masked tokens left after each step);
 * ``scores.csv`` — one row per unit × per-image metric: ``unit_key, variant, prompt_id, seed, metric, value``;
-* ``set_metrics.csv`` — ``variant, category, metric, value, std, n`` (category "" = all prompts);
+* ``set_metrics.csv`` — ``variant, category, metric, value, std, n`` (category "" = all prompts) and,
+  for the whole-set rows, ``value_lo, value_hi, diff, diff_lo, diff_hi, n_prompts, interval``
+  (`bench.set_intervals`);
 * ``manifest.json`` — config, config hash, baseline, variants, metrics (``higher_is_better``,
   ``version``, ``tie_tolerance``), model, versions, git commit, device, seeds, timings, created.
 
@@ -166,18 +168,25 @@ def load_run(run_dir: Path | str, **setting_overrides: Any) -> Run:
     samples["seed"] = samples["seed"].astype(int)
     scores["seed"] = scores["seed"].astype(int)
     scores["value"] = pd.to_numeric(scores["value"], errors="coerce")
-    for col in ("value", "std", "n"):
-        set_metrics[col] = pd.to_numeric(set_metrics[col], errors="coerce")
+    for col in ("value", "std", "n", "value_lo", "value_hi", "diff", "diff_lo", "diff_hi", "n_prompts"):
+        if col in set_metrics.columns:
+            set_metrics[col] = pd.to_numeric(set_metrics[col], errors="coerce")
     warnings = []
     n_nan = int(scores["value"].isna().sum())
     if n_nan:
         warnings.append(f"{n_nan} scores are missing or not numbers and were left out")
         scores = scores.dropna(subset=["value"])
     if "warnings" in set_metrics.columns:
-        # the harness's own caveats about a set metric (e.g. FID on too few images) belong in the report
-        for w in dict.fromkeys(set_metrics["warnings"].dropna().astype(str)):
+        # The harness's own caveats about a set metric (e.g. FID on too few images) belong in the report,
+        # but only those of the whole-set rows the report's table shows: a per-category row's caveat names
+        # its own smaller n, which would contradict the table (issue 10).
+        overall = set_metrics["category"].fillna("").astype(str) == ""
+        for w in dict.fromkeys(set_metrics.loc[overall, "warnings"].dropna().astype(str)):
             if w.strip():
                 warnings.append(w.strip())
+        if (~overall & set_metrics["warnings"].fillna("").astype(str).str.strip().ne("")).any():
+            warnings.append("set metrics per prompt category (tables/set_metrics_by_category.csv) use fewer images than "
+                            "the whole-set table and carry their own small-sample warnings there")
     for info in manifest.get("metrics", {}).values():  # a scorer's own caveats (e.g. captions cut at 77 tokens)
         warnings.extend(str(note) for note in (info.get("notes") or []) if str(note).strip())
     unknown = sorted(set(scores["metric"]) - set(manifest.get("metrics", {})))

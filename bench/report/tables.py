@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from metrics import ranking, stats
+from metrics import ranking, stats, validation
 
 from .rundir import Run
 
@@ -58,20 +58,39 @@ def _fmt_pct(x: float) -> str:
 
 
 def reading(row: pd.Series, baseline: str, metric_name: str, unit: str, correction: str, alpha: float) -> str:
-    """One sentence per comparison, e.g. "better than vanilla on HPS v2.1 in 68 % [63, 73] of prompts,
-    p = 0.002 after Holm" (and "no detectable difference …" when the adjusted test does not reject)."""
-    interval = f"{_fmt_pct(row.win_rate)} % [{_fmt_pct(row.win_rate_lo)}, {_fmt_pct(row.win_rate_hi)}] of {unit}"
+    """One sentence per comparison whose verdict and p-value describe the same statistic.
+
+    The direction comes from the sign test's own counts (prompts won vs lost, ``direction``), never
+    from the pair-level win rate, which is reported beside it, e.g. "better than vanilla on HPS v2.1:
+    won 30, lost 12 of 48 prompts (6 tied), p = 0.02 after Holm; win rate 64 % [55, 72] of pairs".
+    A comparison that cannot reach significance with its number of untied units says so; a missing
+    one (no complete pair) says that it was not tested.
+    """
+    if getattr(row, "status", "tested") == "missing":
+        return f"not tested on {metric_name}: no complete pair with {baseline} (all its scores are missing)"
     corr = CORRECTION_NAMES.get(correction, correction)
     p = stats.format_p(row.p_sign_adj)
     p_text = f"p {p}" if p.startswith("<") else f"p = {p}"
-    ties = f"; {_fmt_pct(row.tie_share)} % ties" if row.tie_share >= 0.005 else ""
-    if row.p_sign_adj <= alpha and row.win_rate > 0.5:
-        verdict = f"better than {baseline} on {metric_name} in {interval}"
-    elif row.p_sign_adj <= alpha and row.win_rate < 0.5:
-        verdict = f"worse than {baseline} on {metric_name}: better in only {interval}"
+    p_text = f"{p_text} after {corr}" if correction != "none" else f"{p_text} (uncorrected)"
+    word = "prompts" if row.test_unit == "prompt" else "pairs"
+    n_units = int(row.n_prompts) if row.test_unit == "prompt" else int(row.n_pairs)
+    untied = int(row.test_wins) + int(row.test_losses)
+    counts = f"won {int(row.test_wins)}, lost {int(row.test_losses)} of {n_units} {word}"
+    if n_units > untied:
+        counts += f" ({n_units - untied} tied)"
+    interval = f"{_fmt_pct(row.win_rate)} % [{_fmt_pct(row.win_rate_lo)}, {_fmt_pct(row.win_rate_hi)}] of {unit}"
+    ties = f", {_fmt_pct(row.tie_share)} % ties" if row.tie_share >= 0.005 else ""
+    if row.p_sign_min > alpha:
+        verdict = (f"cannot be decided on {metric_name} with this many untied {word}: {counts}; with {untied} untied {word} "
+                   f"the sign test's smallest possible p is {stats.format_p(row.p_sign_min)} > α = {alpha}")
+        return f"{verdict}; win rate {interval}{ties}"
+    if row.p_sign_adj <= alpha and row.direction == "better":
+        verdict = f"better than {baseline} on {metric_name}: {counts}"
+    elif row.p_sign_adj <= alpha and row.direction == "worse":
+        verdict = f"worse than {baseline} on {metric_name}: {counts}"
     else:
-        verdict = f"no detectable difference from {baseline} on {metric_name}: better in {interval}"
-    return f"{verdict}{ties}, {p_text} after {corr}" if correction != "none" else f"{verdict}{ties}, {p_text} (uncorrected)"
+        verdict = f"no detectable difference from {baseline} on {metric_name}: {counts}"
+    return f"{verdict}, {p_text}; win rate {interval}{ties}"
 
 
 def compute_tables(run: Run) -> ReportTables:
@@ -82,27 +101,36 @@ def compute_tables(run: Run) -> ReportTables:
     variants = run.variants
     baseline = run.baseline
 
-    paired = stats.paired_differences(run.scores, baseline, hib, tol)
+    # one row per unit × metric, finite values, prompt texts as the unit of analysis (issue 10)
+    prompt_text = dict(zip(run.samples["prompt_id"].astype(str), run.samples["prompt"].astype(str)))
+    scores, notes = validation.validate_scores(run.scores, prompt_text)
+    run.warnings.extend(n for n in notes if n not in run.warnings)
+    paired = stats.paired_differences(scores, baseline, hib, tol)
+    expected = [(v, m) for v in variants if v != baseline for m in metrics]
     win_rates = stats.win_rate_table(paired, n_boot=s.n_boot, seed=s.bootstrap_seed, confidence=s.confidence,
-                                     test_unit=s.test_unit)
+                                     test_unit=s.test_unit, expected=expected)
     win_rates = stats.add_adjusted_pvalues(win_rates, s.correction, s.alpha)
     win_rates["higher_is_better"] = win_rates["metric"].map(hib)
+    for r in win_rates[win_rates["status"] == "missing"].itertuples():
+        run.warnings.append(f"{r.variant} vs {baseline} on {r.metric}: no complete pair (all scores missing); "
+                            f"shown as missing and left out of the {CORRECTION_NAMES.get(s.correction, s.correction)} family")
     unit = "prompts" if run.seeds_per_prompt() <= 1 else "prompt–seed pairs"
     win_rates["reading"] = [
         f"{r.variant}: " + reading(r, baseline, run.display_name(r.metric), unit, s.correction, s.alpha)
         for r in win_rates.itertuples()]
     metric_rank = {m: i for i, m in enumerate(metrics)}
     win_rates = (win_rates.assign(_m=win_rates["metric"].map(metric_rank))
-                 .sort_values(["_m", "win_rate"], ascending=[True, False]).drop(columns="_m").reset_index(drop=True))
+                 .sort_values(["_m", "win_rate"], ascending=[True, False], na_position="last")
+                 .drop(columns="_m").reset_index(drop=True))
 
     by_cat = stats.win_rate_table(paired, by=["category"], n_boot=s.n_boot, seed=s.bootstrap_seed,
                                   confidence=s.confidence, test_unit=s.test_unit)
     by_seed = stats.win_rate_table(paired, by=["seed"], n_boot=s.n_boot, seed=s.bootstrap_seed,
                                    confidence=s.confidence, test_unit="pair")
     # Breakdowns are descriptive: their p-values are unadjusted, which the report says.
-    summary = (run.scores.groupby(["variant", "metric"])["value"].agg(["mean", "std", "median", "count"])
+    summary = (scores.groupby(["variant", "metric"])["value"].agg(["mean", "std", "median", "count"])
                .reset_index().rename(columns={"count": "n"}))
-    pairwise, bt = ranking.rank_all(run.scores, variants, hib, tol, baseline, n_boot=s.n_boot,
+    pairwise, bt = ranking.rank_all(scores, variants, hib, tol, baseline, n_boot=s.n_boot,
                                     seed=s.bootstrap_seed, confidence=s.confidence)
     set_all, set_cat = _set_tables(run)
     cost = _cost_table(run, win_rates, summary, hib)
@@ -129,9 +157,17 @@ def _pareto(cost: np.ndarray, quality: np.ndarray) -> np.ndarray:
 
 def _cost_table(run: Run, win_rates: pd.DataFrame, summary: pd.DataFrame, hib: dict) -> pd.DataFrame:
     sm = run.samples
+    # Seconds per image: the median over the variant's images (each carries its batch's time per image),
+    # with the 10th–90th percentile as spread; warm-up batches are never recorded (bench.generate).
     cost = (sm.groupby("variant").agg(images=("unit_key", "size"), forward_passes=("forward_passes", "mean"),
-                                      seconds_per_image=("seconds", "mean"), seconds_total=("seconds", "sum"))
+                                      seconds_per_image=("seconds", "median"),
+                                      seconds_p10=("seconds", lambda x: float(np.quantile(x, 0.1))),
+                                      seconds_p90=("seconds", lambda x: float(np.quantile(x, 0.9))),
+                                      seconds_mean=("seconds", "mean"), seconds_total=("seconds", "sum"))
             .reindex(run.variants).reset_index())
+    base_s = cost.loc[cost["variant"] == run.baseline, "seconds_per_image"]
+    cost["seconds_per_pass"] = cost["seconds_per_image"] / cost["forward_passes"]
+    cost["relative_seconds"] = cost["seconds_per_image"] / (float(base_s.iloc[0]) if len(base_s) else np.nan)
     declared = {v: (run.manifest.get("variants", {}).get(v) or {}).get("forward_passes_per_image") for v in run.variants}
     cost["forward_passes_declared"] = cost["variant"].map(declared)
     base_nfe = float(cost.loc[cost["variant"] == run.baseline, "forward_passes"].iloc[0]) if run.baseline in set(cost["variant"]) else np.nan
@@ -166,11 +202,16 @@ def _headline(run: Run, win_rates: pd.DataFrame, set_all: pd.DataFrame, cost: pd
                 row[f"win_rate_{m}_hi"] = r.win_rate_hi
                 row[f"p_adj_{m}"] = r.p_sign_adj
                 row[f"significant_{m}"] = bool(r.significant)
+                row[f"direction_{m}"] = r.direction
+                row[f"status_{m}"] = r.status
         for m in run.set_metric_names:
             r = set_all[(set_all["variant"] == v) & (set_all["metric"] == m)]
             if len(r):
-                row[m] = r.iloc[0]["value"]
-                row[f"{m}_std"] = r.iloc[0]["std"]
+                r = r.iloc[0]
+                row[m] = r["value"]
+                row[f"{m}_std"] = r["std"]
+                for col in ("value_lo", "value_hi", "diff", "diff_lo", "diff_hi"):
+                    row[f"{m}_{col.replace('value_', '')}"] = r.get(col, np.nan)
         c = cost[cost["variant"] == v]
         if len(c):
             row["forward_passes"] = c.iloc[0]["forward_passes"]
@@ -201,11 +242,14 @@ def provenance(run: Run) -> dict:
         "versions": m.get("versions", {}),
         "seeds": m.get("seeds", sorted(set(run.samples["seed"]))),
         "baseline": run.baseline,
-        "n_prompts": int(run.samples["prompt_id"].nunique()),
+        "n_prompts": int(run.samples["prompt"].nunique()),
         "n_images": int(len(run.samples)),
         "timings": m.get("timings", {}),
-        "statistics": {"bootstrap": f"cluster bootstrap over prompts, {run.settings.n_boot} resamples, "
-                                    f"seed {run.settings.bootstrap_seed}, {100 * run.settings.confidence:.0f} % percentile intervals",
+        "statistics": {"intervals": f"win rates and tie shares: {100 * run.settings.confidence:.0f} % Clopper–Pearson "
+                                    "at the effective number of prompts (clustered design effect, Korn–Graubard)",
+                       "bootstrap": f"mean differences and Bradley–Terry: cluster bootstrap over distinct prompts, "
+                                    f"{run.settings.n_boot} resamples, seed {run.settings.bootstrap_seed}, "
+                                    f"{100 * run.settings.confidence:.0f} % percentile intervals",
                        "tests": f"sign test and Wilcoxon signed-rank per {run.settings.test_unit}, "
                                 f"{CORRECTION_NAMES.get(run.settings.correction, run.settings.correction)} correction "
                                 f"at alpha = {run.settings.alpha}"},

@@ -103,21 +103,41 @@ class SceneGrammar:
         return np.array([all(getattr(s, k) == v for k, v in attributes.items()) for s in self.scenes])
 
     def prompt_set(self, n: int = 48, seed: int = 0) -> list[tuple[str, str, str]]:
-        """(id, prompt, category) — a deterministic mix of fully, partly and barely specified prompts."""
+        """(id, prompt, category) — a deterministic mix of fully, partly and barely specified prompts.
+
+        Every text is distinct: identical texts with the same seed give byte-identical images, so a
+        repeated prompt would count one observation twice in every statistic (issue 10). A draw that
+        repeats an earlier text is redrawn (a few tries), then the next richer kind is tried; a set
+        that cannot hold ``n`` distinct texts raises ``ValueError``.
+        """
         rng = np.random.default_rng(seed)
-        out = []
+        out, seen = [], set()
         kinds = ("full", "partial", "minimal")
         for index in range(n):
             kind = kinds[index % 3]
-            scene = self.scenes[int(rng.integers(len(self.scenes)))]
-            if kind == "full":
-                text = scene.describe()
-            elif kind == "partial":
-                text = f"{article(scene.colour)} {scene.shape} on {article(scene.background)} background"
-            else:
-                text = f"a {scene.size} {scene.shape}" if rng.random() < 0.5 else f"something {scene.colour}"
+            text = None
+            # richer kinds last: "minimal" has only |sizes|·|shapes| + |colours| distinct texts
+            for candidate in kinds[kinds.index(kind)::-1]:
+                for _ in range(32):
+                    drawn = self._prompt_text(candidate, rng)
+                    if drawn not in seen:
+                        text, kind = drawn, candidate
+                        break
+                if text is not None:
+                    break
+            if text is None:
+                raise ValueError(f"the scene grammar cannot give {n} distinct prompts (stopped at {index})")
+            seen.add(text)
             out.append((f"w{index:03d}", text, kind))
         return out
+
+    def _prompt_text(self, kind: str, rng: np.random.Generator) -> str:
+        scene = self.scenes[int(rng.integers(len(self.scenes)))]
+        if kind == "full":
+            return scene.describe()
+        if kind == "partial":
+            return f"{article(scene.colour)} {scene.shape} on {article(scene.background)} background"
+        return f"a {scene.size} {scene.shape}" if rng.random() < 0.5 else f"something {scene.colour}"
 
 
 def article(word: str) -> str:

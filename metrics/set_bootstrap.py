@@ -1,0 +1,114 @@
+"""FID and KID recomputed on re-weighted sets of prompts (jackknife, bootstrap), from features extracted once.
+
+A set metric is one number per variant, so its uncertainty comes from perturbing the set: prompts
+(distinct texts, the unit of analysis) are left out (jackknife) or drawn with replacement
+(bootstrap), every image of a prompt moving with it. The same weights serve every variant, so the
+paired difference ``metric(variant) − metric(baseline)`` is computed on identical prompt sets. The
+reference set is held fixed: the interval describes the generated set's sampling error.
+
+Nothing is re-extracted: a replicate only re-weights the rows of the feature matrix (weight 0 drops
+an image, 2 counts it twice).
+
+* **FID** (Heusel et al. 2017, arXiv 1706.08500): ``‖μ_w − μ_r‖² + tr Σ_w + tr Σ_r − 2 tr (Σ_r^½ Σ_w Σ_r^½)^½``
+  with ``Σ_w`` the unbiased covariance of the resampled set (torchmetrics' definition). With ``n``
+  images of ``D``-d features the trace of the square root is taken on whichever side is smaller: the
+  non-zero eigenvalues of ``Σ_r^½ Σ_w Σ_r^½`` (D × D) equal those of the n × n matrix
+  ``W^½ X_c Σ_r X_c^T W^½ / (n − 1)`` (``X_c`` the rows centred at the resampled mean, ``W`` the
+  draw counts), whose entries follow from the Gram matrix ``X Σ_r X^T`` computed once.
+* **KID** (Bińkowski et al. 2018, arXiv 1801.01401): the unbiased MMD² with the cubic polynomial
+  kernel ``k(x, y) = (x·y / D + 1)³`` on the whole resampled set (positions drawn twice still count
+  as distinct positions, as in any bootstrap), kernel matrices computed once.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats as sps
+
+
+def _sqrtm_psd(a: np.ndarray) -> np.ndarray:
+    vals, vecs = np.linalg.eigh((a + a.T) / 2.0)
+    return (vecs * np.sqrt(np.clip(vals, 0.0, None))) @ vecs.T
+
+
+def fid_resampled(features: np.ndarray, ref_mean: np.ndarray, ref_cov: np.ndarray,
+                  weights: np.ndarray) -> np.ndarray:
+    """FID of the set re-weighted by each row of ``weights`` ``(B, n)`` (non-negative integer counts).
+
+    ``features`` ``(n, D)``; returns ``(B,)``. With all weights 1 this is the plain FID of the set.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    mu_r = np.asarray(ref_mean, dtype=np.float64)
+    cov_r = np.asarray(ref_cov, dtype=np.float64)
+    n, dim = x.shape
+    total = w.sum(1)                                     # = n for a bootstrap resample
+    mu = (w @ x) / total[:, None]                        # (B, D)
+    sq = (x * x).sum(1)
+    tr_cov = (w @ sq - total * (mu * mu).sum(1)) / (total - 1.0)
+    mean_term = ((mu - mu_r) ** 2).sum(1)
+    out = np.empty(w.shape[0])
+    if n <= dim:
+        gram = x @ cov_r @ x.T                           # (n, n), once
+        for b in range(w.shape[0]):
+            gw = gram @ w[b] / total[b]                  # X Σ_r μ_w
+            c = w[b] @ gw / total[b]                     # μ_w Σ_r μ_w
+            centred = gram - gw[:, None] - gw[None, :] + c
+            s = np.sqrt(w[b])
+            vals = np.linalg.eigvalsh((s[:, None] * centred * s[None, :]) / (total[b] - 1.0))
+            out[b] = np.sqrt(np.clip(vals, 0.0, None)).sum()
+    else:
+        root = _sqrtm_psd(cov_r)
+        for b in range(w.shape[0]):
+            xc = x - mu[b]
+            cov_w = (xc * w[b][:, None]).T @ xc / (total[b] - 1.0)
+            vals = np.linalg.eigvalsh(root @ cov_w @ root)
+            out[b] = np.sqrt(np.clip(vals, 0.0, None)).sum()
+    return mean_term + tr_cov + np.trace(cov_r) - 2.0 * out
+
+
+def kid_resampled(features: np.ndarray, reference: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Unbiased MMD² (cubic polynomial kernel) of the re-weighted set against the fixed reference: ``(B,)``."""
+    x = np.asarray(features, dtype=np.float64)
+    y = np.asarray(reference, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    dim = x.shape[1]
+    m = y.shape[0]
+    k_xx = (x @ x.T / dim + 1.0) ** 3
+    # the reference side only enters through sums: taken in row blocks, so a 50k-image reference
+    # never needs its m × m kernel matrix in memory
+    yy_sum, xy_rows = 0.0, np.zeros(x.shape[0])
+    for start in range(0, m, 2048):
+        block = y[start:start + 2048]
+        k_by = (block @ y.T / dim + 1.0) ** 3
+        yy_sum += k_by.sum() - ((block * block).sum(1) / dim + 1.0).__pow__(3).sum()
+        xy_rows += ((x @ block.T / dim + 1.0) ** 3).sum(1)
+    yy = yy_sum / (m * (m - 1))
+    total = w.sum(1)
+    xx = (np.einsum("bi,ij,bj->b", w, k_xx, w, optimize=True) - w @ np.diag(k_xx)) / (total * (total - 1.0))
+    xy = (w @ xy_rows) / (total * m)
+    return xx + yy - 2.0 * xy
+
+
+def jackknife_interval(estimate: float, replicates: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """``θ̂ ± t_{K−1} · se`` with the delete-one jackknife ``se² = (K−1)/K · Σ (θ_(k) − θ̄)²`` (Efron & Stein 1981).
+
+    ``replicates``: the statistic with each of K clusters left out. NaN bounds with fewer than 2.
+    """
+    reps = np.asarray(replicates, dtype=float)
+    reps = reps[np.isfinite(reps)]
+    k = reps.size
+    if k < 2 or not np.isfinite(estimate):
+        return float("nan"), float("nan")
+    se = float(np.sqrt((k - 1) / k * ((reps - reps.mean()) ** 2).sum()))
+    half = float(sps.t.ppf(0.5 + confidence / 2.0, k - 1)) * se
+    return float(estimate) - half, float(estimate) + half
+
+
+def percentile_interval(boot: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """The percentile interval of bootstrap replicates (NaN replicates ignored)."""
+    boot = np.asarray(boot, dtype=float)
+    boot = boot[np.isfinite(boot)]
+    if boot.size == 0:
+        return float("nan"), float("nan")
+    alpha = (1.0 - confidence) / 2.0
+    return float(np.quantile(boot, alpha)), float(np.quantile(boot, 1.0 - alpha))
