@@ -203,7 +203,10 @@ class SamplerEngine:
         for processor in (variant.logits_processors if processors else ()):
             logits = processor(logits, ctx)
         processed = bool(processors and variant.logits_processors)
-        probs = softmax_float32(logits, cond, uncond, fresh=not processed or logits.dtype != torch.float32)
+        if getattr(self.model, "post_model_dtype", torch.float32) != torch.float32:
+            probs = logits.softmax(dim=-1)  # the model dtype, as the official half-precision scripts (issue 12)
+        else:
+            probs = softmax_float32(logits, cond, uncond, fresh=not processed or logits.dtype != torch.float32)
         for corrector in (variant.probability_correctors if processors else ()):
             probs = corrector(probs, ctx)
         return probs
@@ -215,6 +218,9 @@ class SamplerEngine:
         several engine steps (zig-zag records once, after its re-denoise).
         """
         variant = generation.variant
+        if variant.mode == "fast":  # one fused pass over the logits (issue 12)
+            from .fast_step import fast_step
+            return fast_step(self, generation, step, guidance, notify)
         unknown = generation.masked()
         ctx = StepContext(generation, step, unknown)
         probs = self.guided_probs(generation, ctx, guidance)

@@ -23,6 +23,7 @@ from mgt_common.errors import ConfigError
 from mgt_common.registry import Registry
 
 from .model_transforms import ModelTransform
+from .fast_step import STEP_MODES, fast_support
 from .components import (
     Confidence,
     Guidance,
@@ -38,7 +39,7 @@ from .components import (
 SINGLE_KINDS = ("guidance", "token_sampler", "confidence", "reveal_schedule", "remask", "loop")
 LIST_KINDS = {"logits_processors": "logits_processor", "probability_correctors": "probability_corrector",
               "model_transforms": "model_transform"}
-VARIANT_KEYS = ("base", "description", *SINGLE_KINDS, *LIST_KINDS)
+VARIANT_KEYS = ("base", "description", "mode", *SINGLE_KINDS, *LIST_KINDS)
 
 VANILLA_SPEC: dict[str, Any] = {
     "description": "Meissonic's vanilla sampler (= diffusers AmusedScheduler): constant CFG, cosine reveal, "
@@ -88,6 +89,9 @@ class SamplerVariant:
     #: model-side choices applied to the backend's network while the variant runs (issue 13).
     model_transforms: list[ModelTransform] = field(default_factory=list)
     description: str = ""
+    #: "exact" (the default: token-identical reference arithmetic) or "fast" (one fused pass over the
+    #: logits, distribution-equivalent; samplers/fast_step.py, issue 12).
+    mode: str = "exact"
 
     def components(self):
         yield from self.model_transforms
@@ -111,6 +115,8 @@ class SamplerVariant:
             "reveal_schedule": self.reveal_schedule.spec(),
             "remask": self.remask.spec(),
             "loop": self.loop.spec(),
+            # only when not the default, so that exact variants keep the unit keys they always had
+            **({"mode": self.mode} if self.mode != "exact" else {}),
         }
         if self.model_transforms:
             resolved["model_transforms"] = [c.spec() for c in self.model_transforms]
@@ -188,7 +194,12 @@ def build_variant(name: str, tables: Mapping[str, Mapping[str, Any]] | None = No
             lists[key] = [build_component(kind, item) for item in items]
     except ConfigError as exc:
         raise ConfigError(f"variants.{name}: {exc}") from None
-    variant = SamplerVariant(name=name, description=str(spec.get("description", "")), **parts, **lists)
+    mode = spec.get("mode", "exact")
+    if mode not in STEP_MODES:
+        raise ConfigError(f"variants.{name}: mode must be one of {', '.join(STEP_MODES)}, got {mode!r}")
+    variant = SamplerVariant(name=name, description=str(spec.get("description", "")), mode=mode, **parts, **lists)
+    if mode == "fast" and (reason := fast_support(variant)) is not None:
+        raise ConfigError(f"variants.{name}: mode \"fast\" cannot run this composition: {reason}; use mode = \"exact\"")
     for component in variant.components():
         try:
             component.check_composition(variant)
