@@ -96,8 +96,16 @@ def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, mask: torc
 
 
 def train(args: argparse.Namespace) -> tuple[WorldNetwork, list[dict]]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)  # the thread count can change the last bits of the weights
+    try:
+        return _train(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(args: argparse.Namespace) -> tuple[WorldNetwork, list[dict]]:
     torch.manual_seed(args.seed)  # parameter initialisation
-    torch.set_num_threads(args.threads)
     config = NetworkConfig()
     network = WorldNetwork(config)
     batches = Batches(config, epsilon=args.epsilon, cfg_dropout=args.cfg_dropout, seed=args.seed + 1)
@@ -133,6 +141,7 @@ def save_weights(network: WorldNetwork, path: Path, metadata: dict[str, str]) ->
     state = {k: v.detach().contiguous() for k, v in network.state_dict().items()}
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; weights are package data
     try:
         save_file(state, tmp, metadata=metadata)
         os.replace(tmp, path)
