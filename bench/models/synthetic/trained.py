@@ -60,6 +60,7 @@ def load_network(path: Path) -> tuple[WorldNetwork, dict[str, str]]:
 class TrainedWorldModel:
     """`MaskedTokenModel` over the trained network; images, grid and exact metrics are the world's."""
 
+    name = "synthetic-trained"
     default_negative_prompt = None  # the unconditional branch is the empty prompt, as in training
 
     def __init__(self, weights: str | None = None, device: str = "cpu", dtype: str = "float32", **unknown: Any):
@@ -87,6 +88,8 @@ class TrainedWorldModel:
         self.mask_token_id = self.network.mask_token_id
         self.tokenizer = WordTokenizer(config.vocab, config.text_length)
         self.forward_passes = 0
+        #: the sampler step of the forward being run (model-side choices such as feature caching read it)
+        self.current_step = 0
         self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # The transformer, where model-side design choices (token merging, quantization, caching) act on it.
@@ -137,6 +140,7 @@ class TrainedWorldModel:
             tokens = torch.cat([tokens, tokens])
             pooled = torch.cat([pooled, conditioning["negative_pooled"]])
             hidden = torch.cat([hidden, conditioning["negative_hidden"]])
+        self.current_step = int(step)
         out = torch.cat([self.network(*chunk) for chunk in _fixed_chunks(tokens, pooled.to(self.device),
                                                                          hidden.to(self.device))])
         out = out[: tokens.shape[0]].float()
