@@ -9,8 +9,9 @@
   weighed by its posterior probability — an alignment score that gives partial credit (a red square
   asked for as a red circle scores 1/2 on "a red circle"), so it does not saturate as early.
 - ``world-error-shape``, ``-colour``, ``-background``, ``-position``, ``-size``: per attribute,
-  P(the image's attribute differs from the one the prompt names); NaN when the prompt does not name it
-  (dropped from pairs). Their means are per-attribute error rates: *how* a sampler fails.
+  P(the image's attribute differs from the one the prompt names); 0 when the prompt does not name it
+  (nothing to get wrong: every image has a score, as the score cache and the paired statistics
+  expect). Their means are per-image error rates over the whole prompt set: *how* a sampler fails.
 
 Both need `ScoreBatch.world` (the backend passes its `TokenWorld`); the tokens are recovered exactly
 from the saved PNG, so the metric scores what was written to disk.
@@ -72,14 +73,15 @@ class WorldAttributes(_WorldMetric):
 
 
 class _AttributeError(_WorldMetric):
-    """P(the image's ATTRIBUTE differs from the prompt's), NaN when the prompt leaves it open (lower is better)."""
+    """P(the image's ATTRIBUTE differs from the prompt's), 0 when the prompt leaves it open (lower is better)."""
 
     higher_is_better = False
     tie_tolerance = 1e-4
     attribute = ""
 
     def score(self, batch: ScoreBatch) -> torch.Tensor:
-        return batch.world.attribute_errors(self.tokens(batch), list(batch.prompts))[self.attribute].double()
+        errors = batch.world.attribute_errors(self.tokens(batch), list(batch.prompts))[self.attribute]
+        return errors.nan_to_num(0.0).double()
 
 
 for _attribute in ("shape", "colour", "background", "position", "size"):

@@ -141,5 +141,8 @@ def test_attribute_errors_on_hand_made_images():
     # full prompt: 5/5 right; "a red square": colour right, shape wrong; "a large circle": shape right, size wrong
     assert share.tolist() == pytest.approx([1.0, 0.5, 0.5], abs=1e-9)
     shape_errors = METRICS.get("world-error-shape")().score(batch)
-    assert shape_errors.tolist()[:2] == pytest.approx([0.0, 1.0], abs=1e-9)
+    assert shape_errors.tolist() == pytest.approx([0.0, 1.0, 0.0], abs=1e-9)
+    # an attribute the prompt leaves open cannot be wrong: 0, not NaN (the score cache stores no NaN)
+    assert METRICS.get("world-error-position")().score(batch).tolist() == pytest.approx([0.0, 0.0, 0.0], abs=1e-9)
+    assert METRICS.get("world-error-size")().score(batch).tolist() == pytest.approx([0.0, 0.0, 1.0], abs=1e-9)
     assert METRICS.get("world-error-shape").higher_is_better is False
