@@ -101,6 +101,17 @@ class TrainedWorldModel:
     def transformer(self, module) -> None:
         self.network.transformer = module
 
+    def perturbed_attention(self, layers):
+        """PAG's attention hook (samplers/pag.py): identity image attention in these MM blocks, as Meissonic's."""
+        from ..transforms.attention import perturbed_attention
+
+        return perturbed_attention(self, layers)
+
+    def check_perturbed_attention(self, layers) -> None:
+        from ..transforms.attention import check_layers
+
+        check_layers(self, layers)
+
     def describe(self) -> dict[str, Any]:
         return {"backend": "synthetic-trained", "weights_sha256": self.weights_sha256,
                 "network": self.network.config.to_json(), "dtype": str(self.dtype).replace("torch.", ""),
