@@ -174,12 +174,13 @@ def test_backends_refuse_what_they_cannot_carry(meissonic, amused):
         build_component("guidance", {"name": "pag", "layers": [5]}).check_model(meissonic)
 
 
-def test_synthetic_world_refuses_model_side_choices_before_writing(tmp_path, capsys):
+def test_exact_world_refuses_model_side_choices_before_writing(tmp_path, capsys):
     from bench.cli import main
 
     out = tmp_path / "run"
     for variant in ("tome", "pag"):
-        code = main(["--samplers", f"vanilla,{variant}", "--limit", "2", "--steps", "2", "--out", str(out)])
+        code = main(["--model", "synthetic-exact", "--samplers", f"vanilla,{variant}", "--limit", "2", "--steps", "2",
+                     "--out", str(out)])
         assert code == 2 and not out.exists()
         err = capsys.readouterr().err
         assert f"variants.{variant}" in err and "synthetic" in err and "Traceback" not in err
