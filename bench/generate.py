@@ -41,7 +41,11 @@ def batches(units: Sequence[Unit], batch_size: int):
 def generate_units(model, units: Sequence[Unit], variants: dict[str, SamplerVariant], store: RunDirectory, *,
                    grid: tuple[int, int], steps: int, guidance: float, batch_size: int, device: str,
                    negative_prompt: str | None) -> dict[str, float]:
-    """Generate `units` (already filtered to the unfinished ones); returns throughput figures."""
+    """Generate `units` (already filtered to the unfinished ones); returns throughput figures.
+
+    A unit that carries its own steps and guidance (a sweep point, bench/sweep.py) uses them; `steps`
+    and `guidance` are the run's values for units that do not.
+    """
     engine = SamplerEngine(model)
     started = time.perf_counter()
     if torch.cuda.is_available() and str(device).startswith("cuda"):
@@ -49,11 +53,14 @@ def generate_units(model, units: Sequence[Unit], variants: dict[str, SamplerVari
     with tqdm(total=len(units), desc="generate", unit="img", disable=None) as progress:
         for chunk in batches(units, batch_size):
             variant = variants[chunk[0].variant]
+            # a chunk holds one variant, so one (steps, guidance) point
+            chunk_steps = steps if chunk[0].steps is None else int(chunk[0].steps)
+            chunk_guidance = guidance if chunk[0].guidance is None else float(chunk[0].guidance)
             progress.set_postfix_str(variant.name)
             t0 = time.perf_counter()
             conditioning = model.encode([u.prompt.text for u in chunk], negative_prompt)
-            generation = engine.generate(variant, conditioning, [u.seed for u in chunk], grid, steps, guidance,
-                                         device=device)
+            generation = engine.generate(variant, conditioning, [u.seed for u in chunk], grid, chunk_steps,
+                                         chunk_guidance, device=device)
             images = model.decode(generation.tokens, grid)
             seconds = (time.perf_counter() - t0) / len(chunk)
             records = []
@@ -62,7 +69,7 @@ def generate_units(model, units: Sequence[Unit], variants: dict[str, SamplerVari
                 store.save_unit_files(unit.key, to_png(images[row]), tokens)
                 records.append({
                     "unit_key": unit.key, "variant": unit.variant, "prompt_id": unit.prompt.id,
-                    "seed": unit.seed, "steps": steps, "forward_passes": int(generation.forward_passes[row]),
+                    "seed": unit.seed, "steps": chunk_steps, "forward_passes": int(generation.forward_passes[row]),
                     "seconds": round(seconds, 6),
                     "trajectory": json.dumps([counts[row] for counts in generation.trajectory]),
                 })

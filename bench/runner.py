@@ -23,7 +23,6 @@ import pandas as pd
 import torch
 
 from mgt_common.errors import UserError
-from samplers.variant import build_variant
 
 from .config import BenchConfig
 from .distributed import ProcessGroup, rank_device
@@ -34,6 +33,7 @@ from .prompts import load_prompts
 from .scoring import build_metrics, score_images, set_metric_rows
 from .sharding import Shard, assign, shard_units, unit_cost
 from .store import SAMPLE_COLUMNS, RunDirectory, atomic_write_text
+from .sweep import build_variants, steps_by_variant
 
 PACKAGES = ("mgt-bench", "torch", "torchvision", "diffusers", "transformers", "open_clip_torch", "torchmetrics",
             "numpy", "pandas", "scipy")
@@ -102,7 +102,10 @@ class Benchmark:
         self.store = RunDirectory(out or default_out(config), shard=self.shard.label)
         #: the merged view (unsuffixed journals, tables, manifest) that only the merging process writes.
         self.merged_store = RunDirectory(self.store.root)
-        self.variants = {name: build_variant(name, config.variants) for name in config.samplers}
+        #: the grid of variants (one point per variant unless steps, guidance or parameters are lists)
+        self.sweep = config.sweep()
+        self.variants = build_variants(self.sweep, config.variants)
+        self.variant_steps = steps_by_variant(self.sweep)
         prompt_source, prompt_params = config.prompt_source
         prompts = load_prompts(prompt_source, **prompt_params)
         self.prompts = prompts[: config.limit] if config.limit else prompts
@@ -126,7 +129,7 @@ class Benchmark:
         if self.negative_prompt is None:
             self.negative_prompt = getattr(model, "default_negative_prompt", None)
         self._planned_units = make_plan(self.config, self.prompts, self.variants, self.model_identity(),
-                                        self.negative_prompt)
+                                        self.negative_prompt, sweep=self.sweep)
         return self._planned_units
 
     def model_identity(self) -> dict[str, Any]:
@@ -176,10 +179,13 @@ class Benchmark:
             "config": self.config.to_dict(),
             "config_hash": self.config.generation_hash(),
             "generation_keys": _generation_values(self.config),
-            "baseline": self.config.baseline,
+            # a sweep pairs each point with the baseline at its steps and guidance (manifest["sweep"]); the
+            # run's single baseline is the first point's (unswept: the config's baseline itself)
+            "baseline": self.sweep.reference_baseline,
             "variants": {name: {"description": v.description, "summary": v.summary(), "components": v.resolved(),
-                                "forward_passes_per_image": v.forward_passes(self.config.steps)}
+                                "forward_passes_per_image": v.forward_passes(self.variant_steps[name])}
                          for name, v in self.variants.items()},
+            **({"sweep": self.sweep.record()} if self.sweep.is_sweep else {}),
             "metrics": {label: {**m.describe(), "notes": m.notes() if hasattr(m, "notes") else []}
                         for label, m in self.metrics.items()},
             "model": self.model_description or previous.get("model"),
@@ -206,7 +212,7 @@ class Benchmark:
         timings["plan_seconds"] = round(time.perf_counter() - t0, 3)
         with ProcessGroup(self.shard) as group:
             self.prepare_shared_directory(fresh, group)
-            mine = shard_units(units, self.shard, self.variants, self.config.steps)
+            mine = shard_units(units, self.shard, self.variants, self.variant_steps)
             finished = self.store.finished_units()
             todo = [u for u in mine if f"{u.variant}/{u.key}" not in finished]
             started = time.time()
@@ -214,7 +220,8 @@ class Benchmark:
             throughput = None
             if todo:
                 throughput = generate_units(self.load_model(), todo, self.variants, self.store, grid=self.grid,
-                                            steps=self.config.steps, guidance=float(self.config.guidance),
+                                            steps=self.sweep.points[0].steps,
+                                            guidance=float(self.sweep.points[0].guidance),  # units carry their own
                                             batch_size=self.config.batch_size, device=self.device,
                                             negative_prompt=self.negative_prompt)
                 throughput = self.per_image_figures(throughput)
@@ -355,7 +362,7 @@ class Benchmark:
         """'shard 1/2: 12 images' for the shard layout(s) the run was launched with."""
         counts = sorted({int(label.split("of")[1]) for label in self.shard_records()}) or [1]
         count = counts[-1]
-        shares = assign(units, count, unit_cost(self.variants, self.config.steps)) if count > 1 else [units]
+        shares = assign(units, count, unit_cost(self.variants, self.variant_steps)) if count > 1 else [units]
         wanted = {f"{u.variant}/{u.key}" for u in missing}
         parts = [f"shard {index}/{count}: {sum(f'{u.variant}/{u.key}' in wanted for u in share)} images"
                  for index, share in enumerate(shares) if any(f"{u.variant}/{u.key}" in wanted for u in share)]
@@ -415,6 +422,7 @@ class Benchmark:
 
     def samples_table(self, units: list[Unit]) -> pd.DataFrame:
         finished = self.store.finished_units()
+        points = self.sweep.by_name()
         rows = []
         for unit in units:
             record = finished[f"{unit.variant}/{unit.key}"]
@@ -424,6 +432,10 @@ class Benchmark:
                 "forward_passes": record["forward_passes"], "seconds": record["seconds"],
                 "image_path": str(self.store.image_path(unit.key).relative_to(self.store.root)),
                 "trajectory": record.get("trajectory", ""),
+                # the swept values (bench/sweep.py): guidance as used, the config's variant, its grid point
+                "guidance": points[unit.variant].guidance, "base_variant": points[unit.variant].variant,
+                "sweep_values": json.dumps(points[unit.variant].values, sort_keys=True)
+                if points[unit.variant].values else "",
             })
         return pd.DataFrame(rows, columns=SAMPLE_COLUMNS)
 

@@ -29,7 +29,7 @@ import pandas as pd
 from mgt_common.errors import UserError
 
 SAMPLE_COLUMNS = ["unit_key", "variant", "prompt_id", "prompt", "category", "seed", "steps", "forward_passes",
-                  "seconds", "image_path", "trajectory"]
+                  "seconds", "image_path", "trajectory", "guidance", "base_variant", "sweep_values"]
 SCORE_COLUMNS = ["unit_key", "variant", "prompt_id", "seed", "metric", "value"]
 SET_METRIC_COLUMNS = ["variant", "category", "metric", "value", "std", "n"]
 

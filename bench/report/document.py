@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import format as fmt
+from .pairing import baseline_label, compared_variants
 from .rundir import Run
 from .tables import CORRECTION_NAMES, ReportTables, provenance, provenance_json
 
@@ -33,7 +34,7 @@ def build_sections(run: Run, t: ReportTables, plots: dict[str, Path]) -> list[Se
     secs: list[Section] = []
     secs.append(Section(
         "Headline",
-        [f"{len(run.variants) - 1} variants against the baseline **{run.baseline}** on {n_prompts} prompts × "
+        [f"{len(compared_variants(run))} variants against the baseline **{baseline_label(run)}** on {n_prompts} prompts × "
          f"{n_seeds} seed(s), paired by prompt and seed. Sorted by win rate on {primary}. Win rate = share of "
          f"pairs where the variant scores better (ties count half), with {100 * s.confidence:.0f} % cluster-bootstrap "
          f"intervals over prompts ({s.n_boot} resamples). * = sign test significant at α = {s.alpha} after {corr} "
@@ -45,7 +46,7 @@ def build_sections(run: Run, t: ReportTables, plots: dict[str, Path]) -> list[Se
                         csv=["win_rates.csv"]))
     secs.append(Section(
         "All comparisons with the baseline",
-        [f"Mean Δ = mean paired difference variant − {run.baseline} in the metric's units (effect size). "
+        [f"Mean Δ = mean paired difference variant − {baseline_label(run)} in the metric's units (effect size). "
          f"p sign: exact two-sided sign test (`scipy.stats.binomtest`, ties excluded); p Wilcoxon: signed-rank test "
          f"(`scipy.stats.wilcoxon`, zeros dropped); both on one value per {s.test_unit}. "
          f"'adj.' = {corr}-adjusted across the table; 'survives' = adjusted sign-test p ≤ {s.alpha}."],

@@ -14,6 +14,7 @@ import pandas as pd
 
 from metrics import ranking, stats
 
+from . import pairing
 from .rundir import Run
 
 
@@ -82,14 +83,16 @@ def compute_tables(run: Run) -> ReportTables:
     variants = run.variants
     baseline = run.baseline
 
-    paired = stats.paired_differences(run.scores, baseline, hib, tol)
+    paired = pairing.paired_differences(run, hib, tol)  # a sweep pairs each point with its own baseline
+    baseline_of = pairing.baseline_of(run)
     win_rates = stats.win_rate_table(paired, n_boot=s.n_boot, seed=s.bootstrap_seed, confidence=s.confidence,
                                      test_unit=s.test_unit)
     win_rates = stats.add_adjusted_pvalues(win_rates, s.correction, s.alpha)
     win_rates["higher_is_better"] = win_rates["metric"].map(hib)
     unit = "prompts" if run.seeds_per_prompt() <= 1 else "prompt–seed pairs"
     win_rates["reading"] = [
-        f"{r.variant}: " + reading(r, baseline, run.display_name(r.metric), unit, s.correction, s.alpha)
+        f"{r.variant}: " + reading(r, baseline_of.get(r.variant, baseline), run.display_name(r.metric), unit,
+                                   s.correction, s.alpha)
         for r in win_rates.itertuples()]
     metric_rank = {m: i for i, m in enumerate(metrics)}
     win_rates = (win_rates.assign(_m=win_rates["metric"].map(metric_rank))
