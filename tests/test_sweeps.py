@@ -110,7 +110,7 @@ def sweep_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("sweep")
     config = _config(root, "", samplers=("vanilla", "noise-reg"), tables="", limit=3, steps=3)
     text = config.read_text().replace("steps = 3\n", "steps = [2, 3]\nvariants.noise-reg.logits_processors.0.scale"
-                                                     " = [0.5, 4]\n").replace("seeds = [0, 1]", "seeds = [0]")
+                                                     " = [10, 2]\n").replace("seeds = [0, 1]", "seeds = [0]")
     # exact world metrics only: FID's feature network is tested elsewhere and costs more than the sweep
     text = text.replace('metrics = ["world-loglik", "world-alignment", { name = "fid", reference_per_prompt = 2 }]',
                         'metrics = ["world-loglik", "world-alignment"]')
@@ -124,25 +124,25 @@ def sweep_run(tmp_path_factory):
 def test_sweep_run_records_values_and_pairs_at_the_same_steps(sweep_run):
     _, out = sweep_run
     samples = pd.read_csv(out / "samples.csv")
-    assert set(samples["variant"]) == {"vanilla@steps=2", "vanilla@steps=3", "noise-reg[scale=0.5]@steps=2",
-                                       "noise-reg[scale=4]@steps=2", "noise-reg[scale=0.5]@steps=3",
-                                       "noise-reg[scale=4]@steps=3"}
+    assert set(samples["variant"]) == {"vanilla@steps=2", "vanilla@steps=3", "noise-reg[scale=2]@steps=2",
+                                       "noise-reg[scale=10]@steps=2", "noise-reg[scale=2]@steps=3",
+                                       "noise-reg[scale=10]@steps=3"}
     assert (samples["steps"] == samples["variant"].str[-1].astype(int)).all()
     assert (samples["forward_passes"] == samples["steps"]).all() and (samples["guidance"] == 3.0).all()
-    row = samples[samples["variant"] == "noise-reg[scale=4]@steps=3"].iloc[0]
-    assert row["base_variant"] == "noise-reg" and json.loads(row["sweep_values"]) == {"scale": 4, "steps": 3}
+    row = samples[samples["variant"] == "noise-reg[scale=10]@steps=3"].iloc[0]
+    assert row["base_variant"] == "noise-reg" and json.loads(row["sweep_values"]) == {"scale": 10, "steps": 3}
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["baseline"] == "vanilla@steps=2"
-    assert manifest["sweep"]["points"]["noise-reg[scale=4]@steps=3"]["baseline"] == "vanilla@steps=3"
-    assert manifest["variants"]["noise-reg[scale=4]@steps=3"]["forward_passes_per_image"] == 3
+    assert manifest["sweep"]["points"]["noise-reg[scale=10]@steps=3"]["baseline"] == "vanilla@steps=3"
+    assert manifest["variants"]["noise-reg[scale=10]@steps=3"]["forward_passes_per_image"] == 3
     # the report's win rate of a point is the paired comparison with the baseline at the same steps
     scores = pd.read_csv(out / "scores.csv", dtype={"prompt_id": str})
     wins = pd.read_csv(out / "tables" / "win_rates.csv")
     assert set(wins["variant"]) == {v for v in samples["variant"] if not v.startswith("vanilla")}
-    sub = scores[scores["variant"].isin(["vanilla@steps=3", "noise-reg[scale=4]@steps=3"])]
+    sub = scores[scores["variant"].isin(["vanilla@steps=3", "noise-reg[scale=10]@steps=3"])]
     hib = {"world-loglik": True, "world-alignment": True}
     direct = stats.win_rate_table(stats.paired_differences(sub, "vanilla@steps=3", hib), n_boot=200)
-    mine = wins[wins["variant"] == "noise-reg[scale=4]@steps=3"].set_index("metric")
+    mine = wins[wins["variant"] == "noise-reg[scale=10]@steps=3"].set_index("metric")
     for r in direct.itertuples():
         assert mine.loc[r.metric, "n_pairs"] == r.n_pairs == 3
         assert mine.loc[r.metric, "mean_baseline"] == pytest.approx(r.mean_baseline, rel=1e-5)
@@ -161,6 +161,10 @@ def test_report_has_curves(sweep_run):
     curves = pd.read_csv(out / "tables" / "curves.csv")
     per = curves[(curves["kind"] == "per-image") & (curves["metric"] == "world-loglik")]
     assert len(per) == 6
+    # baseline first, then along the swept values as numbers (scale was listed as [10, 2])
+    assert list(per["variant"]) == ["vanilla@steps=2", "vanilla@steps=3", "noise-reg[scale=2]@steps=2",
+                                    "noise-reg[scale=10]@steps=2", "noise-reg[scale=2]@steps=3",
+                                    "noise-reg[scale=10]@steps=3"]
     base = per[per["is_baseline"]]
     assert set(base["variant"]) == {"vanilla@steps=2", "vanilla@steps=3"} and (base["win_rate"] == 0.5).all()
     # the curve's mean is the plain mean of the point's scores, inside its interval

@@ -122,7 +122,9 @@ def compute_curves(run: Run, win_rates: pd.DataFrame) -> pd.DataFrame | None:
 
 
 def _sort_value(value):
-    return (0, float(value), "") if isinstance(value, (int, float)) and not isinstance(value, bool) else (1, 0.0, str(value))
+    # numpy scalars from the frame count as numbers (np.int64 is no int): 8 < 16 < 32, not "16" < "32" < "8"
+    numeric = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    return (0, float(value), "") if numeric else (1, 0.0, str(value))
 
 
 def _line_key(row: pd.Series, axis: str, axes: list[str]) -> tuple:
