@@ -165,6 +165,16 @@ def _errorbars(ax, sub: pd.DataFrame, x: str, y: str, colour: str, marker: str, 
                 label=label)
 
 
+def _readable_y(ax) -> None:
+    """No offset notation ("1e-10 + 9.99e-1") and a visible range when every point has the same score."""
+    ax.ticklabel_format(axis="y", useOffset=False, style="plain")
+    lo, hi = ax.get_ylim()
+    centre = (lo + hi) / 2
+    if hi - lo < 1e-6 * max(1.0, abs(centre)):
+        half = max(0.05 * abs(centre), 0.05)
+        ax.set_ylim(centre - half, centre + half)
+
+
 def plot_axis(run: Run, curves: pd.DataFrame, axis: str, path: Path) -> Path | None:
     """Mean score (left) and win rate vs the baseline at the same point (right) against one swept axis."""
     axes = axes_of(run)
@@ -187,6 +197,7 @@ def plot_axis(run: Run, curves: pd.DataFrame, axis: str, path: Path) -> Path | N
                 if len(compared):
                     _errorbars(grid[row, 1], compared, "_x", "win_rate", colour, marker, label)
             grid[row, 0].set_ylabel(run.display_name(m))
+            _readable_y(grid[row, 0])
             grid[row, 0].set_title(f"mean {run.display_name(m)} ({100 * run.settings.confidence:.0f} % CI)")
             grid[row, 1].axhline(0.5, color="black", lw=0.8)
             grid[row, 1].set_ylim(-0.02, 1.02)
@@ -224,6 +235,7 @@ def plot_cost(run: Run, curves: pd.DataFrame, path: Path) -> Path | None:
                                _MARKERS[i % len(_MARKERS)], label)
                 grid[row, col].set_xlabel("forward passes per image (measured)" if col == 0 else "seconds per image (measured)")
                 grid[row, col].set_ylabel(run.display_name(m))
+                _readable_y(grid[row, col])
                 if col == 0 and _log_scale(sub[x].to_numpy(float)):
                     grid[row, col].set_xscale("log", base=2)
             grid[row, 0].set_title(f"mean {run.display_name(m)} vs cost")
