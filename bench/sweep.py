@@ -263,8 +263,8 @@ def point_name(variant: str, params: Mapping[str, Any], run_values: Mapping[str,
 def expand(values: Mapping[str, Any], where: str = "config") -> Sweep:
     """Expand a validated config's `steps`, `guidance` and variant parameter lists into sweep points.
 
-    Order: the config's `samplers` (baseline first), then steps, guidance and the variant's own
-    parameters in the order listed. Raises ConfigError (exit 2) for a swept baseline parameter and for
+    Order: the config's `samplers` (as an unswept run orders them), then steps, guidance and the
+    variant's own parameters, each in the order listed. Raises ConfigError (exit 2) for a swept baseline parameter and for
     names that collide.
     """
     samplers = list(values["samplers"])
