@@ -242,3 +242,20 @@ def test_single_value_lists_keep_unswept_names(tmp_path):
     sweep = config.sweep()
     assert not sweep.is_sweep and [p.name for p in sweep.points] == ["vanilla", "zigzag"]
     assert np.all([p.steps == 6 for p in sweep.points])
+
+
+def test_shard_cost_uses_each_points_own_steps(tmp_path):
+    from bench.sharding import unit_cost
+    from bench.sweep import steps_by_variant
+
+    config = load_config(str(write_tiny_config(tmp_path / "c.toml", samplers=("vanilla", "zigzag"))),
+                         {"steps": [4, 8]})
+    sweep = config.sweep()
+    variants = build_variants(sweep, config.variants)
+    prompts = [Prompt("a", "a red square")]
+    units = {u.variant: u for u in make_plan(config, prompts, variants, {"name": "synthetic"}, None)}
+    cost = unit_cost(variants, steps_by_variant(sweep))
+    # zig-zag takes 3(T − 1) + 1 forward passes (arXiv 2411.10781), vanilla T
+    assert [cost(units[v]) for v in ("vanilla@steps=4", "vanilla@steps=8", "zigzag@steps=4", "zigzag@steps=8")] \
+        == [4, 8, 10, 22]
+    assert cost(units["zigzag@steps=8"]) == variants["zigzag@steps=8"].forward_passes(8)
