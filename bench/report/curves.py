@@ -286,7 +286,7 @@ def render_curves(run: Run, win_rates: pd.DataFrame, out_dir: Path) -> tuple[dic
         "Sweep curves",
         [f"Swept: {swept}. Every grid point is a "
          f"variant of its own, named after its swept values, and is paired with {baseline_label(run)} "
-         "(same prompts, seeds, steps and guidance): the tables above follow this pairing. "
+         "(same prompts, seeds, steps and guidance): the win rates above follow this pairing. "
          f"Means carry {100 * s.confidence:.0f} % cluster-bootstrap intervals over prompts ({s.n_boot} resamples); win "
          "rates are the report's own (ties half). Cost is measured: forward passes and seconds per image.",
          f"Primary metric: {run.display_name(run.primary_metric)}; every metric is in `tables/curves.csv`."],
