@@ -25,6 +25,7 @@ from samplers.engine import SamplerEngine
 from samplers.variant import SamplerVariant, build_variant
 
 from .config import BenchConfig
+from .rewards import check_reward_metrics, reward_metric_name
 from .prompts import load_prompts
 from .scoring import build_metrics
 
@@ -96,6 +97,11 @@ def culprit(exc: BaseException) -> str:
             code = frame.f_code
             found = f"{owner.kind} {owner.name!r} ({code.co_filename}:{line}, in {code.co_name})"
     return found
+
+
+def stand_in_reward(tokens: torch.Tensor, rows) -> torch.Tensor:
+    """``(R, N)`` tokens → ``(R,)`` float64, as `samplers.reward.Reward`: the mean token id (meaningless, cheap)."""
+    return tokens.double().mean(dim=-1)
 
 
 class OutputError(ValueError):
@@ -178,7 +184,12 @@ def run_variant(variant: SamplerVariant, model, prompts: list[str], steps: int, 
     engine = SamplerEngine(model)
     grid = model.token_grid(None, None)
     conditioning = model.encode(prompts, None)
-    generation = engine.generate(variant, conditioning, list(CHECK_SEEDS), grid, steps, guidance, device="cpu")
+    # A search loop (best-of-n, SMC) scores candidates with a metric that needs the real model's images;
+    # on the tiny model a stand-in reward of the same shape exercises the loop (the metric's name is
+    # checked by `check_reward_metrics`).
+    reward = stand_in_reward if reward_metric_name(variant) else None
+    generation = engine.generate(variant, conditioning, list(CHECK_SEEDS), grid, steps, guidance, device="cpu",
+                                 reward=reward)
     tokens = generation.tokens
     if tokens.dtype != torch.long or bool(((tokens < 0) | (tokens >= model.codebook_size)).any()):
         raise ValueError(f"the finished image holds tokens outside the codebook [0, {model.codebook_size})")
@@ -190,6 +201,7 @@ def check_config(config: BenchConfig, out=None) -> list[CheckResult]:
     """Resolve the whole config and run every variant on the tiny world; raise UserError on any failure."""
     out = out or sys.stdout
     variants = {name: build_variant(name, config.variants) for name in config.samplers}
+    check_reward_metrics(variants.values())
     source, params = config.prompt_source
     prompts = load_prompts(source, **params)[: config.limit or None]
     build_metrics(config.metrics, "cpu")

@@ -40,13 +40,14 @@ register_variant("check-flat", {"base": "vanilla", "confidence": "check-flat"})
 
 
 def test_check_runs_every_variant_and_writes_nothing(tmp_path, capsys):
-    config = write_tiny_config(tmp_path / "c.toml", steps=12, samplers=("vanilla", "zigzag", "halton", "differential"))
+    names = ("vanilla", "zigzag", "halton", "differential", "smc-4")  # smc-4: a search loop, needs a reward
+    config = write_tiny_config(tmp_path / "c.toml", steps=12, samplers=names)
     out = tmp_path / "run"
     assert main(["--check", "--config", str(config), "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    for name in ("vanilla", "zigzag", "halton", "differential"):
+    for name in names:
         assert f"ok  {name}:" in text
-    assert "all 4 variant(s) ran" in text
+    assert "all 5 variant(s) ran" in text
     assert not out.exists()
 
 
