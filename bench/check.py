@@ -25,8 +25,8 @@ from samplers.engine import SamplerEngine
 from samplers.variant import SamplerVariant
 
 from .config import BenchConfig
-from .rewards import check_reward_metrics, reward_metric_name
 from .prompts import load_prompts
+from .rewards import check_reward_metrics, reward_metric_name
 from .scoring import build_metrics
 from .sweep import build_variants
 
