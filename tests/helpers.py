@@ -75,7 +75,9 @@ RunDirectory.append = append
 
 
 def tables(run_dir: Path) -> dict[str, pd.DataFrame]:
-    samples = pd.read_csv(run_dir / "samples.csv").drop(columns=["seconds"])
+    samples = pd.read_csv(run_dir / "samples.csv")
+    # measurements (time, peak memory) differ between two runs of the same images; everything else may not
+    samples = samples.drop(columns=[c for c in ("seconds", "memory_mib") if c in samples.columns])
     return {"samples": samples, "scores": pd.read_csv(run_dir / "scores.csv"),
             "set_metrics": pd.read_csv(run_dir / "set_metrics.csv")}
 
