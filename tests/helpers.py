@@ -75,9 +75,8 @@ RunDirectory.append = append
 
 
 def tables(run_dir: Path) -> dict[str, pd.DataFrame]:
-    samples = pd.read_csv(run_dir / "samples.csv")
-    # measurements (time, peak memory) differ between two runs of the same images; everything else may not
-    samples = samples.drop(columns=[c for c in ("seconds", "memory_mib") if c in samples.columns])
+    # measurements, not results: time and the batch's peak memory differ between any two runs
+    samples = pd.read_csv(run_dir / "samples.csv").drop(columns=["seconds", "memory_mib"], errors="ignore")
     return {"samples": samples, "scores": pd.read_csv(run_dir / "scores.csv"),
             "set_metrics": pd.read_csv(run_dir / "set_metrics.csv")}
 
