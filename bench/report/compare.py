@@ -142,7 +142,7 @@ def paired_across(a: Run, b: Run, n_boot: int = 1000, seed: int = 0, confidence:
         if not len(sa) or not len(sb):
             continue
         both = pd.concat([sa.assign(variant="A"), sb.assign(variant="B")], ignore_index=True)
-        both, _ = validation.validate_scores(both, {p: text_a[p] for p in same})
+        both, _ = validation.validate_scores(both, dict(zip(a.samples["prompt_id"].astype(str), a.samples["prompt"].astype(str))))
         paired = stats.paired_differences(both, "A", hib, tol)
         if not len(paired):
             continue
