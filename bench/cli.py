@@ -22,6 +22,19 @@ def is_disk_full_error(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
+def _sweepable(kind, what: str):
+    """An argparse type: one value (``8``) or a comma-separated sweep (``8,16,32`` → [8, 16, 32])."""
+    def parse(text: str):
+        parts = [p.strip() for p in text.split(",")]
+        try:
+            values = [kind(p) for p in parts]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: give {what}, or comma-separated {what} to sweep") from None
+        return values[0] if len(values) == 1 else values
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mgt-bench",
@@ -34,8 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--samplers", help="comma-separated variant names to run (the baseline is always added)")
     run.add_argument("--limit", type=int, help="use only the first N prompts")
     run.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2")
-    run.add_argument("--steps", type=int, help="sampling steps T")
-    run.add_argument("--guidance", type=float, help="base classifier-free guidance scale w")
+    run.add_argument("--steps", type=_sweepable(int, "integers"),
+                     help="sampling steps T; a comma-separated list sweeps them, e.g. 8,16,32 (docs/sweeps.md)")
+    run.add_argument("--guidance", type=_sweepable(float, "numbers"),
+                     help="base classifier-free guidance scale w; a comma-separated list sweeps it, e.g. 2,3,4")
     run.add_argument("--model", help="registered model name (its parameters come from the config's [model])")
     run.add_argument("--prompts", help="prompt-set name or prompt file path")
     run.add_argument("--metrics", help="comma-separated metric names")

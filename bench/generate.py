@@ -52,6 +52,9 @@ def generate_units(model, units: Sequence[Unit], variants: dict[str, SamplerVari
     A variant's model transforms (samplers/model_transforms.py) are attached before its first batch (and
     its warm-up) and undone after its last (units come grouped by variant), so every other variant sees
     the plain model. Each record carries the batch's peak memory (bench/memory.py).
+
+    A unit that carries its own steps and guidance (a sweep point, bench/sweep.py) uses them; `steps`
+    and `guidance` are the run's values for units that do not.
     """
     engine = SamplerEngine(model)
     rewards = RewardBuilder(model, grid, device)
@@ -67,6 +70,9 @@ def generate_units(model, units: Sequence[Unit], variants: dict[str, SamplerVari
         current = None
         for chunk in batches(units, batch_size):
             variant = variants[chunk[0].variant]
+            # a chunk holds one variant, so one (steps, guidance) point
+            chunk_steps = steps if chunk[0].steps is None else int(chunk[0].steps)
+            chunk_guidance = guidance if chunk[0].guidance is None else float(chunk[0].guidance)
             progress.set_postfix(variant.name)
             if variant.name != current:
                 transformed.close()  # undo the previous variant's transforms first
@@ -78,7 +84,7 @@ def generate_units(model, units: Sequence[Unit], variants: dict[str, SamplerVari
                 # images are discarded; every unit's generation depends only on its own seed.
                 w0 = time.perf_counter()
                 warm = engine.generate(variant, model.encode([u.prompt.text for u in chunk], negative_prompt),
-                                       [u.seed for u in chunk], grid, steps, guidance, device=device,
+                                       [u.seed for u in chunk], grid, chunk_steps, chunk_guidance, device=device,
                                        reward=rewards.for_batch(variant, [u.prompt.text for u in chunk],
                                                                 [u.prompt.id for u in chunk]))
                 model.decode(warm.tokens, grid)
@@ -88,8 +94,8 @@ def generate_units(model, units: Sequence[Unit], variants: dict[str, SamplerVari
             with PeakMemory(device) as peak:
                 conditioning = model.encode([u.prompt.text for u in chunk], negative_prompt)
                 reward = rewards.for_batch(variant, [u.prompt.text for u in chunk], [u.prompt.id for u in chunk])
-                generation = engine.generate(variant, conditioning, [u.seed for u in chunk], grid, steps, guidance,
-                                             device=device, reward=reward)
+                generation = engine.generate(variant, conditioning, [u.seed for u in chunk], grid, chunk_steps,
+                                             chunk_guidance, device=device, reward=reward)
                 images = model.decode(generation.tokens, grid)
                 _synchronize(device)
             seconds = (time.perf_counter() - t0) / len(chunk)
@@ -102,7 +108,7 @@ def generate_units(model, units: Sequence[Unit], variants: dict[str, SamplerVari
                 records.append({
                     "image_sha256": digest,  # checked on reuse: a damaged or replaced PNG is regenerated
                     "unit_key": unit.key, "variant": unit.variant, "prompt_id": unit.prompt.id,
-                    "seed": unit.seed, "steps": steps, "forward_passes": int(generation.forward_passes[row]),
+                    "seed": unit.seed, "steps": chunk_steps, "forward_passes": int(generation.forward_passes[row]),
                     "scorer_calls": int(generation.scorer_calls[row]),
                     "seconds": round(seconds, 6),
                     # the batch's peak memory shared over its images (weights included): the cost table's MiB / image

@@ -8,6 +8,7 @@ import pandas as pd
 
 from metrics.stats import format_p
 
+from .pairing import baseline_label
 from .rundir import Run
 from .tables import ReportTables
 
@@ -77,7 +78,7 @@ def win_rates(run: Run, t: ReportTables) -> pd.DataFrame:
         "variant": w["variant"],
         "metric": w["metric"].map(run.display_name),
         "mean (variant)": w["mean_value"].map(num),
-        f"mean ({run.baseline})": w["mean_baseline"].map(num),
+        f"mean ({baseline_label(run)})": w["mean_baseline"].map(num),
         "mean Δ beyond tolerance [95 % CI]": [num_ci(a, b, c) for a, b, c in zip(w["mean_diff"], w["mean_diff_lo"], w["mean_diff_hi"])],
         "ties": w["tie_share"].map(pct),
         "win rate [95 % CI]": [pct_ci(a, b, c) for a, b, c in zip(w["win_rate"], w["win_rate_lo"], w["win_rate_hi"])],

@@ -14,6 +14,7 @@ import pandas as pd
 
 from metrics import ranking, stats, validation
 
+from . import pairing
 from .rundir import Run
 
 
@@ -105,8 +106,10 @@ def compute_tables(run: Run) -> ReportTables:
     prompt_text = dict(zip(run.samples["prompt_id"].astype(str), run.samples["prompt"].astype(str)))
     scores, notes = validation.validate_scores(run.scores, prompt_text)
     run.warnings.extend(n for n in notes if n not in run.warnings)
-    paired = stats.paired_differences(scores, baseline, hib, tol)
-    expected = [(v, m) for v in variants if v != baseline for m in metrics]
+    # a sweep pairs each point with its own baseline (bench/report/pairing.py)
+    paired = pairing.paired_differences(run, hib, tol, scores=scores)
+    baseline_of = pairing.baseline_of(run)
+    expected = [(v, m) for v in pairing.compared_variants(run) for m in metrics]
     win_rates = stats.win_rate_table(paired, n_boot=s.n_boot, seed=s.bootstrap_seed, confidence=s.confidence,
                                      test_unit=s.test_unit, expected=expected)
     win_rates = stats.add_adjusted_pvalues(win_rates, s.correction, s.alpha)
@@ -116,7 +119,8 @@ def compute_tables(run: Run) -> ReportTables:
                             f"shown as missing and left out of the {CORRECTION_NAMES.get(s.correction, s.correction)} family")
     unit = "prompts" if run.seeds_per_prompt() <= 1 else "prompt–seed pairs"
     win_rates["reading"] = [
-        f"{r.variant}: " + reading(r, baseline, run.display_name(r.metric), unit, s.correction, s.alpha)
+        f"{r.variant}: " + reading(r, baseline_of.get(r.variant, baseline), run.display_name(r.metric), unit,
+                                   s.correction, s.alpha)
         for r in win_rates.itertuples()]
     metric_rank = {m: i for i, m in enumerate(metrics)}
     win_rates = (win_rates.assign(_m=win_rates["metric"].map(metric_rank))
