@@ -179,7 +179,9 @@ def test_synthetic_world_refuses_model_side_choices_before_writing(tmp_path, cap
 
     out = tmp_path / "run"
     for variant in ("tome", "pag"):
-        code = main(["--samplers", f"vanilla,{variant}", "--limit", "2", "--steps", "2", "--out", str(out)])
+        # the exact world (the default run's synthetic-trained has a network and carries them)
+        code = main(["--model", "synthetic-exact", "--samplers", f"vanilla,{variant}", "--limit", "2", "--steps", "2",
+                     "--out", str(out)])
         assert code == 2 and not out.exists()
         err = capsys.readouterr().err
         assert f"variants.{variant}" in err and "synthetic" in err and "Traceback" not in err

@@ -101,6 +101,17 @@ class TrainedWorldModel:
     def transformer(self, module) -> None:
         self.network.transformer = module
 
+    def perturbed_attention(self, layers):
+        """Context manager: PAG's identity image attention in dual-stream blocks `layers` (samplers/pag.py)."""
+        from ..transforms.attention import perturbed_attention
+
+        return perturbed_attention(self, layers)
+
+    def check_perturbed_attention(self, layers) -> None:
+        from ..transforms.attention import check_layers
+
+        check_layers(self, layers)
+
     def describe(self) -> dict[str, Any]:
         return {"backend": "synthetic-trained", "weights_sha256": self.weights_sha256,
                 "network": self.network.config.to_json(), "dtype": str(self.dtype).replace("torch.", ""),
