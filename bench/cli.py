@@ -22,6 +22,19 @@ def is_disk_full_error(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
+def _sweepable(kind, what: str):
+    """An argparse type: one value (``8``) or a comma-separated sweep (``8,16,32`` → [8, 16, 32])."""
+    def parse(text: str):
+        parts = [p.strip() for p in text.split(",")]
+        try:
+            values = [kind(p) for p in parts]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: give {what}, or comma-separated {what} to sweep") from None
+        return values[0] if len(values) == 1 else values
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mgt-bench",
@@ -34,14 +47,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--samplers", help="comma-separated variant names to run (the baseline is always added)")
     run.add_argument("--limit", type=int, help="use only the first N prompts")
     run.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2")
-    run.add_argument("--steps", type=int, help="sampling steps T")
-    run.add_argument("--guidance", type=float, help="base classifier-free guidance scale w")
+    run.add_argument("--steps", type=_sweepable(int, "integers"),
+                     help="sampling steps T; a comma-separated list sweeps them, e.g. 8,16,32 (docs/sweeps.md)")
+    run.add_argument("--guidance", type=_sweepable(float, "numbers"),
+                     help="base classifier-free guidance scale w; a comma-separated list sweeps it, e.g. 2,3,4")
     run.add_argument("--model", help="registered model name (its parameters come from the config's [model])")
     run.add_argument("--prompts", help="prompt-set name or prompt file path")
     run.add_argument("--metrics", help="comma-separated metric names")
     run.add_argument("--device", help="cpu, cuda, cuda:N, mps or auto")
     run.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
     run.add_argument("--batch-size", type=int, dest="batch_size", help="images generated per batch")
+    run.add_argument("--height", type=int, help="image height in pixels (default: the model's)")
+    run.add_argument("--width", type=int, help="image width in pixels (default: the model's)")
+    run.add_argument("--negative-prompt", dest="negative_prompt",
+                     help="negative prompt for the unconditional branch (default: the model's)")
+    run.add_argument("--baseline", help="the variant every other one is compared with (default: vanilla)")
+    run.add_argument("--bootstrap", type=int, help="bootstrap resamples for every interval (default: 1000)")
+    run.add_argument("--name", help="the run's name (default output: results/<name>)")
+    run.add_argument("--description", help="a line describing the run (recorded in manifest.json)")
     run.add_argument("--fresh", action="store_true", help="delete the run directory first and start over")
     run.add_argument("--shard", metavar="INDEX/COUNT",
                      help="generate only shard INDEX (0-based) of COUNT, e.g. 0/4; under torchrun, accelerate launch "
@@ -51,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     actions = parser.add_argument_group("other actions")
     actions.add_argument("--list", action="store_true", help="list every registered component, variant, model, "
                                                              "metric, prompt set and shipped config")
+    actions.add_argument("--check", action="store_true",
+                         help="build every variant of the config and run it on a tiny synthetic world (seconds); "
+                              "a broken plugin fails here, before any run starts; writes nothing")
     actions.add_argument("--merge", metavar="RUN_DIR",
                          help="merge the shards of a sharded run once all are done: tables, scores, report (once)")
     actions.add_argument("--report-only", metavar="RUN_DIR", help="re-render the report of a finished run, no model")
@@ -61,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def overrides_from(args: argparse.Namespace) -> dict:
     overrides = {key: getattr(args, key) for key in
-                 ("out", "limit", "steps", "guidance", "device", "dtype", "batch_size")}
+                 ("out", "limit", "steps", "guidance", "device", "dtype", "batch_size", "height", "width",
+                  "negative_prompt", "baseline", "bootstrap", "name", "description")}
     if args.samplers:
         overrides["samplers"] = [s.strip() for s in args.samplers.split(",") if s.strip()]
     if args.metrics:
@@ -87,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
 
             print_listing()
             return 0
+        if args.check:
+            return check(args)
         if args.merge:
             return merge(Path(args.merge))
         if args.report_only:
@@ -109,16 +138,30 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def run(args: argparse.Namespace) -> int:
+def config_from(args: argparse.Namespace):
+    """The config file (or the shipped default) with the command line's flags applied."""
     from .config import load_config
-    from .runner import Benchmark
-    from .sharding import detect_shard
 
-    shard = detect_shard(args.shard)
     config = load_config(args.config, overrides_from(args))
     if args.model:
         config.values["model"] = {**config.values["model"], "name": args.model} \
             if config.values["model"].get("name") == args.model else {"name": args.model}
+    return config
+
+
+def check(args: argparse.Namespace) -> int:
+    from .check import check_config
+
+    check_config(config_from(args))
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from .runner import Benchmark
+    from .sharding import detect_shard
+
+    shard = detect_shard(args.shard)
+    config = config_from(args)
     benchmark = Benchmark(config, shard=shard)
     result = benchmark.run(fresh=args.fresh)
     where = f"shard {shard} ({shard.source}): " if shard.is_sharded else ""
@@ -132,6 +175,10 @@ def run(args: argparse.Namespace) -> int:
     for kind in ("html", "markdown"):
         if kind in result.report:
             print(f"mgt-bench: report ({kind}): {result.report[kind]}")
+    if result.report:
+        from .report.console import cost_summary
+
+        print(cost_summary(result.run_dir))
     return 0
 
 

@@ -23,6 +23,8 @@ else:  # pragma: no cover
 
 from mgt_common.errors import ConfigError
 
+from .sweep import check_run_axis
+
 CONFIG_DIR = resources.files("bench") / "configs"
 
 #: Keys that define what is generated; a run directory made with other values is refused.
@@ -53,6 +55,9 @@ DEFAULTS: dict[str, Any] = {
     "report": {},
 }
 KNOWN_KEYS = set(DEFAULTS)
+#: Keys that take one value: a list there is a mistake, not a sweep (steps and guidance may be lists).
+SCALAR_KEYS = ("name", "description", "limit", "height", "width", "negative_prompt", "baseline", "batch_size",
+               "device", "dtype", "out", "bootstrap")
 
 
 @dataclass
@@ -84,6 +89,12 @@ class BenchConfig:
             return prompts, {}
         params = dict(prompts)
         return params.pop("source"), params
+
+    def sweep(self):
+        """The grid of variants this config runs (one point per variant when nothing is swept; bench/sweep.py)."""
+        from .sweep import expand
+
+        return expand(self.values, self.source)
 
     def generation_hash(self) -> str:
         """Hash of everything that decides which images exist and what they look like."""
@@ -155,6 +166,9 @@ def validate(values: dict[str, Any], where: str) -> None:
     def fail(key: str, message: str) -> None:
         raise ConfigError(f"{where}: {key} {message}")
 
+    for key in SCALAR_KEYS:
+        if isinstance(values[key], list):
+            fail(key, f"cannot be a list ({values[key]!r}): only steps, guidance and variant parameters can be swept")
     model = values["model"]
     if not isinstance(model, dict) or not isinstance(model.get("name"), str):
         fail("model", "must be a model name or a table with 'name' (e.g. [model] name = \"synthetic\")")
@@ -168,11 +182,17 @@ def validate(values: dict[str, Any], where: str) -> None:
         fail("seeds", f"must be a non-empty list of non-negative integers, got {seeds!r}")
     if len(set(seeds)) != len(seeds):
         fail("seeds", f"has duplicates: {seeds!r}")
-    if not _is_int(values["steps"]) or values["steps"] < 1:
-        fail("steps", f"must be an integer >= 1, got {values['steps']!r}")
-    guidance = values["guidance"]
-    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance) or guidance < 0:
-        fail("guidance", f"must be a finite number >= 0, got {guidance!r}")
+    def check_steps(value: Any, key: str) -> None:
+        if not _is_int(value) or value < 1:
+            fail(key, f"must be an integer >= 1, got {value!r}")
+
+    def check_guidance(value: Any, key: str) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            fail(key, f"must be a finite number >= 0, got {value!r}")
+
+    # steps and guidance may be lists: a sweep (bench/sweep.py, docs/sweeps.md)
+    check_run_axis("steps", values["steps"], check_steps, where)
+    check_run_axis("guidance", values["guidance"], check_guidance, where)
     for key in ("height", "width"):
         if values[key] is not None and (not _is_int(values[key]) or values[key] < 1):
             fail(key, f"must be a positive integer, got {values[key]!r}")

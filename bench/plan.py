@@ -26,15 +26,20 @@ class Unit:
     seed: int
     #: position in the plan (prompt order, then seed): gives tables a stable order.
     order: int
+    #: the unit's steps and guidance scale (a sweep gives each variant its own; bench/sweep.py)
+    steps: int | None = None
+    guidance: float | None = None
 
 
 def unit_key(model_identity: dict[str, Any], config: BenchConfig, variant: SamplerVariant, prompt: Prompt,
-             seed: int, negative_prompt: str | None) -> str:
+             seed: int, negative_prompt: str | None, steps: int | None = None, guidance: float | None = None) -> str:
+    """`steps` / `guidance`: a sweep point's own values; None takes the config's (an unswept config keeps
+    exactly the keys it always had, int steps and the guidance as written)."""
     return stable_hash({
         "model": model_identity,
         "device_type": str(config.device).split(":")[0],
-        "steps": config.steps,
-        "guidance": config.guidance,
+        "steps": config.steps if steps is None else steps,
+        "guidance": config.guidance if guidance is None else guidance,
         "sampler": variant.resolved(),
         "prompt": prompt.text,
         "negative_prompt": negative_prompt,
@@ -92,21 +97,29 @@ def _short(text: str, limit: int = 60) -> str:
 
 
 def make_plan(config: BenchConfig, prompts: Sequence[Prompt], variants: dict[str, SamplerVariant],
-              model_identity: dict[str, Any], negative_prompt: str | None) -> list[Unit]:
-    """Every unit, grouped by variant (in `samplers` order), then prompt order, then seed.
+              model_identity: dict[str, Any], negative_prompt: str | None, sweep=None) -> list[Unit]:
+    """Every unit, grouped by variant (in `samplers` order; a sweep's points in grid order), then prompt
+    order, then seed. `sweep` (bench.sweep.Sweep, default: the config's) gives each variant its steps and
+    guidance; an unswept variant is keyed with the config's values as written.
 
     Prompts repeating an earlier prompt's text and seed are left out, with a `DuplicatePromptWarning`
     naming them (see `collapse_duplicate_prompts`).
     """
+    sweep = sweep or config.sweep()
     prompts, messages = collapse_duplicate_prompts(prompts)
     for message in messages:
         warnings.warn(message, DuplicatePromptWarning, stacklevel=2)
     units = []
-    for name in config.samplers:
+    for point in sweep.points:
+        name = point.name
+        # unswept run-level values enter the key as the config wrote them (e.g. guidance 3 stays int 3)
+        steps = None if not isinstance(config.steps, list) else point.steps
+        guidance = None if not isinstance(config.guidance, list) else point.guidance
         order = 0
         for prompt in prompts:
             for seed in seeds_for(prompt, config.seeds):
-                key = unit_key(model_identity, config, variants[name], prompt, seed, negative_prompt)
-                units.append(Unit(key=key, variant=name, prompt=prompt, seed=seed, order=order))
+                key = unit_key(model_identity, config, variants[name], prompt, seed, negative_prompt, steps, guidance)
+                units.append(Unit(key=key, variant=name, prompt=prompt, seed=seed, order=order,
+                                  steps=point.steps, guidance=point.guidance))
                 order += 1
     return units

@@ -20,6 +20,9 @@ Sources (facts in shared/reference/ecosystem-notes.md and meissonic-and-design-c
 
 Sets that live on the hub are read from a local path, or from the Hugging Face cache (downloaded only
 when allowed); otherwise the loader fails with a `ConfigError` that names the file and how to get it.
+
+None of the files ships with the package (issue 15): no package on PyPI carries them, so a user fetches
+each once with the command in `GET` (also in docs/scorers.md) and points ``path`` at it.
 """
 from __future__ import annotations
 
@@ -35,6 +38,33 @@ from .prompts import Prompt, register_prompt_set
 
 HPDV2_REPO = "zhwang/HPDv2"
 HPSV2_STYLES = ("anime", "concept-art", "paintings", "photo")
+
+#: name → (where the file lives, the commands that fetch it, the config lines that use it).
+GET = {
+    "partiprompts": ("PartiPrompts.tsv (1632 prompts) in github.com/google-research/parti",
+                     "git clone --depth 1 https://github.com/google-research/parti",
+                     'prompts = { source = "partiprompts", path = "parti/PartiPrompts.tsv" }'),
+    "geneval": ("prompts/evaluation_metadata.jsonl (553 prompts) in github.com/djghosh13/geneval",
+                "git clone --depth 1 https://github.com/djghosh13/geneval",
+                'prompts = { source = "geneval", path = "geneval/prompts/evaluation_metadata.jsonl" }'),
+    "challengebench": ("challengebench/challengebench.txt (220 prompts listed twice, 440 lines) and the seeds "
+                       "quantization/HPD_prompt2seed.json in github.com/xie-lab-ml/Bags_of_Tricks_Meissonic",
+                       "git clone --depth 1 https://github.com/xie-lab-ml/Bags_of_Tricks_Meissonic",
+                       'prompts = { source = "challengebench", path = "Bags_of_Tricks_Meissonic/challengebench/'
+                       'challengebench.txt", seeds = "Bags_of_Tricks_Meissonic/quantization/HPD_prompt2seed.json" }'),
+    "prompt2seed": ("quantization/hpsv2_prompt2seed.txt (150 prompts with seeds) in "
+                    "github.com/xie-lab-ml/Bags_of_Tricks_Meissonic",
+                    "git clone --depth 1 https://github.com/xie-lab-ml/Bags_of_Tricks_Meissonic",
+                    'prompts = { source = "prompt2seed", path = "Bags_of_Tricks_Meissonic/quantization/'
+                    'hpsv2_prompt2seed.txt" }'),
+}
+
+
+def _missing(name: str) -> ConfigError:
+    """The error for a set whose file was not given: where it lives, how to fetch it, how to use it."""
+    where, command, config = GET[name]
+    return ConfigError(f"{name}: no prompt file given, and none ships with mgt-bench. The set is {where}. "
+                       f"On a machine with network access run `{command}`, then set in the config: {config}")
 
 
 # -- helpers -------------------------------------------------------------------------------------------
@@ -175,7 +205,7 @@ def partiprompts(path: str | None = None, category_column: str = "Category") -> 
     that holds ``PartiPrompts.tsv``. ``category_column``: "Category" (12 topics) or "Challenge" (11 kinds).
     """
     if path is None:
-        raise ConfigError("partiprompts: give `path`, the file PartiPrompts.tsv from github.com/google-research/parti")
+        raise _missing("partiprompts")
     file = _locate(path, None, "PartiPrompts.tsv", "partiprompts")
     rows = _table_rows(file, "partiprompts")
     if not rows:
@@ -195,7 +225,7 @@ def geneval(path: str | None = None) -> list[Prompt]:
     Ids are the line numbers ``<idx:05d>``, as GenEval's own output layout.
     """
     if path is None:
-        raise ConfigError("geneval: give `path`, the file prompts/evaluation_metadata.jsonl from github.com/djghosh13/geneval")
+        raise _missing("geneval")
     file = _locate(path, None, "evaluation_metadata.jsonl", "geneval")
     prompts = []
     for number, line in enumerate(_read_text(file, "geneval").splitlines()):
@@ -240,7 +270,7 @@ def challengebench(path: str | None = None, seeds: str | Sequence[int] | None = 
     paper's HPD_prompt2seed.json); line k gets seeds[k mod len(seeds)].
     """
     if path is None:
-        raise ConfigError("challengebench: give `path`, the text file of the design-choices paper's challengebench/")
+        raise _missing("challengebench")
     file = Path(path).expanduser()
     if not file.is_file():
         raise ConfigError(f"challengebench: {file} does not exist")
@@ -258,7 +288,7 @@ def challengebench(path: str | None = None, seeds: str | Sequence[int] | None = 
 def prompt2seed(path: str | None = None) -> list[Prompt]:
     """Prompt-seed pairs in the paper's hpsv2_prompt2seed.txt format: lines ``idx, prompt, seed``."""
     if path is None:
-        raise ConfigError("prompt2seed: give `path`, a text file of 'idx, prompt, seed' lines")
+        raise _missing("prompt2seed")
     file = Path(path).expanduser()
     prompts = []
     for number, line in enumerate(_read_text(file, "prompt2seed").splitlines()):

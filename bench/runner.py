@@ -22,7 +22,6 @@ import pandas as pd
 import torch
 
 from mgt_common.errors import UserError
-from samplers.variant import build_variant
 
 from .config import BenchConfig
 from .distributed import ProcessGroup, rank_device
@@ -37,6 +36,7 @@ from .set_intervals import add_set_intervals
 from .sharding import Shard, assign, shard_units, unit_cost
 from .rundir_lock import GuardLock, RunLock
 from .store import LOCK_FILES, MARKER, SAMPLE_COLUMNS, RunDirectory, atomic_write_text
+from .sweep import build_variants, steps_by_variant
 
 #: timings summed over the invocations of a resumed run (plan time is per invocation)
 CUMULATIVE_TIMINGS = ("generate_seconds", "score_seconds", "report_seconds")
@@ -112,7 +112,10 @@ class Benchmark:
         self._prior_timings: dict[str, float] = {}
         #: the merged view (unsuffixed journals, tables, manifest) that only the merging process writes.
         self.merged_store = RunDirectory(self.store.root)
-        self.variants = {name: build_variant(name, config.variants) for name in config.samplers}
+        #: the grid of variants (one point per variant unless steps, guidance or parameters are lists)
+        self.sweep = config.sweep()
+        self.variants = build_variants(self.sweep, config.variants)
+        self.variant_steps = steps_by_variant(self.sweep)
         check_reward_metrics(self.variants.values())
         prompt_source, prompt_params = config.prompt_source
         prompts = load_prompts(prompt_source, **prompt_params)
@@ -133,11 +136,12 @@ class Benchmark:
         self.grid = model.token_grid(self.config.height, self.config.width)
         # described after token_grid: a backend may switch resolution there (Meissonic 1024 ↔ 512 rules)
         self.model_description = {"name": self.config.model_name, **self.model.describe()}
+        check_model_side(self.variants, model)
         self.negative_prompt = self.config.negative_prompt
         if self.negative_prompt is None:
             self.negative_prompt = getattr(model, "default_negative_prompt", None)
         self._planned_units = make_plan(self.config, self.prompts, self.variants, self.model_identity(),
-                                        self.negative_prompt)
+                                        self.negative_prompt, sweep=self.sweep)
         return self._planned_units
 
     def check_scorers(self) -> None:
@@ -230,10 +234,15 @@ class Benchmark:
             "config": self.config.to_dict(),
             "config_hash": self.config.generation_hash(),
             "generation_keys": _generation_values(self.config),
-            "baseline": self.config.baseline,
+            # a sweep pairs each point with the baseline at its steps and guidance (manifest["sweep"]); the
+            # run's single baseline is the first point's (unswept: the config's baseline itself)
+            "baseline": self.sweep.reference_baseline,
             "variants": {name: {"description": v.description, "summary": v.summary(), "components": v.resolved(),
-                                "forward_passes_per_image": v.forward_passes(self.config.steps)}
+                                "forward_passes_per_image": v.forward_passes(self.variant_steps[name]),
+                                **({"model_side": [f"{t.name}: {t.cost_effect}" for t in v.model_transforms]}
+                                   if v.model_transforms else {})}
                          for name, v in self.variants.items()},
+            **({"sweep": self.sweep.record()} if self.sweep.is_sweep else {}),
             "metrics": {label: {**m.describe(), "notes": m.notes() if hasattr(m, "notes") else []}
                         for label, m in self.metrics.items()},
             "model": self.model_description or previous.get("model"),
@@ -282,7 +291,7 @@ class Benchmark:
             self.prepare_shared_directory(fresh, group)
             if not self.shard.is_sharded:  # shards' time is the span of their records instead
                 self._prior_timings = dict((self.merged_store.read_manifest() or {}).get("timings") or {})
-            mine = shard_units(units, self.shard, self.variants, self.config.steps)
+            mine = shard_units(units, self.shard, self.variants, self.variant_steps)
             finished = self.store.finished_units()
             todo = [u for u in mine if f"{u.variant}/{u.key}" not in finished]
             started = time.time()
@@ -291,7 +300,8 @@ class Benchmark:
             try:
                 if todo:
                     throughput = generate_units(self.load_model(), todo, self.variants, self.store, grid=self.grid,
-                                                steps=self.config.steps, guidance=float(self.config.guidance),
+                                                steps=self.sweep.points[0].steps,
+                                                guidance=float(self.sweep.points[0].guidance),  # units carry their own
                                                 batch_size=self.config.batch_size, device=self.device,
                                                 negative_prompt=self.negative_prompt)
                     throughput = self.per_image_figures(throughput)
@@ -446,7 +456,7 @@ class Benchmark:
         """'shard 1/2: 12 images' for the shard layout(s) the run was launched with."""
         counts = sorted({int(label.split("of")[1]) for label in self.shard_records()}) or [1]
         count = counts[-1]
-        shares = assign(units, count, unit_cost(self.variants, self.config.steps)) if count > 1 else [units]
+        shares = assign(units, count, unit_cost(self.variants, self.variant_steps)) if count > 1 else [units]
         wanted = {f"{u.variant}/{u.key}" for u in missing}
         parts = [f"shard {index}/{count}: {sum(f'{u.variant}/{u.key}' in wanted for u in share)} images"
                  for index, share in enumerate(shares) if any(f"{u.variant}/{u.key}" in wanted for u in share)]
@@ -510,6 +520,7 @@ class Benchmark:
         if missing:  # an image damaged or deleted after this run generated it: never score around it
             raise UserError(f"{len(missing)} of {len(units)} images of {self.store.root} went missing or changed "
                             "during this run (see the warnings above); re-run the same command to regenerate them")
+        points = self.sweep.by_name()
         rows = []
         for unit in units:
             record = finished[f"{unit.variant}/{unit.key}"]
@@ -517,11 +528,29 @@ class Benchmark:
                 "unit_key": unit.key, "variant": unit.variant, "prompt_id": unit.prompt.id, "prompt": unit.prompt.text,
                 "category": unit.prompt.category, "seed": unit.seed, "steps": record["steps"],
                 "forward_passes": record["forward_passes"], "scorer_calls": record.get("scorer_calls", 0),
-                "seconds": record["seconds"],
+                "seconds": record["seconds"], "memory_mib": record.get("memory_mib"),
                 "image_path": str(self.store.image_path(unit.key).relative_to(self.store.root)),
                 "trajectory": record.get("trajectory", ""),
+                # the swept values (bench/sweep.py): guidance as used, the config's variant, its grid point
+                "guidance": points[unit.variant].guidance, "base_variant": points[unit.variant].variant,
+                "sweep_values": json.dumps(points[unit.variant].values, sort_keys=True)
+                if points[unit.variant].values else "",
             })
         return pd.DataFrame(rows, columns=SAMPLE_COLUMNS)
+
+
+def check_model_side(variants, model) -> None:
+    """Config-time check that the loaded backend can carry every variant's model-side choices (model
+    transforms, PAG's attention hook): a ConfigError (exit 2) names the variant before anything is written."""
+    for name, variant in variants.items():
+        for component in variant.components():
+            check = getattr(component, "check_model", None)
+            if check is None:
+                continue
+            try:
+                check(model)
+            except UserError as exc:
+                raise type(exc)(f"variants.{name}: {exc}") from None
 
 
 def render(run_dir: Path) -> dict[str, Path]:

@@ -144,13 +144,17 @@ def assign(units: Sequence, count: int, cost) -> list[list]:
     return [sorted(share, key=lambda u: order[id(u)]) for share in shares]
 
 
-def unit_cost(variants: Mapping, steps: int):
-    """A unit's cost: the transformer calls its variant declares for one image (`SamplerVariant.forward_passes`)."""
-    per_variant = {name: max(int(variant.forward_passes(steps)), 1) for name, variant in variants.items()}
+def unit_cost(variants: Mapping, steps: int | Mapping[str, int]):
+    """A unit's cost: the transformer calls its variant declares for one image (`SamplerVariant.forward_passes`).
+
+    `steps`: the run's step count, or each variant's own (a sweep, bench/sweep.py).
+    """
+    per_variant = {name: max(int(variant.forward_passes(steps[name] if isinstance(steps, Mapping) else steps)), 1)
+                   for name, variant in variants.items()}
     return lambda unit: per_variant[unit.variant]
 
 
-def shard_units(units: Sequence, shard: Shard, variants: Mapping, steps: int) -> list:
+def shard_units(units: Sequence, shard: Shard, variants: Mapping, steps: int | Mapping[str, int]) -> list:
     """The units that `shard` generates (all of them for an unsharded run)."""
     if not shard.is_sharded:
         return list(units)

@@ -70,7 +70,8 @@ def file_mode() -> int:
     return 0o666 & ~mask
 
 SAMPLE_COLUMNS = ["unit_key", "variant", "prompt_id", "prompt", "category", "seed", "steps", "forward_passes",
-                  "scorer_calls", "seconds", "image_path", "trajectory"]
+                  "scorer_calls", "seconds", "image_path", "trajectory", "memory_mib", "guidance", "base_variant",
+                  "sweep_values"]
 SCORE_COLUMNS = ["unit_key", "variant", "prompt_id", "seed", "metric", "value"]
 SET_METRIC_COLUMNS = ["variant", "category", "metric", "value", "std", "n"]
 

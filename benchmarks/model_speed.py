@@ -43,27 +43,33 @@ def sync(device: torch.device) -> None:
 
 
 class ForwardTimer:
-    """Wall time inside the transformer's forward (hooks; the device is synchronised at both ends)."""
+    """Wall time inside the model forward (the device is synchronised at both ends).
 
-    def __init__(self, module: torch.nn.Module, device: torch.device):
-        self.device, self.seconds, self.calls, self._t0 = device, 0.0, 0, 0.0
-        self._handles = [module.register_forward_pre_hook(self._start), module.register_forward_hook(self._stop)]
+    It wraps the backend's `CompiledForward.forward` rather than hooking the transformer module, so
+    that nothing is traced into a compiled graph.
+    """
 
-    def _start(self, *_):
-        sync(self.device)
-        self._t0 = time.perf_counter()
+    def __init__(self, model, device: torch.device):
+        self.device, self.seconds, self.calls = device, 0.0, 0
+        self._owner = model.compiled
+        self._inner = model.compiled.forward
 
-    def _stop(self, *_):
-        sync(self.device)
-        self.seconds += time.perf_counter() - self._t0
-        self.calls += 1
+        def timed(*args, **kwargs):
+            sync(self.device)
+            start = time.perf_counter()
+            out = self._inner(*args, **kwargs)
+            sync(self.device)
+            self.seconds += time.perf_counter() - start
+            self.calls += 1
+            return out
+
+        self._owner.forward = timed
 
     def reset(self) -> None:
         self.seconds, self.calls = 0.0, 0
 
     def remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
+        del self._owner.forward  # back to the class's method
 
 
 def peak_memory_gib(device: torch.device) -> float:
@@ -72,19 +78,38 @@ def peak_memory_gib(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
-def measure(label: str, model, *, batch: int, steps: int, guidance: float, repeats: int = 1) -> dict:
-    """Time encode → vanilla sampling → decode for one batch (after a 2-step warm-up)."""
+def build_variants(names: list[str], mode: str) -> list:
+    """Each named preset, in fast mode where the fused step can express it (else exact, marked so)."""
+    from samplers.fast_step import fast_support
+    from samplers.variant import build_variant
+
+    out = []
+    for name in names:
+        variant = build_variant(name)
+        if mode == "fast" and fast_support(variant) is None:
+            variant = build_variant(f"{name}@fast", {f"{name}@fast": {"base": name, "mode": "fast"}})
+        out.append(variant)
+    return out
+
+
+def measure(label: str, model, *, batch: int, steps: int, guidance: float, repeats: int = 1, variant=None) -> dict:
+    """Time encode → sampling → decode for one batch, after a 2-step warm-up (kernels, compilation, caches)."""
     from samplers.engine import SamplerEngine
     from samplers.variant import build_variant
 
     device = model.device
-    engine, variant = SamplerEngine(model), build_variant("vanilla")
+    engine, variant = SamplerEngine(model), variant or build_variant("vanilla")
     grid = model.token_grid()
     prompts = [f"a benchmark prompt number {i}, highly detailed" for i in range(batch)]
-    timer = ForwardTimer(model.transformer, device)
+    timer = ForwardTimer(model, device)
+    compiled_before = dict(model.compiled.compile_seconds)
     try:
+        sync(device)
+        t0 = time.perf_counter()
         engine.generate(variant, model.encode(prompts, model.default_negative_prompt), list(range(batch)), grid, 2,
-                        guidance, device=device)  # warm-up: kernels, allocator, caches
+                        guidance, device=device)  # warm-up: kernels, allocator, caches, compilation
+        sync(device)
+        warm_up = time.perf_counter() - t0
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         rows = []
@@ -106,15 +131,35 @@ def measure(label: str, model, *, batch: int, steps: int, guidance: float, repea
     finally:
         timer.remove()
     encode, sample, decode, inside, calls = (min(col) for col in zip(*rows))
+    compiled_now = {k: v for k, v in model.compiled.compile_seconds.items() if k not in compiled_before}
     return {
         "model": label, "device": str(device), "dtype": str(model.dtype).removeprefix("torch."), "batch": batch,
         "height": model.height, "width": model.width, "steps": steps, "forward_passes": calls,
+        "variant": variant.name, "mode": variant.mode,
+        "compiled": model.compiled.enabled,
         "seconds_per_image": round((encode + sample + decode) / batch, 4),
         "sampling_seconds_per_step": round(sample / steps, 5),
+        "transformer_share": round(inside / sample, 4) if sample > 0 else None,
         "outside_transformer_fraction": round(1 - inside / sample, 4) if sample > 0 else None,
         "encode_seconds": round(encode, 4), "decode_seconds": round(decode, 4),
         "peak_memory_gib": round(peak_memory_gib(device), 3),
+        "compile_seconds": round(sum(compiled_now.values()), 2) if compiled_now else 0.0,
+        "warm_up_seconds": round(warm_up, 2),
     }
+
+
+def compiled_agreement(model, batch: int) -> float:
+    """max |compiled − eager| of one forward's logits (compiled logits are not bit-identical)."""
+    rows, cols = model.token_grid()
+    tokens = torch.full((batch, rows * cols), model.mask_token_id, dtype=torch.long, device=model.device)
+    tokens[:, ::3] = torch.randint(0, model.codebook_size, tokens[:, ::3].shape, generator=torch.Generator().manual_seed(0)).to(model.device)
+    conditioning = model.encode(["agreement check"] * batch, model.default_negative_prompt)
+    enabled = model.compiled.enabled
+    model.compiled.enabled = False
+    eager = model.raw_logits(tokens, conditioning, 3, 64)[0].float()
+    model.compiled.enabled = enabled
+    compiled = model.raw_logits(tokens, conditioning, 3, 64)[0].float()
+    return float((compiled - eager).abs().max())
 
 
 def tiny_models(folder: Path, device: str, dtype: str):
@@ -131,7 +176,8 @@ def tiny_models(folder: Path, device: str, dtype: str):
     yield "tiny amused-256", AmusedModel(path=str(folder / "amused"), **common), 12, 10.0
 
 
-def full_size_meissonic(device: torch.device, dtype: torch.dtype, width: int = 1024):
+def full_size_meissonic(device: torch.device, dtype: torch.dtype, width: int = 1024, post_model_dtype: str = "float32",
+                        layers: int | None = None):
     """Meissonic-1024 with random weights: the published transformer, VQ and CLIP-H text-encoder shapes."""
     from diffusers import VQModel
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection
@@ -144,7 +190,7 @@ def full_size_meissonic(device: torch.device, dtype: torch.dtype, width: int = 1
     torch.manual_seed(0)
     with torch.device(device):
         transformer = MeissonicTransformer2DModel(
-            num_layers=14, num_single_layers=28, attention_head_dim=128, num_attention_heads=8,
+            num_layers=layers or 14, num_single_layers=2 * (layers or 14), attention_head_dim=128, num_attention_heads=8,
             joint_attention_dim=1024, pooled_projection_dim=1024, axes_dims_rope=(16, 56, 56),
             downsample=True, upsample=True, codebook_size=8192, vocab_size=8256)
         vq = VQModel(in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 5,
@@ -160,7 +206,8 @@ def full_size_meissonic(device: torch.device, dtype: torch.dtype, width: int = 1
         vq = vq.float() if dtype == torch.float16 else vq.to(dtype)
         transformer = transformer.to(dtype)
     return MeissonicModel.from_components(transformer, vq, text.to(dtype), clip_tokenizer(),
-                                          height=1024, width=width, device=str(device))
+                                          height=1024, width=width, device=str(device),
+                                          post_model_dtype=post_model_dtype)
 
 
 def main(argv=None) -> int:
@@ -175,20 +222,49 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
     parser.add_argument("--width", type=int, default=1024, help="--full-size image width (height is 1024)")
     parser.add_argument("--allow-cpu", action="store_true", help="run --full-size on the CPU (a smoke test: slow)")
+    parser.add_argument("--variants", default="vanilla", help="comma-separated presets (e.g. vanilla,noise-reg,"
+                        "differential,zigzag,top-p,gumbel-max-f64)")
+    parser.add_argument("--mode", choices=("exact", "fast"), default="exact",
+                        help="sampler step mode; fast where the fused step can express the variant (else exact)")
+    parser.add_argument("--compile", choices=("off", "on", "both"), default="off",
+                        help="torch.compile the transformer: off (eager), on, or both (eager rows, then compiled)")
+    parser.add_argument("--compile-mode", choices=("default", "max-autotune"), default="default")
+    parser.add_argument("--cuda-graphs", action="store_true", help="also capture the compiled forward as CUDA graphs")
+    parser.add_argument("--eager-variants", default=None,
+                        help="with --compile both: the variants of the eager rows (default: the same as --variants)")
+    parser.add_argument("--tiny-size", type=int, default=None,
+                        help="--full-size layout with this many layers of each kind (a quick CPU test of the script)")
     args = parser.parse_args(argv)
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           "cpu" if args.device == "auto" else args.device)
     results = []
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    eager_names = names if args.eager_variants is None else [v.strip() for v in args.eager_variants.split(",")]
+    phases = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
+
+    def run_phases(label, model, steps, guidance, batches):
+        for compiled in phases:
+            if compiled:
+                model.compiled.configure(model.name, True, args.compile_mode, args.cuda_graphs, model.device)
+            variants = build_variants(names if compiled or args.compile != "both" else eager_names, args.mode)
+            for batch in batches:
+                for variant in variants:
+                    results.append(measure(label, model, batch=batch, steps=steps, guidance=guidance,
+                                           repeats=args.repeats, variant=variant))
+                    print(json.dumps(results[-1]), flush=True)
+                if compiled:
+                    delta = compiled_agreement(model, batch)
+                    print(json.dumps({"check": "compiled vs eager logits", "batch": batch, "max_abs_diff": delta}),
+                          flush=True)
+                    results[-1]["compiled_max_abs_diff"] = delta
+
     if args.full_size:
         if device.type != "cuda" and not args.allow_cpu:
             parser.error("--full-size needs a CUDA device (one 1024 px image takes about 13 minutes on a 2-core CPU)")
         for dtype in args.dtype or ["bf16", "fp16"]:
-            model = full_size_meissonic(device, DTYPES[dtype], args.width)
-            for batch in args.batch or [1, 4]:
-                results.append(measure(f"meissonic-1024 (random, {dtype})", model, batch=batch,
-                                       steps=args.steps or 64, guidance=9.0, repeats=args.repeats))
-                print(json.dumps(results[-1]), flush=True)
+            model = full_size_meissonic(device, DTYPES[dtype], args.width, layers=args.tiny_size)
+            run_phases(f"meissonic-1024 (random, {dtype})", model, args.steps or 64, 9.0, args.batch or [1, 4])
             del model
             if device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -196,13 +272,10 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory(prefix="mgt-speed-") as folder:
             for dtype in args.dtype or ["fp32"]:
                 for label, model, steps, guidance in tiny_models(Path(folder), str(device), dtype):
-                    for batch in args.batch or [1]:
-                        results.append(measure(label, model, batch=batch, steps=args.steps or steps,
-                                               guidance=guidance, repeats=args.repeats))
-                        print(json.dumps(results[-1]), flush=True)
+                    run_phases(label, model, args.steps or steps, guidance, args.batch or [1])
 
-    header = ["model", "dtype", "batch", "height", "steps", "seconds_per_image", "sampling_seconds_per_step",
-              "outside_transformer_fraction", "decode_seconds", "peak_memory_gib"]
+    header = ["model", "dtype", "compiled", "batch", "variant", "mode", "seconds_per_image", "sampling_seconds_per_step",
+              "transformer_share", "outside_transformer_fraction", "peak_memory_gib", "compile_seconds"]
     print("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for row in results:
         print("| " + " | ".join(str(row[h]) for h in header) + " |")

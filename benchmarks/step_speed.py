@@ -19,7 +19,7 @@ before each call through /proc/self/clear_refs; CUDA: ``max_memory_allocated`` a
 
     python benchmarks/step_speed.py                               # CPU: B = 1, 2; fp32, bf16; vanilla
     python benchmarks/step_speed.py --variants all --batch 1 --dtype fp32 --reps 3
-    python benchmarks/step_speed.py --device cuda --variants all
+    python benchmarks/step_speed.py --device cuda --variants all --mode both   # exact and fused steps
     python benchmarks/step_speed.py --seq-len 256 --vocab 512     # a quick smoke run
 """
 from __future__ import annotations
@@ -41,6 +41,7 @@ import torch  # noqa: E402
 from diffusers import AmusedScheduler  # noqa: E402
 
 from samplers.engine import Generation, SamplerEngine  # noqa: E402
+from samplers.fast_step import fast_support  # noqa: E402
 from samplers.variant import VARIANT_PRESETS, build_variant  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -154,7 +155,14 @@ def run(args) -> list[dict]:
     device = torch.device(args.device)
     names = list(VARIANT_PRESETS.names()) if args.variants == "all" else [v.strip() for v in args.variants.split(",")]
     names = ["vanilla"] + [n for n in names if n != "vanilla"]
-    variants = {name: build_variant(name) for name in names}
+    variants = {}
+    for name in names:
+        if args.mode in ("exact", "both"):
+            variants[name] = build_variant(name)
+        # the fused step (issue 12) for every composition it can express: NAME@fast
+        if args.mode in ("fast", "both") and fast_support(build_variant(name)) is None:
+            variants[f"{name}@fast"] = build_variant(f"{name}@fast", {f"{name}@fast": {"base": name, "mode": "fast"}})
+    names = list(variants)
     rows = []
     for batch in args.batch:
         for dtype_name in args.dtype:
@@ -196,7 +204,7 @@ def run(args) -> list[dict]:
     return rows
 
 
-HEADER = (f"{'B':>2} {'dtype':<5} {'sampler':<22} {'median s':>9} {'IQR s':>7} {'ours/ref':>8} {'extra mem':>10} "
+HEADER = (f"{'B':>2} {'dtype':<5} {'sampler':<28} {'median ms':>10} {'IQR ms':>8} {'ours/ref':>8} {'extra mem':>10} "
           f"{'f32 copies':>10}")
 
 
@@ -206,7 +214,7 @@ def format_row(row: dict) -> str:
     flag = " !" if row["extra_float32_copies"] is not None and row["sampler"] != "reference" \
         and row["extra_float32_copies"] > 2.0 + 0.05 else ""
     note = " (loop adds passes)" if row["loop"] not in ("standard", "-") else ""
-    return (f"{row['batch']:>2} {row['dtype']:<5} {row['sampler']:<22} {row['median_s']:>9.3f} {row['iqr_s']:>7.3f} "
+    return (f"{row['batch']:>2} {row['dtype']:<5} {row['sampler']:<28} {row['median_s'] * 1e3:>10.3f} {row['iqr_s'] * 1e3:>8.3f} "
             f"{row['ratio']:>8.2f} {memory:>10} {copies:>10}{flag}{note}")
 
 
@@ -216,6 +224,8 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2])
     parser.add_argument("--dtype", type=lambda s: s.split(","), default=["fp32", "bf16"])
     parser.add_argument("--variants", default="vanilla", help="comma-separated preset names, or 'all'")
+    parser.add_argument("--mode", choices=("exact", "fast", "both"), default="exact",
+                        help="step mode: exact (reference arithmetic), fast (fused, issue 12; NAME@fast rows), both")
     parser.add_argument("--reps", type=int, default=5, help="timed repetitions (after one warm-up)")
     parser.add_argument("--seq-len", type=int, default=4096, help="token positions (Meissonic-1024: 4096)")
     parser.add_argument("--vocab", type=int, default=8192, help="codebook size (Meissonic: 8192)")

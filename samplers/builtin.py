@@ -8,6 +8,7 @@ from . import (  # noqa: F401
     halton,
     loops,
     noise_regularization,
+    pag,
     planning,
     remasking,
     remdm,

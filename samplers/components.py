@@ -20,6 +20,8 @@ import torch
 from mgt_common.errors import ConfigError
 from mgt_common.registry import Registry, first_line
 
+from .contract import check_component_class
+
 if TYPE_CHECKING:  # pragma: no cover
     from .engine import StepContext
 
@@ -32,6 +34,7 @@ KINDS = (
     "reveal_schedule",
     "remask",
     "loop",
+    "model_transform",  # model-side choices (samplers/model_transforms.py; implementations in bench.models.transforms)
 )
 
 REGISTRIES: dict[str, Registry[type]] = {kind: Registry(kind.replace("_", " ")) for kind in KINDS}
@@ -179,10 +182,17 @@ def register_component(kind: str, name: str):
             cls = dataclasses.dataclass(cls)
         cls.name = name
         cls.kind = kind
+        # Fail at import, not mid-generation, when a method cannot take the engine's arguments (issue 15).
+        check_component_class(kind, name, cls, _kind_base(kind))
         REGISTRIES[kind].register(name, cls)
         return cls
 
     return add
+
+
+def _kind_base(kind: str) -> type | None:
+    """The base class of a decision kind: the direct subclass of `Component` whose `kind` it is."""
+    return next((base for base in Component.__subclasses__() if base.kind == kind), None)
 
 
 def component_class(kind: str, name: str) -> type:

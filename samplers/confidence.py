@@ -56,7 +56,9 @@ class AnnealedGumbel(Confidence):
         if not always_draw and float(tau) == 0.0:
             return score
         noise = randomness.gumbel(ctx.generators, (ctx.seq_len,), ctx.device, score.dtype)
-        return score + tau * noise
+        # float32 sums even for half-precision scores: diffusers' temperature is a float32 tensor with
+        # dimensions, which promotes log p + τ·g to float32 (post_model_dtype = "model", issue 12)
+        return score.float() + tau * noise.float()
 
 
 @register_component("confidence", "gumbel")

@@ -97,6 +97,19 @@ class StepContext:
     def is_last(self) -> bool:
         return self.step == self.total_steps - 1
 
+    def __getattr__(self, name: str):
+        # Only reached for a name the context lacks (e.g. ``ctx.steps`` for ``ctx.total_steps``, issue 15):
+        # name the nearest attribute instead of a bare AttributeError deep in a plugin.
+        if name.startswith("__"):
+            raise AttributeError(name)
+        import difflib
+
+        known = sorted([*vars(self), "is_last", "state"])
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+        hint = f" Did you mean ctx.{close[0]}?" if close else ""
+        raise AttributeError(f"StepContext has no attribute {name!r}.{hint} It holds: {', '.join(known)} "
+                             "(see docs/plugins.md)")
+
     def state(self, component) -> dict[str, Any]:
         """Per-generation scratch space of one component (never shared across batches or runs)."""
         return self.generation.component_state.setdefault(id(component), {})
@@ -184,11 +197,16 @@ class SamplerEngine:
         variant = generation.variant
         guidance = variant.guidance if guidance is None else guidance
         cond, uncond = self.model_logits(generation, ctx.step, tokens, with_uncond=guidance.needs_uncond(ctx))
+        # for guidance that needs another forward of the same tokens (PAG, samplers/pag.py)
+        ctx.engine, ctx.forward_tokens = self, (generation.tokens if tokens is None else tokens)
         logits = guidance.combine(cond, uncond, ctx)
         for processor in (variant.logits_processors if processors else ()):
             logits = processor(logits, ctx)
         processed = bool(processors and variant.logits_processors)
-        probs = softmax_float32(logits, cond, uncond, fresh=not processed or logits.dtype != torch.float32)
+        if getattr(self.model, "post_model_dtype", torch.float32) != torch.float32:
+            probs = logits.softmax(dim=-1)  # the model dtype, as the official half-precision scripts (issue 12)
+        else:
+            probs = softmax_float32(logits, cond, uncond, fresh=not processed or logits.dtype != torch.float32)
         for corrector in (variant.probability_correctors if processors else ()):
             probs = corrector(probs, ctx)
         return probs
@@ -200,6 +218,9 @@ class SamplerEngine:
         several engine steps (zig-zag records once, after its re-denoise).
         """
         variant = generation.variant
+        if variant.mode == "fast":  # one fused pass over the logits (issue 12)
+            from .fast_step import fast_step
+            return fast_step(self, generation, step, guidance, notify)
         unknown = generation.masked()
         ctx = StepContext(generation, step, unknown)
         probs = self.guided_probs(generation, ctx, guidance)

@@ -121,3 +121,30 @@ for _name, _spec in _PRESETS.items():
 
 #: The paper's choices and combinations, for configs that want "the catalogue's core".
 PAPER_PRESETS = ("vanilla", "noise-reg", "differential", "zigzag", "zigzag+noise-reg", "zigzag+differential")
+
+# -- model-side choices (issue 13: samplers/model_transforms.py; implementations in bench/models/transforms) --
+# Network backends only (meissonic, amused, and Meissonic-structured networks); the exact world refuses them.
+_MODEL_SIDE_PRESETS: dict[str, dict] = {
+    "tome": {"model_transforms": [{"name": "tome", "ratio": 0.25}],
+             "description": "ToMe-MGT: 25 % of the image tokens merged in the MM blocks (arXiv 2411.10781 demo)"},
+    "tome-0.5": {"model_transforms": [{"name": "tome", "ratio": 0.5}],
+                 "description": "ToMe-MGT: 50 % of the image tokens merged in the MM blocks"},
+    "quant-int8": {"model_transforms": [{"name": "quantize", "scheme": "int8-weight-only"}],
+                   "description": "int8 weight-only quantization of every linear layer (torchao)"},
+    "quant-w8a8": {"model_transforms": [{"name": "quantize", "scheme": "int8-dynamic"}],
+                   "description": "W8A8: int8 weights and dynamic int8 activations (torchao)"},
+    "quant-int4": {"model_transforms": [{"name": "quantize", "scheme": "int4-weight-only"}],
+                   "description": "int4 weight-only quantization, groups of 128 (torchao; CUDA kernels)"},
+    "quant-w4a8": {"model_transforms": [{"name": "quantize", "scheme": "w4a8-dynamic"}],
+                   "description": "W4A8 as the paper's bit widths: int4 weights, dynamic int8 activations (no calibration, no QAT)"},
+    "quant-fp8": {"model_transforms": [{"name": "quantize", "scheme": "float8-weight-only"}],
+                  "description": "float8 (e4m3) weight-only quantization (torchao)"},
+    "cache-2": {"model_transforms": [{"name": "feature-cache", "interval": 2}],
+                "description": "feature caching: the single-stream blocks reuse their residual every other step"},
+    "cache-3": {"model_transforms": [{"name": "feature-cache", "interval": 3}],
+                "description": "feature caching: the single-stream blocks refresh every third step"},
+    "pag": {"guidance": {"name": "pag", "pag_scale": 3.0, "layers": [1]},
+            "description": "perturbed-attention guidance, s = 3, identity attention in MM block 1 (one extra pass a step)"},
+}
+for _name, _spec in _MODEL_SIDE_PRESETS.items():
+    register_variant(_name, {"base": "vanilla", **_spec})

@@ -51,10 +51,13 @@ def multinomial(generators: Sequence[torch.Generator], probs: torch.Tensor) -> t
     """
     out = torch.empty(probs.shape[:-1], dtype=torch.long, device=probs.device)
     for row, generator in enumerate(generators):
-        if _race_applies(probs[row], generator):
-            out[row] = exponential_race(probs[row], generator)
+        row_probs = probs[row]
+        if row_probs.device.type == "cpu" and row_probs.dtype in (torch.bfloat16, torch.float16):
+            row_probs = row_probs.float()  # as AmusedScheduler.step: CPU multinomial draws from float32
+        if _race_applies(row_probs, generator):
+            out[row] = exponential_race(row_probs, generator)
         else:
-            out[row] = torch.multinomial(probs[row], 1, generator=generator)[:, 0]
+            out[row] = torch.multinomial(row_probs, 1, generator=generator)[:, 0]
     return out
 
 

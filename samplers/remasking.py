@@ -6,7 +6,8 @@ import torch
 from .components import RemaskPolicy, register_component
 
 
-def lowest_confidence(confidence: torch.Tensor, candidates: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+def lowest_confidence(confidence: torch.Tensor, candidates: torch.Tensor, count: torch.Tensor,
+                      fill_ties: bool = True) -> torch.Tensor:
     """Boolean ``(B, N)``: the `count` (per row, ``(B, 1)``) lowest-confidence candidates.
 
     As in diffusers' `mask_by_random_topk`: the cut-off is the count-th smallest confidence and
@@ -24,7 +25,7 @@ def lowest_confidence(confidence: torch.Tensor, candidates: torch.Tensor, count:
     # Fill the remainder from the tied candidates in position order. With continuous Gumbel noise
     # ties do not occur and this is a no-op, so the vanilla step stays the reference's.
     deficit = counts - selected.sum(dim=-1, keepdim=True)
-    if bool((deficit > 0).any()):
+    if fill_ties and bool((deficit > 0).any()):
         tied = (confidence == cutoff) & candidates
         selected |= tied & (tied.long().cumsum(dim=-1) <= deficit)
     return selected
@@ -39,4 +40,7 @@ class LowestConfidence(RemaskPolicy):
     """
 
     def select(self, confidence, mask_len, ctx):
-        return lowest_confidence(confidence, ctx.unknown, mask_len)
+        # In the official half-precision arithmetic (post_model_dtype = "model", issue 12) confidences are
+        # bf16-rounded and tie often; reproducing that pipeline means keeping its rule: no tie filling.
+        model_dtype = getattr(ctx.generation.model, "post_model_dtype", torch.float32) != torch.float32
+        return lowest_confidence(confidence, ctx.unknown, mask_len, fill_ties=not model_dtype)

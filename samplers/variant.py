@@ -22,6 +22,8 @@ from typing import Any, Mapping
 from mgt_common.errors import ConfigError
 from mgt_common.registry import Registry
 
+from .model_transforms import ModelTransform
+from .fast_step import STEP_MODES, fast_support
 from .components import (
     Confidence,
     Guidance,
@@ -35,8 +37,9 @@ from .components import (
 )
 
 SINGLE_KINDS = ("guidance", "token_sampler", "confidence", "reveal_schedule", "remask", "loop")
-LIST_KINDS = {"logits_processors": "logits_processor", "probability_correctors": "probability_corrector"}
-VARIANT_KEYS = ("base", "description", *SINGLE_KINDS, *LIST_KINDS)
+LIST_KINDS = {"logits_processors": "logits_processor", "probability_correctors": "probability_corrector",
+              "model_transforms": "model_transform"}
+VARIANT_KEYS = ("base", "description", "mode", *SINGLE_KINDS, *LIST_KINDS)
 
 VANILLA_SPEC: dict[str, Any] = {
     "description": "Meissonic's vanilla sampler (= diffusers AmusedScheduler): constant CFG, cosine reveal, "
@@ -83,17 +86,27 @@ class SamplerVariant:
     loop: Loop
     logits_processors: list[LogitsProcessor] = field(default_factory=list)
     probability_correctors: list[ProbabilityCorrector] = field(default_factory=list)
+    #: model-side choices applied to the backend's network while the variant runs (issue 13).
+    model_transforms: list[ModelTransform] = field(default_factory=list)
     description: str = ""
+    #: "exact" (the default: token-identical reference arithmetic) or "fast" (one fused pass over the
+    #: logits, distribution-equivalent; samplers/fast_step.py, issue 12).
+    mode: str = "exact"
 
     def components(self):
+        yield from self.model_transforms
         yield self.guidance
         yield from self.logits_processors
         yield from self.probability_correctors
         yield from (self.token_sampler, self.confidence, self.reveal_schedule, self.remask, self.loop)
 
     def resolved(self) -> dict[str, Any]:
-        """Every component with its version and parameters: what enters a unit's key."""
-        return {
+        """Every component with its version and parameters: what enters a unit's key.
+
+        ``model_transforms`` appears only when the list is non-empty, so that variants without one keep
+        the keys (and the finished images) they had before the kind existed.
+        """
+        resolved = {
             "guidance": self.guidance.spec(),
             "logits_processors": [c.spec() for c in self.logits_processors],
             "probability_correctors": [c.spec() for c in self.probability_correctors],
@@ -102,7 +115,12 @@ class SamplerVariant:
             "reveal_schedule": self.reveal_schedule.spec(),
             "remask": self.remask.spec(),
             "loop": self.loop.spec(),
+            # only when not the default, so that exact variants keep the unit keys they always had
+            **({"mode": self.mode} if self.mode != "exact" else {}),
         }
+        if self.model_transforms:
+            resolved["model_transforms"] = [c.spec() for c in self.model_transforms]
+        return resolved
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.resolved(), sort_keys=True).encode()).hexdigest()[:16]
@@ -146,9 +164,21 @@ def resolve_spec(name: str, tables: Mapping[str, Mapping[str, Any]] | None = Non
         base = resolve_spec(base_name, tables, (*_seen, name))
     merged = {**base, **own}
     if "description" not in own and base:
-        changed = ", ".join(k for k in own) or "no changes"
+        # Derived from the components that differ, so a variant registered without a description still
+        # says what it is in --list and the report (issue 15).
+        changed = "; ".join(f"{key} = {_label(value)}" for key, value in own.items()) or "no changes"
         merged["description"] = f"{base_name} with {changed}"
     return merged
+
+
+def _label(value: Any) -> str:
+    """A component spec as one short phrase: ``center-first`` or ``linear(start=1.0)``; lists joined with +."""
+    if isinstance(value, list):
+        return " + ".join(_label(v) for v in value) or "none"
+    if isinstance(value, Mapping):
+        params = ", ".join(f"{k}={v}" for k, v in value.items() if k != "name")
+        return f"{value.get('name', '?')}({params})" if params else str(value.get("name", "?"))
+    return str(value)
 
 
 def build_variant(name: str, tables: Mapping[str, Mapping[str, Any]] | None = None) -> SamplerVariant:
@@ -164,7 +194,12 @@ def build_variant(name: str, tables: Mapping[str, Mapping[str, Any]] | None = No
             lists[key] = [build_component(kind, item) for item in items]
     except ConfigError as exc:
         raise ConfigError(f"variants.{name}: {exc}") from None
-    variant = SamplerVariant(name=name, description=str(spec.get("description", "")), **parts, **lists)
+    mode = spec.get("mode", "exact")
+    if mode not in STEP_MODES:
+        raise ConfigError(f"variants.{name}: mode must be one of {', '.join(STEP_MODES)}, got {mode!r}")
+    variant = SamplerVariant(name=name, description=str(spec.get("description", "")), mode=mode, **parts, **lists)
+    if mode == "fast" and (reason := fast_support(variant)) is not None:
+        raise ConfigError(f"variants.{name}: mode \"fast\" cannot run this composition: {reason}; use mode = \"exact\"")
     for component in variant.components():
         try:
             component.check_composition(variant)

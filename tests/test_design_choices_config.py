@@ -7,7 +7,7 @@ from bench.config import load_config
 from samplers.variant import build_variant
 
 
-@pytest.mark.parametrize("name, steps", [("design-choices", 16), ("design-choices-8", 8), ("design-choices-32", 32)])
+@pytest.mark.parametrize("name, steps", [("design-choices", 16), ("design-choices-sweep", [8, 16, 32])])
 def test_design_choices_configs_build(name, steps):
     config = load_config(name)
     assert config.steps == steps and config.baseline == "vanilla"

@@ -34,6 +34,7 @@ def test_readme_plugin_runs_end_to_end(tmp_path, capsys):
     assert set(samples["variant"]) == {"vanilla", "center-first"}
     scores = pd.read_csv(out / "scores.csv")
     assert scores[scores["variant"] == "center-first"]["value"].notna().all()
+    assert "1 variant against the baseline" in (out / "report.md").read_text()  # not "1 variants" (issue 15)
     capsys.readouterr()
     assert main(["--plugin", str(plugin), "--list"]) == 0
     assert "center-first" in capsys.readouterr().out

@@ -83,7 +83,7 @@ def test_partiprompts_tsv(tmp_path):
     assert prompts[1].text == "a sign that says\n'hello'"  # a quoted field spanning lines survives
     assert [p.category for p in load_prompts("partiprompts", path=str(path), category_column="Challenge")] == \
         ["Basic", "Writing & Symbols"]
-    with pytest.raises(ConfigError, match="give `path`"):
+    with pytest.raises(ConfigError, match="none ships with mgt-bench"):
         load_prompts("partiprompts")
 
 

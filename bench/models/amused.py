@@ -32,6 +32,8 @@ from .hf_backend import (
     load_vq,
     parse_device,
     parse_dtype,
+    parse_post_model_dtype,
+    precision_description,
     reject_unknown,
     quiet_loading,
     vq_scale_factor,
@@ -43,7 +45,8 @@ from .weights import resolve_model
 DEFAULT_REPO = "amused/amused-256"
 #: ``AmusedPipeline.__call__`` defaults.
 DEFAULT_STEPS, DEFAULT_GUIDANCE = 12, 10.0
-VALID_ARGS = ["path", "revision", "dtype", "device", "height", "width", "variant", "aesthetic_score", "crop_coords"]
+VALID_ARGS = ["path", "revision", "dtype", "device", "height", "width", "variant", "aesthetic_score", "crop_coords",
+              "post_model_dtype", "compile", "compile_mode", "cuda_graphs"]
 
 
 def checkpoint_files(variant: str | None) -> tuple[list[str], list[str]]:
@@ -84,6 +87,10 @@ class AmusedModel(TokenBackend):
         variant: str | None = None,
         aesthetic_score: float = 6.0,
         crop_coords: tuple[int, int] | list[int] = (0, 0),
+        post_model_dtype: str = "float32",
+        compile: bool = False,
+        compile_mode: str = "default",
+        cuda_graphs: bool = False,
         **unknown: Any,
     ):
         super().__init__()
@@ -92,6 +99,8 @@ class AmusedModel(TokenBackend):
             raise ConfigError(f"model 'amused': variant must be \"fp16\" or left out; got {variant!r}")
         self.dtype = parse_dtype(self.name, dtype)
         self.device = parse_device(self.name, device)
+        self.post_model_dtype = parse_post_model_dtype(self.name, post_model_dtype, self.dtype)
+        self.compiled.configure(self.name, compile, compile_mode, cuda_graphs, self.device)
         self.aesthetic_score = float(aesthetic_score)
         self.crop_coords = tuple(int(c) for c in crop_coords)
 
@@ -124,7 +133,7 @@ class AmusedModel(TokenBackend):
 
     def _forward(self, grid, pooled, hidden, step, total_steps):
         # aMUSEd's transformer has no timestep input: the masking ratio is implicit in the tokens.
-        return self.transformer(
+        return self.compiled.module(self.transformer)(
             grid, micro_conds=self.micro_conditions(grid.shape[0]), pooled_text_emb=pooled, encoder_hidden_states=hidden
         )
 
@@ -144,6 +153,7 @@ class AmusedModel(TokenBackend):
             "default_guidance_scale": self.default_guidance_scale,
             "default_negative_prompt": self.default_negative_prompt,
             "micro_conditions": {"aesthetic_score": self.aesthetic_score, "crop_coords": list(self.crop_coords)},
+            **precision_description(self),
         }
 
 

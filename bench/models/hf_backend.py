@@ -10,11 +10,15 @@ Both stack the CFG batch as [uncond; cond] and take the five micro-conditions
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from mgt_common.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .compiled import CompiledForward
 
 
 DTYPES = {
@@ -172,6 +176,10 @@ class TokenBackend:
     """
 
     name = "?"
+    #: dtype of the logits handed to the sampler: float32, or the model dtype (``post_model_dtype = "model"``)
+    post_model_dtype: torch.dtype = torch.float32
+    #: the compile settings (`bench/models/compiled.py`); eager unless the [model] table asks for it
+    compiled: "CompiledForward"
     mask_token_id: int
     codebook_size: int
     default_negative_prompt: str = ""
@@ -179,7 +187,12 @@ class TokenBackend:
     token_stride: int = 1
 
     def __init__(self):
+        from .compiled import CompiledForward
+
+        self.compiled = CompiledForward()
         self.forward_passes = 0
+        #: the sampler step of the forward being run (model-side transforms read it: bench/models/transforms)
+        self.current_step = 0
         self.vqvae = None
         self.prompts: PromptEncoder
         self.height: int
@@ -219,7 +232,19 @@ class TokenBackend:
 
     @torch.no_grad()  # not inference_mode: samplers may update the returned tensors in place
     def logits(self, tokens, conditioning, step, total_steps, with_uncond=True):
-        """One batched forward over [uncond; cond] (or cond only); float32 ``(B, N, codebook_size)`` each."""
+        """One batched forward over [uncond; cond] (or cond only), ``(B, N, codebook_size)`` each.
+
+        float32 by default; in the model's dtype with ``post_model_dtype = "model"``, as the official
+        half-precision scripts compute CFG, softmax and the Gumbel noise (issue 12).
+        """
+        cond, uncond = self.raw_logits(tokens, conditioning, step, total_steps, with_uncond)
+        dtype = self.post_model_dtype
+        return cond.to(dtype), (None if uncond is None else uncond.to(dtype))
+
+    @torch.no_grad()
+    def raw_logits(self, tokens, conditioning, step, total_steps, with_uncond=True):
+        """`logits` in the transformer's own dtype and layout: views of its output, no copy (the fused
+        step, samplers/fast_step.py, upcasts block by block)."""
         batch, seq = tokens.shape
         rows, cols = self.token_grid()
         if seq != rows * cols:
@@ -230,9 +255,10 @@ class TokenBackend:
             grid = torch.cat([grid, grid])
             pooled = torch.cat([conditioning["negative_pooled"], pooled])
             hidden = torch.cat([conditioning["negative_hidden"], hidden])
-        out = self._forward(grid, pooled.to(self.device), hidden.to(self.device), step, total_steps)
+        self.current_step = int(step)
+        out = self.compiled.forward(self, grid, pooled.to(self.device), hidden.to(self.device), step, total_steps)
         self.forward_passes += 1
-        out = out.reshape(out.shape[0], out.shape[1], seq).transpose(1, 2).float()
+        out = out.reshape(out.shape[0], out.shape[1], seq).transpose(1, 2)
         if with_uncond:
             return out[batch:], out[:batch]
         return out, None
@@ -256,17 +282,40 @@ class TokenBackend:
                   for i in range(ids.shape[0])]
         return torch.cat(images).clip(0, 1).float()
 
+    def perturbed_attention(self, layers):
+        """Context manager: identity self-attention of the image tokens in `layers` (PAG, samplers/pag.py)."""
+        from .transforms.attention import perturbed_attention
+
+        return perturbed_attention(self, layers)
+
+    def check_perturbed_attention(self, layers) -> None:
+        from .transforms.attention import check_layers
+
+        check_layers(self, layers)
+
     def identity(self) -> dict[str, Any]:
         """What decides the images, for unit keys: `describe()` without where the files happen to lie.
 
         Weight folders enter through their fingerprint and resolved commit only, so moving a checkpoint
         (or reading it from the cache instead of a copy) does not invalidate finished units.
         """
-        info = {k: v for k, v in self.describe().items() if k != "device"}
+        info = {k: v for k, v in self.describe().items() if k not in ("device", "compile_seconds")}
         for key in ("weights", "text_encoder"):
             if isinstance(info.get(key), dict):
                 info[key] = {"fingerprint": info[key]["fingerprint"]}
         return info
+
+    def warm_up(self, batch: int, with_uncond: bool = True) -> float:
+        """One forward at this batch size outside all timings (compiles it when compiled); its seconds."""
+        rows, cols = self.token_grid()
+        tokens = torch.full((batch, rows * cols), self.mask_token_id, dtype=torch.long, device=self.device)
+        started = time.perf_counter()
+        before = self.forward_passes
+        self.raw_logits(tokens, self.encode([""] * batch), 0, 2, with_uncond)
+        self.forward_passes = before  # not a pass of any image
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter() - started
 
     def micro_conditions(self, rows: int) -> torch.Tensor:
         """``(rows, 5)`` = [width, height, crop top, crop left, score] (width first "as in original code")."""
@@ -275,3 +324,23 @@ class TokenBackend:
 
     def _forward(self, grid, pooled, hidden, step, total_steps) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+POST_MODEL_DTYPES = ("float32", "model")
+
+
+def parse_post_model_dtype(backend: str, value: str, model_dtype: torch.dtype) -> torch.dtype:
+    """``"float32"`` (default: guidance, softmax and sampling in float32) or ``"model"`` (in the model dtype,
+    as the official Meissonic half-precision scripts do; reproduces them token for token)."""
+    if value not in POST_MODEL_DTYPES:
+        raise ConfigError(f"model {backend!r}: post_model_dtype must be one of {', '.join(POST_MODEL_DTYPES)}; got {value!r}")
+    return torch.float32 if value == "float32" else model_dtype
+
+
+def precision_description(backend) -> dict[str, Any]:
+    """The describe() entries of issue 12, present only when not the defaults (old unit keys stay valid)."""
+    info: dict[str, Any] = {}
+    if backend.post_model_dtype != torch.float32:
+        info["post_model_dtype"] = "model"
+    info.update(backend.compiled.describe())
+    return info

@@ -33,6 +33,8 @@ from .hf_backend import (
     load_vq,
     parse_device,
     parse_dtype,
+    parse_post_model_dtype,
+    precision_description,
     quiet_loading,
     reject_unknown,
     vq_scale_factor,
@@ -53,7 +55,8 @@ DEFAULT_NEGATIVE_PROMPT = (
 STEPS_1024, STEPS_512, GUIDANCE = 64, 48, 9.0
 
 VALID_ARGS = ["path", "revision", "dtype", "device", "height", "width", "text_encoder", "text_encoder_revision",
-              "variant", "aesthetic_score", "crop_coords"]
+              "variant", "aesthetic_score", "crop_coords",
+              "post_model_dtype", "compile", "compile_mode", "cuda_graphs"]
 
 
 def checkpoint_files(variant: str | None, own_text_encoder: bool) -> tuple[list[str], list[str]]:
@@ -96,6 +99,10 @@ class MeissonicModel(TokenBackend):
         variant: str | None = None,
         aesthetic_score: float = 6.0,
         crop_coords: tuple[int, int] | list[int] = (0, 0),
+        post_model_dtype: str = "float32",
+        compile: bool = False,
+        compile_mode: str = "default",
+        cuda_graphs: bool = False,
         **unknown: Any,
     ):
         super().__init__()
@@ -107,6 +114,8 @@ class MeissonicModel(TokenBackend):
             raise ConfigError(f"model 'meissonic': variant must be \"fp16\" or left out; got {variant!r}")
         self.dtype = parse_dtype(self.name, dtype)
         self.device = parse_device(self.name, device)
+        self.post_model_dtype = parse_post_model_dtype(self.name, post_model_dtype, self.dtype)
+        self.compiled.configure(self.name, compile, compile_mode, cuda_graphs, self.device)
         self.aesthetic_score = float(aesthetic_score)
         self.crop_coords = tuple(int(c) for c in crop_coords)
 
@@ -151,7 +160,9 @@ class MeissonicModel(TokenBackend):
     @classmethod
     def from_components(cls, transformer, vqvae, text_encoder, tokenizer, *, height: int | None = None,
                         width: int | None = None, device: str | None = "auto", mask_token_id: int | None = None,
-                        aesthetic_score: float = 6.0, crop_coords=(0, 0)) -> "MeissonicModel":
+                        aesthetic_score: float = 6.0, crop_coords=(0, 0), post_model_dtype: str = "float32",
+                        compile: bool = False, compile_mode: str = "default",
+                        cuda_graphs: bool = False) -> "MeissonicModel":
         """A backend over modules already in memory (random full-size weights for `benchmarks/model_speed.py`).
 
         Modules keep their dtype (the transformer's is the backend's); ``mask_token_id`` defaults to
@@ -161,6 +172,8 @@ class MeissonicModel(TokenBackend):
         TokenBackend.__init__(self)
         self.dtype = transformer.dtype
         self.device = parse_device(cls.name, device)
+        self.post_model_dtype = parse_post_model_dtype(cls.name, post_model_dtype, self.dtype)
+        self.compiled.configure(cls.name, compile, compile_mode, cuda_graphs, self.device)
         self.aesthetic_score, self.crop_coords = float(aesthetic_score), tuple(int(c) for c in crop_coords)
         self.weights = self.text_encoder_weights = None
         self.variant = None
@@ -206,7 +219,7 @@ class MeissonicModel(TokenBackend):
 
     def _forward(self, grid, pooled, hidden, step, total_steps):
         timestep = torch.tensor([total_steps - 1 - step], device=self.device, dtype=torch.long)
-        return self.transformer(
+        return self.compiled.module(self.transformer)(
             grid, encoder_hidden_states=hidden, pooled_projections=pooled, timestep=timestep,
             img_ids=self._img_ids, txt_ids=self._txt_ids, micro_conds=self.micro_conditions(grid.shape[0]),
         ).sample
@@ -230,6 +243,7 @@ class MeissonicModel(TokenBackend):
             "default_guidance_scale": self.default_guidance_scale,
             "default_negative_prompt": self.default_negative_prompt,
             "micro_conditions": {"aesthetic_score": self.aesthetic_score, "crop_coords": list(self.crop_coords)},
+            **precision_description(self),
             "transformer": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items() if not k.startswith("_")},
         }
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .compare import render_comparison
+from .curves import render_curves
 from .document import build_sections, provenance_line
 from .html import render_html
 from .markdown import render_markdown
@@ -36,6 +37,11 @@ def render_report(run_dir: Path | str, screenshot: bool = False, **settings: Any
     plots = render_all(run, tables, run_dir / "plots")
     paths.update(plots)
     sections = build_sections(run, tables, plots)
+    # a sweep's curves (bench/report/curves.py) go before the cost section: they are its per-point view
+    curve_paths, curve_sections = render_curves(run, tables.win_rates, run_dir)
+    paths.update(curve_paths)
+    at = next((i for i, sec in enumerate(sections) if sec.title == "Cost"), len(sections))
+    sections[at:at] = curve_sections
     title = f"mgt-bench report: {run_dir.name}" + (f" ({run.model_label})" if run.model_label else "")
     line = provenance_line(run)
     paths["html"] = render_html(title, line, sections, run_dir / "report.html")

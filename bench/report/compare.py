@@ -22,7 +22,10 @@ import pandas as pd  # noqa: E402
 
 from metrics import stats, validation  # noqa: E402
 
+from mgt_common.errors import UserError  # noqa: E402
+
 from . import format as fmt  # noqa: E402
+from . import pairing  # noqa: E402
 from .document import Section, provenance_line  # noqa: E402
 from .html import render_html  # noqa: E402
 from .markdown import render_markdown  # noqa: E402
@@ -42,14 +45,58 @@ def _per_prompt(run: Run, metrics: list[str]) -> pd.DataFrame:
     # distinct prompt texts are the unit, as in a single run's report (metrics.validation)
     text = dict(zip(run.samples["prompt_id"].astype(str), run.samples["prompt"].astype(str)))
     scores, _ = validation.validate_scores(run.scores[run.scores["metric"].isin(metrics)], text)
-    paired = stats.paired_differences(scores, run.baseline, hib, tol)
+    paired = pairing.paired_differences(run, hib, tol, scores=scores)  # a sweep's points against their own baselines
     return paired.assign(n=1.0).groupby(["variant", "metric", "cluster"])[["outcome", "n"]].sum()
 
 
-def side_by_side(a: Run, b: Run, n_boot: int = 1000, seed: int = 0, confidence: float = 0.95) -> pd.DataFrame:
-    """Win rate vs own baseline in each run and the change B − A with a bootstrap interval."""
+WIN_RATE_COLUMNS = ["variant", "metric", "win_rate", "win_rate_lo", "win_rate_hi"]
+
+
+def own_win_rates(run: Run) -> tuple[pd.DataFrame, str | None]:
+    """The run's own win-rate table as its report shows it (``tables/win_rates.csv``), and a note when it
+    had to be recomputed instead (no report tables, or tables of other variants than the run's)."""
+    path = run.path / "tables" / "win_rates.csv"
+    expected = set(pairing.compared_variants(run))
+    if path.exists():
+        try:
+            table = pd.read_csv(path, dtype={"variant": str, "metric": str}, keep_default_na=False, na_values=[""])
+        except (OSError, ValueError, pd.errors.ParserError):
+            table = None
+        if table is not None and set(WIN_RATE_COLUMNS) <= set(table.columns) and set(table["variant"]) == expected:
+            return table, None
+        why = "its tables/win_rates.csv does not match its samples (re-rendered since?)"
+    else:
+        why = "it has no tables/win_rates.csv (its report was never rendered)"
+    from .tables import compute_tables
+
+    table = compute_tables(run).win_rates
+    return table, (f"{run.path.name}: {why}; its win rates were computed here with its own report settings, "
+                   "as its report would show them")
+
+
+def common_ground(a: Run, b: Run) -> tuple[list[str], list[str], list[str], list[str]]:
+    """(metrics, compared variants, variants, prompt ids with the same text) that both runs have."""
     metrics = [m for m in a.per_image_metrics if m in set(b.per_image_metrics)]
-    variants = [v for v in a.variants if v in set(b.variants) and v not in (a.baseline, b.baseline)]
+    compared = [v for v in pairing.compared_variants(a) if v in set(pairing.compared_variants(b))]
+    variants = [v for v in a.variants if v in set(b.variants)]
+    text_a = a.samples.drop_duplicates("prompt_id").set_index("prompt_id")["prompt"]
+    text_b = b.samples.drop_duplicates("prompt_id").set_index("prompt_id")["prompt"]
+    same = [p for p in text_a.index if p in text_b.index and text_a[p] == text_b[p]]
+    return metrics, compared, variants, same
+
+
+def side_by_side(a: Run, b: Run, n_boot: int = 1000, seed: int = 0, confidence: float = 0.95,
+                 own: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """Win rate vs own baseline in each run (each run's own numbers) and the change B − A with an interval.
+
+    The win rates and their intervals are each run's own (`own_win_rates`, unless `own` passes them), so
+    they equal the numbers of that run's report. The change's interval needs resamples of both runs
+    drawn together, which a report does not keep: it resamples prompts of A and of B independently
+    (the runs are independent experiments) and takes the percentile interval of the difference.
+    """
+    metrics, variants, _, _ = common_ground(a, b)
+    tables = own or (own_win_rates(a)[0], own_win_rates(b)[0])
+    indexed = [t.drop_duplicates(["variant", "metric"]).set_index(["variant", "metric"]) for t in tables]
     pa, pb = _per_prompt(a, metrics), _per_prompt(b, metrics)
     alpha = (1 - confidence) / 2
     rows = []
@@ -64,21 +111,16 @@ def side_by_side(a: Run, b: Run, n_boot: int = 1000, seed: int = 0, confidence: 
                 w = stats.bootstrap_weights(len(sub), n_boot, stats.stratum_rng(seed, (tag, v, m)))
                 with np.errstate(invalid="ignore", divide="ignore"):
                     reps.append((w @ sub["outcome"].to_numpy()) / (w @ sub["n"].to_numpy()))
-                    est.append(sub["outcome"].sum() / sub["n"].sum() if len(sub) else np.nan)
+            own_rows = [t.loc[(v, m)] if (v, m) in t.index else None for t in indexed]
             diff = reps[1] - reps[0]
             q = lambda x, p: float(np.nanquantile(x, p)) if np.isfinite(x).any() else np.nan  # noqa: E731
-            # each run's own win rate: the clustered Clopper–Pearson interval of its report (never zero width)
-            ci = []
-            for pp in (pa, pb):
-                try:
-                    sub = pp.loc[(v, m)]
-                    ci.append(stats.proportion_interval(sub["outcome"].to_numpy(), sub["n"].to_numpy(), confidence)[1:3])
-                except KeyError:
-                    ci.append((np.nan, np.nan))
-            rows.append({"variant": v, "metric": m,
-                         "win_rate_a": est[0], "win_rate_a_lo": float(ci[0][0]), "win_rate_a_hi": float(ci[0][1]),
-                         "win_rate_b": est[1], "win_rate_b_lo": float(ci[1][0]), "win_rate_b_hi": float(ci[1][1]),
-                         "change": est[1] - est[0], "change_lo": q(diff, alpha), "change_hi": q(diff, 1 - alpha)})
+            row = {"variant": v, "metric": m}
+            for tag, r in zip("ab", own_rows):
+                for col in ("win_rate", "win_rate_lo", "win_rate_hi"):
+                    row[col.replace("win_rate", f"win_rate_{tag}")] = float(r[col]) if r is not None else np.nan
+            row.update({"change": row["win_rate_b"] - row["win_rate_a"], "change_lo": q(diff, alpha),
+                        "change_hi": q(diff, 1 - alpha)})
+            rows.append(row)
     return pd.DataFrame(rows, columns=["variant", "metric", "win_rate_a", "win_rate_a_lo", "win_rate_a_hi", "win_rate_b",
                                        "win_rate_b_lo", "win_rate_b_hi", "change", "change_lo", "change_hi"])
 
@@ -86,11 +128,7 @@ def side_by_side(a: Run, b: Run, n_boot: int = 1000, seed: int = 0, confidence: 
 def paired_across(a: Run, b: Run, n_boot: int = 1000, seed: int = 0, confidence: float = 0.95,
                   correction: str = "holm", alpha: float = 0.05) -> pd.DataFrame:
     """Run B's variant against run A's same variant on shared (prompt_id, seed) with identical prompt text."""
-    metrics = [m for m in a.per_image_metrics if m in set(b.per_image_metrics)]
-    variants = [v for v in a.variants if v in set(b.variants)]
-    text_a = a.samples.drop_duplicates("prompt_id").set_index("prompt_id")["prompt"]
-    text_b = b.samples.drop_duplicates("prompt_id").set_index("prompt_id")["prompt"]
-    same = [p for p in text_a.index if p in text_b.index and text_a[p] == text_b[p]]
+    metrics, _, variants, same = common_ground(a, b)
     if not same or not metrics or not variants:
         return pd.DataFrame()
     hib = {m: a.higher_is_better(m) for m in metrics}
@@ -137,16 +175,43 @@ def _plot(a: Run, sbs: pd.DataFrame, la: str, lb: str, path: Path) -> Path:
         return _save(fig, path)
 
 
+def _load(run_dir: Path | str) -> Run:
+    try:
+        return load_run(run_dir)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        raise UserError(f"--compare {run_dir}: cannot read it as a finished run ({exc})") from None
+
+
+def nothing_in_common(a: Run, b: Run, la: str, lb: str) -> str | None:
+    """Why neither view of the comparison has a row, or None when at least one has."""
+    metrics, compared, variants, same = common_ground(a, b)
+    if metrics and (compared or (variants and same)):
+        return None
+    if not metrics:
+        return (f"they share no per-image metric ({la}: {', '.join(a.per_image_metrics) or 'none'}; "
+                f"{lb}: {', '.join(b.per_image_metrics) or 'none'})")
+    return (f"they share no variant besides their baselines ({la}: {', '.join(a.variants)}; "
+            f"{lb}: {', '.join(b.variants)})"
+            + ("" if not variants else " and no prompt (same id and text) to pair the shared ones on"))
+
+
 def render_comparison(run_a: Path | str, run_b: Path | str, out_dir: Path | str | None = None) -> dict[str, Path]:
     """Write ``comparison.html``, ``comparison.md``, ``tables/comparison_*.csv`` and a plot into ``out_dir``
-    (default: ``compare-<A>-vs-<B>`` beside run B). Returns the written paths by name."""
-    a, b = load_run(run_a), load_run(run_b)
+    (default: ``compare-<A>-vs-<B>`` beside run B). Returns the written paths by name.
+
+    Raises UserError, writing nothing, when the runs have nothing in common to compare.
+    """
+    a, b = _load(run_a), _load(run_b)
     out = Path(out_dir) if out_dir is not None else Path(run_b).parent / f"compare-{Path(run_a).name}-vs-{Path(run_b).name}"
-    (out / "tables").mkdir(parents=True, exist_ok=True)
     la, lb = _labels(a, b)
+    why = nothing_in_common(a, b, la, lb)
+    if why is not None:
+        raise UserError(f"--compare {run_a} {run_b}: nothing to compare: {why}")
     s = a.settings
-    sbs = side_by_side(a, b, s.n_boot, s.bootstrap_seed, s.confidence)
+    (own_a, note_a), (own_b, note_b) = own_win_rates(a), own_win_rates(b)
+    sbs = side_by_side(a, b, s.n_boot, s.bootstrap_seed, s.confidence, own=(own_a, own_b))
     pac = paired_across(a, b, s.n_boot, s.bootstrap_seed, s.confidence, s.correction, s.alpha)
+    (out / "tables").mkdir(parents=True, exist_ok=True)
     paths = {"tables/comparison_win_rates": out / "tables" / "comparison_win_rates.csv",
              "tables/comparison_paired": out / "tables" / "comparison_paired.csv"}
     sbs.assign(run_a=la, run_b=lb).to_csv(paths["tables/comparison_win_rates"], index=False, float_format="%.6g")
@@ -162,13 +227,20 @@ def render_comparison(run_a: Path | str, run_b: Path | str, out_dir: Path | str 
         "change B − A (points)": [f"{100 * x:+.0f} [{100 * lo:+.0f}, {100 * hi:+.0f}]"
                                   for x, lo, hi in zip(sbs["change"], sbs["change_lo"], sbs["change_hi"])],
     })
-    sections = [
-        Section("Runs", bullets=[f"A = {la}: {provenance_line(a)}", f"B = {lb}: {provenance_line(b)}"]),
-        Section("Win rate against each run's own baseline",
-                [f"Baselines: {a.baseline} (A) and {b.baseline} (B). Intervals: {100 * s.confidence:.0f} % cluster bootstrap "
-                 f"over prompts ({s.n_boot} resamples); the change's interval combines independent resamples of both runs."],
-                table=show, image=plot, csv=["comparison_win_rates.csv"]),
-    ]
+    notes = [n for n in (note_a, note_b) if n]
+    sections = [Section("Runs", bullets=[f"A = {la}: {provenance_line(a)}", f"B = {lb}: {provenance_line(b)}"])]
+    if len(sbs):
+        sections.append(Section(
+            "Win rate against each run's own baseline",
+            [f"Baselines: {pairing.baseline_label(a)} (A) and {pairing.baseline_label(b)} (B). Each run's win rate "
+             "and interval are its own report's (tables/win_rates.csv). The change's interval resamples the "
+             f"prompts of both runs independently ({100 * s.confidence:.0f} % percentile, {s.n_boot} resamples), "
+             "because a report keeps no resamples to combine.", *notes],
+            table=show, image=plot, csv=["comparison_win_rates.csv"]))
+    else:
+        sections.append(Section("Win rate against each run's own baseline",
+                                ["Not available: the runs share no variant besides their baselines "
+                                 f"({la}: {', '.join(a.variants)}; {lb}: {', '.join(b.variants)})."]))
     if len(pac):
         showp = pd.DataFrame({
             "variant": pac["variant"], "metric": pac["metric"].map(a.display_name), "pairs": pac["n_pairs"],

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import format as fmt
+from .pairing import baseline_label, compared_variants
 from .rundir import Run
 from .tables import CORRECTION_NAMES, ReportTables, provenance, provenance_json
 
@@ -36,7 +37,7 @@ def build_sections(run: Run, t: ReportTables, plots: dict[str, Path]) -> list[Se
     secs: list[Section] = []
     secs.append(Section(
         "Headline",
-        [f"{len(run.variants) - 1} variants against the baseline **{run.baseline}** on {n_prompts} distinct prompts × "
+        [f"{len(compared_variants(run))} variant{'' if len(compared_variants(run)) == 1 else 's'} against the baseline **{baseline_label(run)}** on {n_prompts} distinct prompts × "
          f"{n_seeds} seed(s), paired by prompt and seed; the distinct prompt text is the unit of analysis. "
          f"Sorted by win rate on {primary}. Win rate = share of pairs where the variant scores better (ties count "
          f"half), with {100 * s.confidence:.0f} % Clopper–Pearson intervals at the effective number of prompts "
@@ -51,7 +52,7 @@ def build_sections(run: Run, t: ReportTables, plots: dict[str, Path]) -> list[Se
                         csv=["win_rates.csv"]))
     secs.append(Section(
         "All comparisons with the baseline",
-        [f"Mean Δ = mean paired difference variant − {run.baseline} in the metric's units, differences within the "
+        [f"Mean Δ = mean paired difference variant − {baseline_label(run)} in the metric's units, differences within the "
          f"metric's tie tolerance counted as 0 (cluster-bootstrap interval over prompts, {s.n_boot} resamples); read it "
          f"beside the tie share. p sign: exact two-sided sign test (`scipy.stats.binomtest`, ties excluded) on one value "
          f"per {s.test_unit}; 'min. p' is the smallest p it can reach with that many untied {s.test_unit}s (above α the "

@@ -8,6 +8,7 @@ import pandas as pd
 
 from metrics.stats import format_p
 
+from .pairing import baseline_label
 from .rundir import Run
 from .tables import ReportTables
 
@@ -57,8 +58,14 @@ def headline(run: Run, t: ReportTables) -> pd.DataFrame:
                 row[f"{run.display_name(m)} ({arrow}) [95 % CI]"] = value_ci(r[m], r.get(f"{m}_lo"), r.get(f"{m}_hi"))
         row["passes / image"] = num(r.get("forward_passes"), 4)
         row["s / image (median)"] = num(r.get("seconds_per_image"), 3)
+        if _measured(r.get("memory_mib_per_image")):
+            row["MiB / image"] = num(r.get("memory_mib_per_image"), 4)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _measured(value) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
 def readings(run: Run, t: ReportTables) -> list[str]:
@@ -71,7 +78,7 @@ def win_rates(run: Run, t: ReportTables) -> pd.DataFrame:
         "variant": w["variant"],
         "metric": w["metric"].map(run.display_name),
         "mean (variant)": w["mean_value"].map(num),
-        f"mean ({run.baseline})": w["mean_baseline"].map(num),
+        f"mean ({baseline_label(run)})": w["mean_baseline"].map(num),
         "mean Δ beyond tolerance [95 % CI]": [num_ci(a, b, c) for a, b, c in zip(w["mean_diff"], w["mean_diff_lo"], w["mean_diff_hi"])],
         "ties": w["tie_share"].map(pct),
         "win rate [95 % CI]": [pct_ci(a, b, c) for a, b, c in zip(w["win_rate"], w["win_rate_lo"], w["win_rate_hi"])],
@@ -206,7 +213,11 @@ def cost(run: Run, t: ReportTables) -> pd.DataFrame:
                         "s / pass": c["seconds_per_pass"].map(lambda x: num(x, 3)),
                         "time vs baseline": c["relative_seconds"].map(lambda x: "" if pd.isna(x) else f"{x:.2f}×"),
                         "s total": c["seconds_total"].map(lambda x: num(x, 4))})
+    if c["memory_mib_per_image"].notna().any():
+        out["MiB / image"] = c["memory_mib_per_image"].map(lambda x: num(x, 4))
     for m in run.per_image_metrics:
+        out[f"{run.display_name(m)} win rate"] = [("baseline" if v == run.baseline else pct(w))
+                                                  for v, w in zip(c["variant"], c[f"win_rate_{m}"])]
         out[f"mean {run.display_name(m)}"] = c[f"mean_{m}"].map(num) + np.where(c[f"pareto_{m}"], " ◆", "")
         out[f"Δ {run.display_name(m)} / extra pass"] = c[f"gain_{m}_per_extra_pass"].map(lambda x: num(x, 3))
     return out

@@ -14,6 +14,7 @@ import pandas as pd
 
 from metrics import ranking, stats, validation
 
+from . import pairing
 from .rundir import Run
 
 
@@ -105,8 +106,10 @@ def compute_tables(run: Run) -> ReportTables:
     prompt_text = dict(zip(run.samples["prompt_id"].astype(str), run.samples["prompt"].astype(str)))
     scores, notes = validation.validate_scores(run.scores, prompt_text)
     run.warnings.extend(n for n in notes if n not in run.warnings)
-    paired = stats.paired_differences(scores, baseline, hib, tol)
-    expected = [(v, m) for v in variants if v != baseline for m in metrics]
+    # a sweep pairs each point with its own baseline (bench/report/pairing.py)
+    paired = pairing.paired_differences(run, hib, tol, scores=scores)
+    baseline_of = pairing.baseline_of(run)
+    expected = [(v, m) for v in pairing.compared_variants(run) for m in metrics]
     win_rates = stats.win_rate_table(paired, n_boot=s.n_boot, seed=s.bootstrap_seed, confidence=s.confidence,
                                      test_unit=s.test_unit, expected=expected)
     win_rates = stats.add_adjusted_pvalues(win_rates, s.correction, s.alpha)
@@ -116,7 +119,8 @@ def compute_tables(run: Run) -> ReportTables:
                             f"shown as missing and left out of the {CORRECTION_NAMES.get(s.correction, s.correction)} family")
     unit = "prompts" if run.seeds_per_prompt() <= 1 else "prompt–seed pairs"
     win_rates["reading"] = [
-        f"{r.variant}: " + reading(r, baseline, run.display_name(r.metric), unit, s.correction, s.alpha)
+        f"{r.variant}: " + reading(r, baseline_of.get(r.variant, baseline), run.display_name(r.metric), unit,
+                                   s.correction, s.alpha)
         for r in win_rates.itertuples()]
     metric_rank = {m: i for i, m in enumerate(metrics)}
     win_rates = (win_rates.assign(_m=win_rates["metric"].map(metric_rank))
@@ -168,6 +172,9 @@ def _cost_table(run: Run, win_rates: pd.DataFrame, summary: pd.DataFrame, hib: d
     base_s = cost.loc[cost["variant"] == run.baseline, "seconds_per_image"]
     cost["seconds_per_pass"] = cost["seconds_per_image"] / cost["forward_passes"]
     cost["relative_seconds"] = cost["seconds_per_image"] / (float(base_s.iloc[0]) if len(base_s) else np.nan)
+    # peak memory per image (bench/memory.py; runs made before it was recorded have no such column)
+    memory = sm["memory_mib"] if "memory_mib" in sm.columns else pd.Series(np.nan, index=sm.index)
+    cost["memory_mib_per_image"] = cost["variant"].map(pd.to_numeric(memory, errors="coerce").groupby(sm["variant"]).mean())
     # Reward evaluations of search loops (samplers/search.py); runs written before they were recorded have none.
     scorer_calls = sm["scorer_calls"] if "scorer_calls" in sm.columns else pd.Series(0, index=sm.index)
     cost["scorer_calls"] = cost["variant"].map(scorer_calls.groupby(sm["variant"]).mean())
@@ -219,6 +226,7 @@ def _headline(run: Run, win_rates: pd.DataFrame, set_all: pd.DataFrame, cost: pd
         if len(c):
             row["forward_passes"] = c.iloc[0]["forward_passes"]
             row["seconds_per_image"] = c.iloc[0]["seconds_per_image"]
+            row["memory_mib_per_image"] = c.iloc[0]["memory_mib_per_image"]
         r = win_rates[(win_rates["variant"] == v) & (win_rates["metric"] == primary)]
         row["reading"] = r.iloc[0]["reading"] if len(r) else f"{v}: the baseline"
         rows.append(row)

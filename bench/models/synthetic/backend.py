@@ -93,10 +93,14 @@ def _check(ok: bool, key: str, value, rule: str) -> None:
         raise ConfigError(f"model 'synthetic': {key} must be {rule}, got {value}")
 
 
-@MODELS.register("synthetic")
-def synthetic(**model_args) -> SyntheticModel:
-    """The embedded synthetic world: exact token distribution, CPU-fast, no weights (the default model)."""
+@MODELS.register("synthetic-exact")
+def synthetic_exact(**model_args) -> SyntheticModel:
+    """The synthetic world's exact denoiser, with fault knobs: exact token distribution, CPU-fast, no weights."""
     return SyntheticModel(**model_args)
+
+
+# "synthetic" stays the exact denoiser: every config written for it (text_strength, grid, ...) keeps working.
+MODELS.register("synthetic", synthetic_exact)
 
 
 @register_prompt_set("synthetic-world")

@@ -103,6 +103,34 @@ class TokenWorld:
         numerator = torch.logsumexp(loglik.masked_fill(~inside, -math.inf), dim=-1)
         return (numerator - torch.logsumexp(loglik, dim=-1)).exp()
 
+    def attribute_errors(self, tokens: torch.Tensor, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """P(attribute differs from what the prompt names | x), per attribute ``{name: (B,)}`` float64.
+
+        The posterior over scenes is taken under a uniform prior over all scenes (as `prompt_posterior`),
+        so it reads what the image shows, not what the prompt asked for; its marginal for the named
+        value of an attribute is P(right), and 1 − P(right) the (expected) error. NaN where the prompt
+        does not name the attribute (it cannot be wrong; the statistics drop those pairs).
+        """
+        posterior = torch.softmax(self.scene_loglik(tokens), dim=-1)  # (B, K)
+        marginals = posterior @ self.attribute_onehot  # (B, A)
+        errors = {}
+        offset = 0
+        for attribute, values in self.attribute_values():
+            column = torch.full((len(prompts),), math.nan, dtype=torch.float64)
+            for row, prompt in enumerate(prompts):
+                named = self.grammar.parse(prompt).get(attribute)
+                if named is not None:
+                    column[row] = 1.0 - float(marginals[row, offset + values.index(named)])
+            errors[attribute] = column.clamp(min=0.0)  # float rounding can give -1e-16
+            offset += len(values)
+        return errors
+
+    def attribute_values(self) -> list[tuple[str, tuple[str, ...]]]:
+        """(attribute, its values) in the column order of `attribute_onehot`."""
+        g = self.grammar
+        return [("shape", g.shapes), ("colour", g.colours), ("background", g.colours),
+                ("position", g.positions), ("size", g.sizes)]
+
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """FID features ``(B, D)``: posterior attribute marginals and the colour histogram of the tokens.
 
@@ -119,8 +147,7 @@ class TokenWorld:
         """``(K, A)``: which value of each attribute (shape, colour, background, position, size) a scene has."""
         g = self.grammar
         columns = []
-        for attribute, values in (("shape", g.shapes), ("colour", g.colours), ("background", g.colours),
-                                  ("position", g.positions), ("size", g.sizes)):
+        for attribute, values in self.attribute_values():
             index = torch.tensor([values.index(getattr(s, attribute)) for s in g.scenes])
             columns.append(torch.nn.functional.one_hot(index, len(values)))
         return torch.cat(columns, dim=-1).double()

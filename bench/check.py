@@ -1,0 +1,217 @@
+"""`--check`: build every variant of a config and run it on a tiny model, before any run starts (issue 15).
+
+A plugin's mistake (a wrong method signature, ``ctx.steps`` for ``ctx.total_steps``, a tensor of the
+wrong shape) used to surface as a raw traceback in the middle of generation, after the run directory
+existed. `check_config` resolves everything a run resolves first (config values, variants, prompt set,
+metric names), then runs each variant's whole loop — every step, at the config's step count and
+guidance — on a tiny random model with the protocol's shape (`TinyModel`), two images per variant,
+in milliseconds each. Nothing is written: no run directory, no cache.
+
+A failure names the variant and, when the exception came from inside a component, that component's
+kind, name, file and line, so the message points at the plugin rather than at the engine.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+
+import torch
+
+from mgt_common.errors import UserError
+from samplers.engine import SamplerEngine
+from samplers.variant import SamplerVariant, build_variant
+
+from .config import BenchConfig
+from .prompts import load_prompts
+from .scoring import build_metrics
+
+#: The check's own seeds: two images per variant, so that per-image random streams are exercised too.
+CHECK_SEEDS = (0, 1)
+
+
+@dataclass
+class CheckResult:
+    variant: str
+    forward_passes: int
+    seconds: float
+
+
+class TinyModel:
+    """A masked-token model with the protocol's shape and no meaning: a fixed random bilinear map.
+
+    Conditional logits at position n: ``bias[n] + mean_m embed[tokens_m] · W + text``, where the text row
+    depends on the prompt's hash; the unconditional branch drops the text. Every number comes from a
+    generator seeded 0, so a check is reproducible, and a step costs microseconds at any step count.
+    """
+
+    codebook_size = 16
+    mask_token_id = 16
+
+    def __init__(self, side: int):
+        generator = torch.Generator().manual_seed(0)
+        self.side = side
+        self.forward_passes = 0
+        n, v = side * side, self.codebook_size
+        self.bias = torch.randn(n, v, generator=generator)
+        self.embed = torch.randn(v + 1, 8, generator=generator)
+        self.weight = torch.randn(8, v, generator=generator) / 4
+        self.text = torch.randn(64, v, generator=generator)
+
+    def token_grid(self, height=None, width=None) -> tuple[int, int]:
+        return self.side, self.side
+
+    def encode(self, prompts: list[str], negative_prompt: str | None = None) -> dict[str, torch.Tensor]:
+        rows = [sum(text.encode()) % self.text.shape[0] for text in prompts]
+        return {"text": self.text[rows]}
+
+    def logits(self, tokens, conditioning, step, total_steps, with_uncond=True):
+        self.forward_passes += 1
+        context = self.embed[tokens].mean(dim=1) @ self.weight  # (B, V): what is already visible
+        uncond = self.bias.unsqueeze(0) + context.unsqueeze(1)
+        cond = uncond + conditioning["text"].unsqueeze(1)
+        return cond, (uncond if with_uncond else None)
+
+    def decode(self, tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        grey = tokens.float().reshape(-1, 1, *grid) / (self.codebook_size - 1)
+        return grey.expand(-1, 3, -1, -1)
+
+
+def tiny_model(steps: int) -> tuple[TinyModel, list[str]]:
+    """A tiny model whose grid has at least `steps` + 1 tokens (so every step reveals one), and two prompts."""
+    side = max(4, math.ceil(math.sqrt(steps + 1)))
+    return TinyModel(side), ["a red circle on a blue background", "something purple"]
+
+
+def culprit(exc: BaseException) -> str:
+    """The innermost sampler component on the exception's stack, as "kind 'name' (file:line, in method)"."""
+    from samplers.components import Component
+
+    found = ""
+    for frame, line in traceback.walk_tb(exc.__traceback__):
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, Component):
+            code = frame.f_code
+            found = f"{owner.kind} {owner.name!r} ({code.co_filename}:{line}, in {code.co_name})"
+    return found
+
+
+class OutputError(ValueError):
+    """A component returned something of the wrong shape or type (found by `checked_variant`)."""
+
+
+def _expect(component, method: str, value, shape=None, dtype=None) -> None:
+    what = f"{component.kind} {component.name!r}: {method}() returned"
+    if not isinstance(value, torch.Tensor):
+        raise OutputError(f"{what} {type(value).__name__}, expected a tensor")
+    if shape is not None and tuple(value.shape) != tuple(shape):
+        raise OutputError(f"{what} shape {tuple(value.shape)}, expected {tuple(shape)} (see docs/plugins.md)")
+    if dtype is not None and value.dtype != dtype:
+        raise OutputError(f"{what} dtype {value.dtype}, expected {dtype}")
+
+
+class _CheckedList:
+    """A logits processor or probability corrector whose output must keep its input's shape."""
+
+    def __init__(self, component):
+        self.component = component
+
+    def __getattr__(self, name):
+        return getattr(self.component, name)
+
+    def __call__(self, tensor, ctx):
+        value = self.component(tensor, ctx)
+        _expect(self.component, "__call__", value, tensor.shape)
+        return value
+
+
+def checked_variant(variant: SamplerVariant) -> SamplerVariant:
+    """A copy of `variant` whose components' outputs are checked for shape and type at every step.
+
+    Without it a wrong shape surfaces one component later (a (B,) confidence fails inside the re-mask
+    policy), so the message would name the wrong plugin. Only `--check` pays for the checks.
+    """
+    import copy
+
+    checked = copy.copy(variant)
+    checked.logits_processors = [_CheckedList(c) for c in variant.logits_processors]
+    checked.probability_correctors = [_CheckedList(c) for c in variant.probability_correctors]
+
+    def wrap(component, method, check):
+        original = getattr(component, method)
+
+        def wrapped(*args):
+            value = original(*args)
+            check(value, *args)
+            return value
+
+        setattr(component, method, wrapped)  # an instance attribute: the class stays untouched
+
+    def scalar(component, method):
+        def check(value, *args):
+            if isinstance(value, torch.Tensor) and value.numel() == 1:
+                value = value.item()
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise OutputError(f"{component.kind} {component.name!r}: {method}() returned {value!r}, "
+                                  "expected a finite number")
+        return check
+
+    copies = {}
+    for kind in ("guidance", "token_sampler", "confidence", "reveal_schedule", "remask"):
+        copies[kind] = copy.copy(getattr(variant, kind))
+        setattr(checked, kind, copies[kind])
+    g, t, c, r, m = (copies[k] for k in ("guidance", "token_sampler", "confidence", "reveal_schedule", "remask"))
+    wrap(g, "scale", scalar(g, "scale"))
+    wrap(g, "combine", lambda v, cond, uncond, ctx: _expect(g, "combine", v, cond.shape))
+    wrap(t, "sample", lambda v, probs, ctx: _expect(t, "sample", v, probs.shape[:2], torch.long))
+    wrap(c, "score", lambda v, probs, sampled, ctx: _expect(c, "score", v, sampled.shape))
+    wrap(r, "mask_len", lambda v, ctx: _expect(r, "mask_len", v, (ctx.tokens.shape[0], 1)))
+    wrap(m, "select", lambda v, conf, mask_len, ctx: _expect(m, "select", v, conf.shape, torch.bool))
+    return checked
+
+
+def run_variant(variant: SamplerVariant, model, prompts: list[str], steps: int, guidance: float) -> CheckResult:
+    started = time.perf_counter()
+    variant = checked_variant(variant)
+    engine = SamplerEngine(model)
+    grid = model.token_grid(None, None)
+    conditioning = model.encode(prompts, None)
+    generation = engine.generate(variant, conditioning, list(CHECK_SEEDS), grid, steps, guidance, device="cpu")
+    tokens = generation.tokens
+    if tokens.dtype != torch.long or bool(((tokens < 0) | (tokens >= model.codebook_size)).any()):
+        raise ValueError(f"the finished image holds tokens outside the codebook [0, {model.codebook_size})")
+    model.decode(tokens, grid)
+    return CheckResult(variant.name, int(generation.forward_passes.max()), time.perf_counter() - started)
+
+
+def check_config(config: BenchConfig, out=None) -> list[CheckResult]:
+    """Resolve the whole config and run every variant on the tiny world; raise UserError on any failure."""
+    out = out or sys.stdout
+    variants = {name: build_variant(name, config.variants) for name in config.samplers}
+    source, params = config.prompt_source
+    prompts = load_prompts(source, **params)[: config.limit or None]
+    build_metrics(config.metrics, "cpu")
+    model, texts = tiny_model(config.steps)
+    print(f"mgt-bench: --check: {config.source}: config, {len(prompts)} prompts and {len(config.metrics)} "
+          f"metric(s) resolve; running {len(variants)} variant(s) on a tiny random model "
+          f"({'×'.join(map(str, model.token_grid()))} tokens), {config.steps} steps, guidance {config.guidance}", file=out)
+    results, failures = [], []
+    for name, variant in variants.items():
+        try:
+            result = run_variant(variant, model, texts, config.steps, float(config.guidance))
+        except UserError as exc:
+            failures.append(f"variants.{name}: {exc}")
+            continue
+        except Exception as exc:  # a plugin may raise anything; name it instead of a traceback
+            # an OutputError already names the component that returned the bad value
+            where = "" if isinstance(exc, OutputError) else culprit(exc)
+            failures.append(f"variants.{name}: {where + ': ' if where else ''}{type(exc).__name__}: {exc}")
+            continue
+        results.append(result)
+        print(f"  ok  {name}: {result.forward_passes} forward passes, {result.seconds:.2f} s", file=out)
+    if failures:
+        raise UserError(f"--check: {len(failures)} of {len(variants)} variant(s) failed:\n  " + "\n  ".join(failures))
+    print(f"mgt-bench: --check: all {len(results)} variant(s) ran; nothing was written", file=out)
+    return results

@@ -1,0 +1,168 @@
+"""The `fast` step mode (issue 12): one fused pass, distribution-equivalent to the exact mode.
+
+Laws are checked with chi-square tests against exact probabilities (each test also rejects a wrong law,
+so it has power); the exact synthetic world's ancestral-sampling test runs in fast mode; the fused
+statistics equal their definitions; the counter-based random numbers are the specified hash, the same in
+any block or batch arrangement.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+import samplers.fast_step as fast_step
+from catalogue_fakes import FixedLogits, generate
+from mgt_common.errors import ConfigError
+from samplers import counter_random as cr
+from samplers.fused_step import fused_block
+from samplers.variant import build_variant
+
+ROWS, VOCAB = 20000, 8
+
+
+def draw(logits: torch.Tensor, seed: int = 0, uncond=None, weight=1.0, inv_temp=1.0, sigma=0.0, stats_kind="", **spec):
+    """fused_block on ``ROWS`` positions that all share the logits vector(s)."""
+    cond = logits.expand(1, ROWS, -1)
+    uncond = None if uncond is None else uncond.expand(1, ROWS, -1)
+    keys = cr.step_keys([torch.Generator().manual_seed(seed)], 4, "cpu")
+    scalars = [torch.tensor(v, dtype=torch.float32) for v in (weight, inv_temp, sigma)]
+    spec.setdefault("sampler", "multinomial")
+    return fused_block(cond, uncond, *scalars, keys, torch.tensor(0, dtype=torch.int32), noise=sigma != 0.0,
+                       stats=stats_kind, **spec)
+
+
+def chi_square_p(tokens: torch.Tensor, probs: torch.Tensor) -> float:
+    observed = np.bincount(tokens.reshape(-1).numpy(), minlength=len(probs)).astype(float)
+    expected = probs.double().numpy() * tokens.numel()
+    keep = expected > 0
+    assert observed[~keep].sum() == 0, "a token outside the support was drawn"
+    return stats.chisquare(observed[keep], expected[keep]).pvalue
+
+
+LOGITS = torch.tensor([2.0, 1.0, 0.5, 0.0, -0.5, -1.0, -3.0, 1.5])
+
+
+def test_mix32_is_the_published_hash():
+    """int32 wrap-around arithmetic = the 32-bit unsigned hash computed with Python integers."""
+    def reference(x):
+        x &= 0xFFFFFFFF
+        x ^= x >> 16
+        x = (x * 0x21F0AAAD) & 0xFFFFFFFF
+        x ^= x >> 15
+        x = (x * 0x735A2D97) & 0xFFFFFFFF
+        return x ^ (x >> 15)
+
+    values = [0, 1, 2, 12345, 2**31 - 1, -1, -2**31, 987654321, -123456789]
+    ours = cr.mix32(torch.tensor(values, dtype=torch.int32))
+    assert [v & 0xFFFFFFFF for v in ours.tolist()] == [reference(v) for v in values]
+
+
+def test_uniforms_and_normals_have_their_laws():
+    bits = cr.hashed_bits(torch.arange(200000, dtype=torch.int32), torch.tensor(7, dtype=torch.int32),
+                          torch.tensor(-99, dtype=torch.int32))
+    u = cr.open_uniform(bits)
+    assert 0 < float(u.min()) and float(u.max()) < 1
+    assert stats.kstest(u.double().numpy(), "uniform").pvalue > 1e-3
+    z = cr.normal_from_bits(bits, cr.second_stream(bits))
+    assert stats.kstest(z.double().numpy(), "norm").pvalue > 1e-3
+    u64 = cr.open_uniform64(bits, cr.second_stream(bits))
+    assert stats.kstest(u64.numpy(), "uniform").pvalue > 1e-3
+    # neighbouring entries are uncorrelated (a weak hash shows up here first)
+    assert abs(np.corrcoef(u[:-1].numpy(), u[1:].numpy())[0, 1]) < 0.01
+
+
+@pytest.mark.parametrize("spec,inv_temp,law", [
+    ({}, 1.0, lambda l: torch.softmax(l, 0)),
+    ({}, 1.25, lambda l: torch.softmax(l * 1.25, 0)),
+    ({"sampler": "gumbel-max-f64"}, 1.0, lambda l: torch.softmax(l, 0)),
+    ({"sampler": "top-k", "k": 3}, 1.0, lambda l: torch.softmax(torch.where(l >= l.topk(3).values[-1], l, -torch.inf), 0)),
+    ({"sampler": "top-p", "top_p": 0.8}, 1.0, None),
+])
+def test_fused_draws_follow_the_target_law(spec, inv_temp, law):
+    tokens, _, _ = draw(LOGITS, inv_temp=inv_temp, **spec)
+    if law is None:  # the nucleus of softmax(ℓ), as token_samplers.nucleus keeps it
+        from samplers.token_samplers import nucleus
+
+        kept = nucleus(torch.softmax(LOGITS.double(), 0), 0.8)
+        target = kept / kept.sum()
+    else:
+        target = law(LOGITS.double())
+    assert chi_square_p(tokens, target) > 1e-4
+    # the same test rejects a wrong law (here: a temperature off by 20 %)
+    assert chi_square_p(tokens, torch.softmax(LOGITS.double() * inv_temp * 1.2, 0)) < 1e-6
+
+
+def test_cfg_and_noise_regularisation_in_the_fused_pass():
+    cond, uncond = LOGITS, torch.linspace(1.0, -1.0, VOCAB)
+    tokens, _, _ = draw(cond, uncond=uncond, weight=3.0)
+    assert chi_square_p(tokens, torch.softmax(uncond.double() + 3.0 * (cond.double() - uncond.double()), 0)) > 1e-4
+    # with noise σ·n on the logits the law is E_n[softmax(ℓ + σ n)] (Monte Carlo with torch's normal)
+    tokens, _, _ = draw(cond, sigma=1.5)
+    noise = torch.randn(400000, VOCAB, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    target = torch.softmax(cond.double() + 1.5 * noise, -1).mean(0)
+    assert chi_square_p(tokens, target) > 1e-4
+    assert chi_square_p(tokens, torch.softmax(cond.double(), 0)) < 1e-6
+
+
+def test_fused_statistics_equal_their_definitions():
+    generator = torch.Generator().manual_seed(1)
+    cond, uncond = torch.randn(2, 50, 64, generator=generator) * 3, torch.randn(2, 50, 64, generator=generator) * 3
+    keys = cr.step_keys([torch.Generator().manual_seed(s) for s in (0, 1)], 4, "cpu")
+    scalars = [torch.tensor(v) for v in (4.0, 1.0, 0.0)]
+    guided = (uncond + 4.0 * (cond - uncond)).double()
+    probs = guided.softmax(-1)
+    for kind in ("margin", "entropy"):
+        tokens, log_p, extra = fused_block(cond, uncond, *scalars, keys, torch.tensor(0, dtype=torch.int32),
+                                           sampler="multinomial", stats=kind)
+        expected_log_p = probs.gather(-1, tokens[..., None])[..., 0].log().clamp(min=np.log(1e-20))
+        torch.testing.assert_close(log_p.double(), expected_log_p, atol=1e-4, rtol=1e-5)
+        top = probs.topk(2, -1).values
+        expected = top[..., 0] - top[..., 1] if kind == "margin" else torch.xlogy(probs, probs).sum(-1)
+        torch.testing.assert_close(extra.double(), expected, atol=1e-5, rtol=1e-4)
+    greedy, _, _ = fused_block(cond, uncond, *scalars, keys, torch.tensor(0, dtype=torch.int32), sampler="greedy")
+    assert torch.equal(greedy, guided.argmax(-1))
+
+
+def test_blocks_and_batches_do_not_change_a_token(monkeypatch):
+    model = FixedLogits(6, 64, 128, seed=2)
+    tables = {"fast": {"base": "top-p", "mode": "fast"}}
+    whole = generate(model, "fast", seeds=[3, 4, 5], tables=tables).tokens
+    monkeypatch.setattr(fast_step, "_CPU_BLOCK", 128 * 5)  # 5 positions per block, a ragged last one
+    assert torch.equal(generate(model, "fast", seeds=[3, 4, 5], tables=tables).tokens, whole)
+    assert torch.equal(generate(model, "fast", seeds=[4], tables=tables).tokens[0], whole[1])
+
+
+def test_fast_mode_is_declared_keyed_and_refused_where_it_cannot_fuse():
+    exact, fast = build_variant("vanilla"), build_variant("f", {"f": {"base": "vanilla", "mode": "fast"}})
+    assert "mode" not in exact.resolved() and fast.resolved()["mode"] == "fast"
+    assert exact.fingerprint() != fast.fingerprint()
+    with pytest.raises(ConfigError, match="differential.*full probability tensor|probability correctors"):
+        build_variant("f", {"f": {"base": "differential", "mode": "fast"}})
+    with pytest.raises(ConfigError, match="mode must be one of exact, fast"):
+        build_variant("f", {"f": {"base": "vanilla", "mode": "quick"}})
+
+
+@pytest.mark.parametrize("preset", ["vanilla", "noise-reg", "zigzag", "top-k", "top-p", "gumbel-max-f64", "greedy",
+                                    "margin", "entropy", "halton", "random-order", "softmax-temp-linear", "cfg-interval"])
+def test_every_fusable_preset_runs_in_fast_mode(preset):
+    model = FixedLogits(6, 64, 128, seed=5)
+    generation = generate(model, "f", seeds=[0, 1], tables={"f": {"base": preset, "mode": "fast"}})
+    assert not bool((generation.tokens == model.mask_token_id).any())
+    assert generation.trajectory[-1] == [0, 0]
+
+
+def test_exact_world_is_sampled_exactly_in_fast_mode():
+    """The exact synthetic world with random order, one token per step: ancestral sampling, exact in law."""
+    import test_exact_sampler as world_test
+
+    from samplers.variant import VARIANT_PRESETS, register_variant
+
+    if "random-order+linear+fast" not in VARIANT_PRESETS:
+        register_variant("random-order+linear+fast",
+                         {"base": "random-order", "reveal_schedule": "linear", "mode": "fast"})
+    model = world_test.SyntheticModel(**world_test.WORLD)
+    tokens = world_test.generate(model, "random-order+linear+fast", model.world.seq_len)
+    assert world_test.chi_square_p(model, tokens) > 1e-3
+    assert world_test.chi_square_p(model, world_test.generate(model, "random-order+linear+fast", 1)) < 1e-6
