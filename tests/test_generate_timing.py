@@ -40,7 +40,7 @@ class _Model:
 def test_warm_up_is_not_timed(tmp_path, monkeypatch):
     monkeypatch.setattr(generate, "SamplerEngine", _SlowFirstCallEngine)
     _SlowFirstCallEngine.calls = []
-    variants = {name: SimpleNamespace(name=name) for name in ("vanilla", "other")}
+    variants = {name: SimpleNamespace(name=name, model_transforms=[]) for name in ("vanilla", "other")}
     units = [Unit(key=f"{v}{p}{s}", variant=v, prompt=Prompt(id=f"p{p}", text=f"text {p}"), seed=s, order=0)
              for v in variants for p in range(3) for s in (0, 1)]
     store = RunDirectory(tmp_path / "run")
