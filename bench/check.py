@@ -22,11 +22,12 @@ import torch
 
 from mgt_common.errors import UserError
 from samplers.engine import SamplerEngine
-from samplers.variant import SamplerVariant, build_variant
+from samplers.variant import SamplerVariant
 
 from .config import BenchConfig
 from .prompts import load_prompts
 from .scoring import build_metrics
+from .sweep import build_variants
 
 #: The check's own seeds: two images per variant, so that per-image random streams are exercised too.
 CHECK_SEEDS = (0, 1)
@@ -189,18 +190,21 @@ def run_variant(variant: SamplerVariant, model, prompts: list[str], steps: int, 
 def check_config(config: BenchConfig, out=None) -> list[CheckResult]:
     """Resolve the whole config and run every variant on the tiny world; raise UserError on any failure."""
     out = out or sys.stdout
-    variants = {name: build_variant(name, config.variants) for name in config.samplers}
+    # a sweep (bench/sweep.py) is checked point by point, each at its own steps and guidance
+    sweep = config.sweep()
+    variants = build_variants(sweep, config.variants)
+    points = sweep.by_name()
     source, params = config.prompt_source
     prompts = load_prompts(source, **params)[: config.limit or None]
     build_metrics(config.metrics, "cpu")
-    model, texts = tiny_model(config.steps)
+    model, texts = tiny_model(max(int(p.steps) for p in sweep.points))
     print(f"mgt-bench: --check: {config.source}: config, {len(prompts)} prompts and {len(config.metrics)} "
           f"metric(s) resolve; running {len(variants)} variant(s) on a tiny random model "
           f"({'×'.join(map(str, model.token_grid()))} tokens), {config.steps} steps, guidance {config.guidance}", file=out)
     results, failures = [], []
     for name, variant in variants.items():
         try:
-            result = run_variant(variant, model, texts, config.steps, float(config.guidance))
+            result = run_variant(variant, model, texts, int(points[name].steps), float(points[name].guidance))
         except UserError as exc:
             failures.append(f"variants.{name}: {exc}")
             continue

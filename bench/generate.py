@@ -61,8 +61,9 @@ def generate_units(model, units: Sequence[Unit], variants: dict[str, SamplerVari
     compiled = getattr(model, "compiled", None)
     if compiled is not None and compiled.enabled:
         # compile every batch shape of this run before the clock starts (issue 12: compile time apart)
+        with_uncond = any((guidance if u.guidance is None else u.guidance) > 1 for u in units)  # a sweep's too
         for size in sorted({len(chunk) for chunk in batches(units, batch_size)}):
-            model.warm_up(size, with_uncond=guidance > 1)
+            model.warm_up(size, with_uncond=with_uncond)
     started = time.perf_counter()
     peaks: list[float] = []
     warmup_seconds = 0.0

@@ -75,7 +75,8 @@ RunDirectory.append = append
 
 
 def tables(run_dir: Path) -> dict[str, pd.DataFrame]:
-    samples = pd.read_csv(run_dir / "samples.csv").drop(columns=["seconds"])
+    # measurements, not results: time and the batch's peak memory differ between any two runs
+    samples = pd.read_csv(run_dir / "samples.csv").drop(columns=["seconds", "memory_mib"], errors="ignore")
     return {"samples": samples, "scores": pd.read_csv(run_dir / "scores.csv"),
             "set_metrics": pd.read_csv(run_dir / "set_metrics.csv")}
 

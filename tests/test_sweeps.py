@@ -259,3 +259,14 @@ def test_shard_cost_uses_each_points_own_steps(tmp_path):
     assert [cost(units[v]) for v in ("vanilla@steps=4", "vanilla@steps=8", "zigzag@steps=4", "zigzag@steps=8")] \
         == [4, 8, 10, 22]
     assert cost(units["zigzag@steps=8"]) == variants["zigzag@steps=8"].forward_passes(8)
+
+
+def test_check_runs_every_point_of_a_sweep(tmp_path, capsys):
+    path = write_tiny_config(tmp_path / "c.toml", samplers=("vanilla", "noise-reg"),
+                             extra="variants.noise-reg.logits_processors.0.scale = [0.5, 2]\n")
+    out = tmp_path / "run"
+    assert main(["--check", "--config", str(path), "--out", str(out), "--steps", "3,5"]) == 0
+    text = capsys.readouterr().out
+    for name in ("vanilla@steps=3", "vanilla@steps=5", "noise-reg[scale=0.5]@steps=3", "noise-reg[scale=2]@steps=5"):
+        assert f"ok  {name}: {name[-1]} forward passes" in text
+    assert "all 6 variant(s) ran" in text and not out.exists()
