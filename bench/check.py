@@ -3,8 +3,8 @@
 A plugin's mistake (a wrong method signature, ``ctx.steps`` for ``ctx.total_steps``, a tensor of the
 wrong shape) used to surface as a raw traceback in the middle of generation, after the run directory
 existed. `check_config` resolves everything a run resolves first (config values, variants, prompt set,
-metric names), then runs each variant's whole loop — every step, at the config's step count and
-guidance — on a tiny random model with the protocol's shape (`TinyModel`), two images per variant,
+metric names), then runs each variant's whole loop — every step, at its own step count and guidance
+(a sweep's grid points included) — on a tiny random model with the protocol's shape (`TinyModel`), two images per variant,
 in milliseconds each. Nothing is written: no run directory, no cache.
 
 A failure names the variant and, when the exception came from inside a component, that component's
@@ -26,6 +26,7 @@ from samplers.variant import SamplerVariant
 
 from .config import BenchConfig
 from .prompts import load_prompts
+from .rewards import check_reward_metrics, reward_metric_name
 from .scoring import build_metrics
 from .sweep import build_variants
 
@@ -97,6 +98,11 @@ def culprit(exc: BaseException) -> str:
             code = frame.f_code
             found = f"{owner.kind} {owner.name!r} ({code.co_filename}:{line}, in {code.co_name})"
     return found
+
+
+def stand_in_reward(tokens: torch.Tensor, rows) -> torch.Tensor:
+    """``(R, N)`` tokens → ``(R,)`` float64, as `samplers.reward.Reward`: the mean token id (meaningless, cheap)."""
+    return tokens.double().mean(dim=-1)
 
 
 class OutputError(ValueError):
@@ -179,7 +185,12 @@ def run_variant(variant: SamplerVariant, model, prompts: list[str], steps: int, 
     engine = SamplerEngine(model)
     grid = model.token_grid(None, None)
     conditioning = model.encode(prompts, None)
-    generation = engine.generate(variant, conditioning, list(CHECK_SEEDS), grid, steps, guidance, device="cpu")
+    # A search loop (best-of-n, SMC) scores candidates with a metric that needs the real model's images;
+    # on the tiny model a stand-in reward of the same shape exercises the loop (the metric's name is
+    # checked by `check_reward_metrics`).
+    reward = stand_in_reward if reward_metric_name(variant) else None
+    generation = engine.generate(variant, conditioning, list(CHECK_SEEDS), grid, steps, guidance, device="cpu",
+                                 reward=reward)
     tokens = generation.tokens
     if tokens.dtype != torch.long or bool(((tokens < 0) | (tokens >= model.codebook_size)).any()):
         raise ValueError(f"the finished image holds tokens outside the codebook [0, {model.codebook_size})")
@@ -190,21 +201,24 @@ def run_variant(variant: SamplerVariant, model, prompts: list[str], steps: int, 
 def check_config(config: BenchConfig, out=None) -> list[CheckResult]:
     """Resolve the whole config and run every variant on the tiny world; raise UserError on any failure."""
     out = out or sys.stdout
-    # a sweep (bench/sweep.py) is checked point by point, each at its own steps and guidance
+    # A sweep (lists of steps, guidance or parameters) expands into one variant per grid point, each run
+    # at its own steps and guidance, exactly as the run would build them (bench/sweep.py).
     sweep = config.sweep()
     variants = build_variants(sweep, config.variants)
     points = sweep.by_name()
+    check_reward_metrics(variants.values())
     source, params = config.prompt_source
     prompts = load_prompts(source, **params)[: config.limit or None]
     build_metrics(config.metrics, "cpu")
-    model, texts = tiny_model(max(int(p.steps) for p in sweep.points))
+    model, texts = tiny_model(max(p.steps for p in sweep.points))
     print(f"mgt-bench: --check: {config.source}: config, {len(prompts)} prompts and {len(config.metrics)} "
           f"metric(s) resolve; running {len(variants)} variant(s) on a tiny random model "
-          f"({'×'.join(map(str, model.token_grid()))} tokens), {config.steps} steps, guidance {config.guidance}", file=out)
+          f"({'×'.join(map(str, model.token_grid()))} tokens), at each variant's steps and guidance", file=out)
     results, failures = [], []
     for name, variant in variants.items():
         try:
-            result = run_variant(variant, model, texts, int(points[name].steps), float(points[name].guidance))
+            point = points[name]
+            result = run_variant(variant, model, texts, int(point.steps), float(point.guidance))
         except UserError as exc:
             failures.append(f"variants.{name}: {exc}")
             continue

@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_argument("--list", action="store_true", help="list every registered component, variant, model, "
                                                              "metric, prompt set and shipped config")
     actions.add_argument("--check", action="store_true",
-                         help="build every variant of the config and run it on a tiny synthetic world (seconds); "
+                         help="build every variant of the config and run it on a tiny random model (seconds); "
                               "a broken plugin fails here, before any run starts; writes nothing")
     actions.add_argument("--merge", metavar="RUN_DIR",
                          help="merge the shards of a sharded run once all are done: tables, scores, report (once)")

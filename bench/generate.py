@@ -86,17 +86,15 @@ def generate_units(model, units: Sequence[Unit], variants: dict[str, SamplerVari
                 w0 = time.perf_counter()
                 warm = engine.generate(variant, model.encode([u.prompt.text for u in chunk], negative_prompt),
                                        [u.seed for u in chunk], grid, chunk_steps, chunk_guidance, device=device,
-                                       reward=rewards.for_batch(variant, [u.prompt.text for u in chunk],
-                                                                [u.prompt.id for u in chunk]))
+                                       **rewards.engine_arguments(variant, chunk))
                 model.decode(warm.tokens, grid)
                 _synchronize(device)
                 warmup_seconds += time.perf_counter() - w0
             t0 = time.perf_counter()
             with PeakMemory(device) as peak:
                 conditioning = model.encode([u.prompt.text for u in chunk], negative_prompt)
-                reward = rewards.for_batch(variant, [u.prompt.text for u in chunk], [u.prompt.id for u in chunk])
                 generation = engine.generate(variant, conditioning, [u.seed for u in chunk], grid, chunk_steps,
-                                             chunk_guidance, device=device, reward=reward)
+                                             chunk_guidance, device=device, **rewards.engine_arguments(variant, chunk))
                 images = model.decode(generation.tokens, grid)
                 _synchronize(device)
             seconds = (time.perf_counter() - t0) / len(chunk)
@@ -110,7 +108,7 @@ def generate_units(model, units: Sequence[Unit], variants: dict[str, SamplerVari
                     "image_sha256": digest,  # checked on reuse: a damaged or replaced PNG is regenerated
                     "unit_key": unit.key, "variant": unit.variant, "prompt_id": unit.prompt.id,
                     "seed": unit.seed, "steps": chunk_steps, "forward_passes": int(generation.forward_passes[row]),
-                    "scorer_calls": int(generation.scorer_calls[row]),
+                    "scorer_calls": scorer_calls(generation, row),
                     "seconds": round(seconds, 6),
                     # the batch's peak memory shared over its images (weights included): the cost table's MiB / image
                     "memory_mib": round(peak.mib / len(chunk), 3) if peak.mib is not None else None,
@@ -135,6 +133,12 @@ def _synchronize(device: str) -> None:
     """Wait for queued GPU work, so that a batch's time is its own and not the next one's."""
     if str(device).startswith("cuda") and torch.cuda.is_available():
         torch.cuda.synchronize()
+
+
+def scorer_calls(generation, row: int) -> int:
+    """Reward evaluations the image cost (search loops; 0 for every other sampler)."""
+    calls = getattr(generation, "scorer_calls", None)
+    return 0 if calls is None else int(calls[row])
 
 
 def load_image(path) -> torch.Tensor:

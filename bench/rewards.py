@@ -18,7 +18,7 @@ from mgt_common.errors import ConfigError
 
 def reward_metric_name(variant) -> str | None:
     """The metric a variant's loop steers by, or None for loops without a reward."""
-    name = getattr(variant.loop, "reward", None)
+    name = getattr(getattr(variant, "loop", None), "reward", None)
     return name if isinstance(name, str) and name else None
 
 
@@ -52,6 +52,11 @@ class RewardBuilder:
                                   "use a per-image metric of this model (e.g. hpsv2)")
             self._metrics[name] = cls(device=self.device)
         return self._metrics[name]
+
+    def engine_arguments(self, variant, units) -> dict:
+        """``{"reward": ...}`` for `SamplerEngine.generate` when the variant searches, else nothing."""
+        reward = self.for_batch(variant, [u.prompt.text for u in units], [u.prompt.id for u in units])
+        return {} if reward is None else {"reward": reward}
 
     def for_batch(self, variant, prompts: Sequence[str], prompt_ids: Sequence[str]):
         """The reward callable for one batch of `variant` (None when its loop needs none)."""

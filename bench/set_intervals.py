@@ -63,7 +63,7 @@ def add_set_intervals(rows: pd.DataFrame, samples: pd.DataFrame, metrics: dict, 
         return out
     texts = sorted(set(samples["prompt"].astype(str)))
     position = {t: i for i, t in enumerate(texts)}
-    known = {r["key"]: r["rows"] for r in store.read_journal("set_intervals")}
+    known = {r["key"]: r["rows"] for r in store.read_journal("set_intervals", required=("key", "rows"))}
     for label, metric in set_metrics.items():
         key = stable_hash({"metric": label, "describe": metric.describe(), "baseline": baseline, "interval": INTERVAL,
                            "units": {v: sorted(g["unit_key"]) for v, g in samples.groupby("variant")}}, 32)

@@ -31,6 +31,7 @@ METHODS: dict[str, dict[str, tuple[str, ...]]] = {
     "reveal_schedule": {"mask_ratio": ("progress",), "mask_len": ("ctx",)},
     "remask": {"select": ("confidence", "mask_len", "ctx")},
     "loop": {"run": ("engine", "generation"), "forward_passes": ("total_steps",)},
+    "model_transform": {"attach": ("model",), "neutral": (), "check_model": ("model",)},
 }
 
 #: kind → methods of which at least one must be the plugin's own (the base class only raises).
@@ -43,14 +44,14 @@ REQUIRED_ANY: dict[str, tuple[str, ...]] = {
     "reveal_schedule": ("mask_ratio", "mask_len"),
     "remask": ("select",),
     "loop": ("run",),
+    "model_transform": ("attach",),
 }
 
 
 def check_component_class(kind: str, name: str, cls: type, base: type | None) -> None:
     """Raise PluginContractError unless `cls` can be driven by the engine as a `kind` component.
 
-    Kinds without an entry in `METHODS` (added later by other modules) are checked only for the base
-    class. Only the arity is checked, never the parameter names: ``def scale(self, context)`` is fine.
+    Kinds without an entry in `METHODS` are checked only for the base class. Only the arity is checked, never the parameter names: ``def scale(self, context)`` is fine.
     """
     where = f"component {name!r} ({cls.__module__}.{cls.__qualname__}), registered as {kind}"
     if base is not None and not (isinstance(cls, type) and issubclass(cls, base)):
@@ -59,7 +60,7 @@ def check_component_class(kind: str, name: str, cls: type, base: type | None) ->
     methods = METHODS.get(kind, {})
     own = [m for m in REQUIRED_ANY.get(kind, ()) if _overridden(cls, base, m)]
     if REQUIRED_ANY.get(kind) and not own:
-        wanted = " or ".join(f"{m}(self, {', '.join(methods[m])})" for m in REQUIRED_ANY[kind])
+        wanted = " or ".join(_signature(m, methods[m])[len("def "):] for m in REQUIRED_ANY[kind])
         raise PluginContractError(f"{where}: defines no {wanted}; the engine calls it at every step")
     for method, args in methods.items():
         if not _overridden(cls, base, method):
@@ -90,4 +91,4 @@ def _check_binds(where: str, method: str, args: tuple[str, ...], function: Calla
 
 
 def _signature(method: str, args: tuple[str, ...]) -> str:
-    return f"def {method}(self, {', '.join(args)})"
+    return f"def {method}({', '.join(('self', *args))})"

@@ -40,13 +40,14 @@ register_variant("check-flat", {"base": "vanilla", "confidence": "check-flat"})
 
 
 def test_check_runs_every_variant_and_writes_nothing(tmp_path, capsys):
-    config = write_tiny_config(tmp_path / "c.toml", steps=12, samplers=("vanilla", "zigzag", "halton", "differential"))
+    names = ("vanilla", "zigzag", "halton", "differential", "smc-4")  # smc-4: a search loop, needs a reward
+    config = write_tiny_config(tmp_path / "c.toml", steps=12, samplers=names)
     out = tmp_path / "run"
     assert main(["--check", "--config", str(config), "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    for name in ("vanilla", "zigzag", "halton", "differential"):
+    for name in names:
         assert f"ok  {name}:" in text
-    assert "all 4 variant(s) ran" in text
+    assert "all 5 variant(s) ran" in text
     assert not out.exists()
 
 
@@ -74,3 +75,14 @@ def test_check_rejects_a_bad_config_first(tmp_path, capsys):
     config = write_tiny_config(tmp_path / "c.toml", samplers=("vanilla", "no-such-variant"))
     assert main(["--check", "--config", str(config)]) == 2
     assert "unknown sampler variant 'no-such-variant'" in capsys.readouterr().err
+
+
+def test_check_runs_every_point_of_a_sweep(tmp_path, capsys):
+    config = write_tiny_config(tmp_path / "c.toml", samplers=("vanilla", "noise-reg"))
+    text = config.read_text().replace("steps = 6", "steps = [3, 5]")
+    config.write_text(text)
+    assert main(["--check", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    for name in ("vanilla@steps=3", "vanilla@steps=5", "noise-reg@steps=3", "noise-reg@steps=5"):
+        assert f"ok  {name}:" in out
+    assert "ok  vanilla@steps=5: 5 forward passes" in out  # each point at its own step count

@@ -20,13 +20,13 @@ class _SlowFirstCallEngine:
     def __init__(self, model):
         self.model = model
 
-    def generate(self, variant, conditioning, seeds, grid, steps, guidance, device="cpu"):
+    def generate(self, variant, conditioning, seeds, grid, steps, guidance, device="cpu", reward=None):
         if variant.name not in self.calls:
             time.sleep(0.3)
         self.calls.append(variant.name)
         n = len(seeds)
         tokens = torch.tensor(seeds).view(n, 1).repeat(1, grid[0] * grid[1])
-        return SimpleNamespace(tokens=tokens, forward_passes=[steps] * n, trajectory=[[0] * n])
+        return SimpleNamespace(tokens=tokens, forward_passes=[steps] * n, scorer_calls=[0] * n, trajectory=[[0] * n])
 
 
 class _Model:
@@ -40,7 +40,7 @@ class _Model:
 def test_warm_up_is_not_timed(tmp_path, monkeypatch):
     monkeypatch.setattr(generate, "SamplerEngine", _SlowFirstCallEngine)
     _SlowFirstCallEngine.calls = []
-    variants = {name: SimpleNamespace(name=name) for name in ("vanilla", "other")}
+    variants = {name: SimpleNamespace(name=name, model_transforms=[], loop=None) for name in ("vanilla", "other")}
     units = [Unit(key=f"{v}{p}{s}", variant=v, prompt=Prompt(id=f"p{p}", text=f"text {p}"), seed=s, order=0)
              for v in variants for p in range(3) for s in (0, 1)]
     store = RunDirectory(tmp_path / "run")

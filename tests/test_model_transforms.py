@@ -174,11 +174,12 @@ def test_backends_refuse_what_they_cannot_carry(meissonic, amused):
         build_component("guidance", {"name": "pag", "layers": [5]}).check_model(meissonic)
 
 
-def test_exact_world_refuses_model_side_choices_before_writing(tmp_path, capsys):
+def test_synthetic_world_refuses_model_side_choices_before_writing(tmp_path, capsys):
     from bench.cli import main
 
     out = tmp_path / "run"
     for variant in ("tome", "pag"):
+        # the exact world (the default run's synthetic-trained has a network and carries them)
         code = main(["--model", "synthetic-exact", "--samplers", f"vanilla,{variant}", "--limit", "2", "--steps", "2",
                      "--out", str(out)])
         assert code == 2 and not out.exists()
@@ -265,17 +266,3 @@ def test_pag_combines_logits_as_the_paper_on_fixed_inputs():
         generation = SamplerEngine(model).generate(variant, model.encode(["x"]), [0], (1, 1), 1, 1.2)
         assert generation.tokens.tolist() == [[expected]]
         assert generation.forward_passes.tolist() == [1 if scale == 0 else 2]
-
-
-def test_trained_world_carries_model_side_choices_batch_independently():
-    """The world's Meissonic-structured network runs a batch as fixed-size chunks: the feature cache must
-    reuse each chunk's own rows (keyed by call within a step), and PAG's hook must be there."""
-    from bench.models.registry import MODELS
-
-    model = MODELS.get("synthetic-trained")()
-    prompts = [p for _, p, _ in model.grammar.prompt_set(5, seed=3)]
-    spec = {"model_transforms": [{"name": "feature-cache", "interval": 2, "blocks": "all"}],
-            "guidance": {"name": "pag", "pag_scale": 2.0, "layers": [0]}}
-    together = generate(model, spec, seeds=range(5), prompts=prompts)
-    alone = generate(model, spec, seeds=(3,), prompts=prompts[3:4])
-    assert torch.equal(together[3:4], alone)

@@ -42,9 +42,10 @@ def test_every_kind_has_a_section_and_an_example(examples):
     for kinds, variants in examples:
         assert len(kinds) == 1 and len(variants) == 1, "each example registers one component and one variant"
         covered |= kinds
-    assert covered == set(METHODS) == set(REGISTRIES) - {"model_transform"}
+    assert covered == set(METHODS) == set(REGISTRIES)
     for kind in METHODS:
-        heading = {"logits_processor": "logits_processors", "probability_corrector": "probability_correctors"}.get(kind, kind)
+        heading = {"logits_processor": "logits_processors", "probability_corrector": "probability_correctors",
+                   "model_transform": "model_transforms"}.get(kind, kind)
         assert re.search(rf"^### {heading}:", text, re.M), f"docs/plugins.md has no section for {kind}"
         for method in METHODS[kind]:
             assert f"{method}(self" in text, f"docs/plugins.md does not show {kind}.{method}"
@@ -52,9 +53,38 @@ def test_every_kind_has_a_section_and_an_example(examples):
 
 def test_every_example_runs(examples):
     model, prompts = tiny_model(8)
-    for _, (variant_name,) in examples:
-        result = run_variant(build_variant(variant_name), model, prompts, steps=8, guidance=3.0)
+    for kinds, (variant_name,) in examples:
+        variant = build_variant(variant_name)
+        if kinds == {"model_transform"}:
+            check_model_transform(variant.model_transforms, model)
+        result = run_variant(variant, model, prompts, steps=8, guidance=3.0)
         assert result.forward_passes >= 1
+
+
+def check_model_transform(transforms, tiny):
+    """The harness attaches a model transform to a network backend and restores it after the variant:
+    the example refuses the tiny model (no network), changes a backend that has one, and undoes it exactly."""
+    import torch
+
+    from mgt_common.errors import ConfigError
+    from samplers.model_transforms import apply_model_transforms
+
+    (transform,) = transforms
+    with pytest.raises(ConfigError):
+        transform.check_model(tiny)
+
+    class Backend:
+        transformer = torch.nn.Linear(4, 4)
+
+    backend = Backend()
+    original = backend.transformer
+    transform.check_model(backend)
+    inputs = torch.randn(3, 4, generator=torch.Generator().manual_seed(0))
+    with apply_model_transforms(backend, transforms):
+        assert backend.transformer is not original
+        changed = backend.transformer(inputs)
+    assert backend.transformer is original
+    assert not torch.equal(changed, original(inputs)) and torch.allclose(changed, original(inputs), atol=0.05)
 
 
 def test_ctx_table_matches_the_step_context():

@@ -41,5 +41,5 @@ def test_missing_file_names_source_command_and_config(name):
 @pytest.mark.parametrize("name, file", [("drawbench", "benchmark/drawbench.json"),
                                         ("hpsv2-benchmark", "benchmark/anime.json")])
 def test_hub_sets_name_the_download_command(name, file):
-    with pytest.raises(ConfigError, match=rf"huggingface-cli download --repo-type dataset zhwang/HPDv2 {file}"):
+    with pytest.raises(ConfigError, match=rf"`hf download --repo-type dataset zhwang/HPDv2 {file}`"):
         load_prompts(name)

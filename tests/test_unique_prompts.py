@@ -35,7 +35,10 @@ def test_make_plan_warns(monkeypatch):
     import bench.plan as plan
 
     monkeypatch.setattr(plan, "unit_key", lambda *a, **k: "k")
-    config = type("C", (), {"samplers": ["vanilla"], "seeds": [0]})()
+    from types import SimpleNamespace
+
+    config = SimpleNamespace(samplers=["vanilla"], seeds=[0], steps=16, guidance=3.0)
+    sweep = SimpleNamespace(points=[SimpleNamespace(name="vanilla", steps=16, guidance=3.0)])
     with pytest.warns(DuplicatePromptWarning, match="collapsed"):
-        units = plan.make_plan(config, [Prompt("a", "t"), Prompt("b", "t")], {"vanilla": None}, {}, None)
+        units = plan.make_plan(config, [Prompt("a", "t"), Prompt("b", "t")], {"vanilla": None}, {}, None, sweep=sweep)
     assert [u.prompt.id for u in units] == ["a"]

@@ -131,8 +131,6 @@ def paired_across(a: Run, b: Run, n_boot: int = 1000, seed: int = 0, confidence:
     metrics, _, variants, same = common_ground(a, b)
     if not same or not metrics or not variants:
         return pd.DataFrame()
-    # the shared prompts' texts (the same in both runs): distinct texts are the unit of analysis
-    text_a = a.samples.drop_duplicates("prompt_id").set_index("prompt_id")["prompt"]
     hib = {m: a.higher_is_better(m) for m in metrics}
     tol = {m: max(a.tie_tolerance(m), b.tie_tolerance(m)) for m in metrics}
     tables = []
@@ -142,7 +140,8 @@ def paired_across(a: Run, b: Run, n_boot: int = 1000, seed: int = 0, confidence:
         if not len(sa) or not len(sb):
             continue
         both = pd.concat([sa.assign(variant="A"), sb.assign(variant="B")], ignore_index=True)
-        both, _ = validation.validate_scores(both, {p: text_a[p] for p in same})
+        # the shared prompts' texts are the same in both runs: distinct texts are the unit of analysis
+        both, _ = validation.validate_scores(both, dict(zip(a.samples["prompt_id"].astype(str), a.samples["prompt"].astype(str))))
         paired = stats.paired_differences(both, "A", hib, tol)
         if not len(paired):
             continue

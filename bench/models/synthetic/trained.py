@@ -102,7 +102,7 @@ class TrainedWorldModel:
         self.network.transformer = module
 
     def perturbed_attention(self, layers):
-        """PAG's attention hook (samplers/pag.py): identity image attention in these MM blocks, as Meissonic's."""
+        """Context manager: PAG's identity image attention in dual-stream blocks `layers` (samplers/pag.py)."""
         from ..transforms.attention import perturbed_attention
 
         return perturbed_attention(self, layers)
