@@ -77,7 +77,7 @@ def generate_units(model, units: Sequence[Unit], variants: dict[str, SamplerVari
             progress.set_postfix(variant.name)
             if variant.name != current:
                 transformed.close()  # undo the previous variant's transforms first
-                transformed.enter_context(apply_model_transforms(model, variant.model_transforms))
+                transformed.enter_context(apply_model_transforms(model, getattr(variant, "model_transforms", ())))
                 current = variant.name
                 # One untimed run of each variant's first batch: the first call pays for lazy
                 # initialisation, allocator growth and kernel selection (issue 10: vanilla, run first,

@@ -266,3 +266,18 @@ def test_pag_combines_logits_as_the_paper_on_fixed_inputs():
         generation = SamplerEngine(model).generate(variant, model.encode(["x"]), [0], (1, 1), 1, 1.2)
         assert generation.tokens.tolist() == [[expected]]
         assert generation.forward_passes.tolist() == [1 if scale == 0 else 2]
+
+
+def test_trained_world_feature_cache_is_batch_independent_with_pag():
+    """The world's Meissonic-structured network runs a batch as fixed-size chunks: the feature cache must
+    reuse each chunk's own rows (entries keyed by call within a step), and PAG's hook must be there.
+    Five images = ten CFG rows = two chunks of eight; the previous cache mixed the chunks' entries."""
+    from bench.models.registry import MODELS
+
+    model = MODELS.get("synthetic-trained")()
+    prompts = [p for _, p, _ in model.grammar.prompt_set(5, seed=3)]
+    spec = {"model_transforms": [{"name": "feature-cache", "interval": 2, "blocks": "all"}],
+            "guidance": {"name": "pag", "pag_scale": 2.0, "layers": [0]}}
+    together = generate(model, spec, seeds=range(5), prompts=prompts)
+    alone = generate(model, spec, seeds=(3,), prompts=prompts[3:4])
+    assert torch.equal(together[3:4], alone)

@@ -57,9 +57,13 @@ class FeatureCache(ModelTransform):
 
     def attach(self, model):
         store: dict[Any, tuple[int, list[torch.Tensor]]] = {}
+        # How often each block has run at the current step: a backend may run one step's batch as several
+        # calls (the trained world's fixed-size chunks) or add a pass (PAG); the k-th call of a step must
+        # find the k-th call's entry of the refresh step, not another chunk's rows of the same shape.
+        calls: dict[str, Any] = {"step": None, "count": {}}
         undo = []
         for position, (name, block) in enumerate(self._targets(model)):
-            undo.append(self._wrap(model, block, position, name.startswith("transformer_blocks"), store))
+            undo.append(self._wrap(model, block, position, name.startswith("transformer_blocks"), store, calls))
 
         def restore() -> None:
             for fn in reversed(undo):
@@ -68,7 +72,7 @@ class FeatureCache(ModelTransform):
 
         return restore
 
-    def _wrap(self, model, block, position: int, dual: bool, store: dict):
+    def _wrap(self, model, block, position: int, dual: bool, store: dict, calls: dict):
         had_own = "forward" in block.__dict__
         inner = block.forward  # the class method, or another transform's patch (e.g. tome)
         interval = self.interval
@@ -83,8 +87,13 @@ class FeatureCache(ModelTransform):
 
         def forward(*args, **kwargs):
             step = int(model.current_step)
+            if calls["step"] != step:
+                calls["step"], calls["count"] = step, {}
+            index = calls["count"].get(position, 0)
+            calls["count"][position] = index + 1
             inputs = streams(args, kwargs)
-            key = (position, tuple(tuple(x.shape) for x in inputs), bool(getattr(model, "attention_perturbed", False)))
+            key = (position, index, tuple(tuple(x.shape) for x in inputs),
+                   bool(getattr(model, "attention_perturbed", False)))
             entry = store.get(key)
             fresh = step % interval == 0 or entry is None or not 0 < step - entry[0] < interval
             if not fresh:
