@@ -281,3 +281,20 @@ def test_trained_world_feature_cache_is_batch_independent_with_pag():
     together = generate(model, spec, seeds=range(5), prompts=prompts)
     alone = generate(model, spec, seeds=(3,), prompts=prompts[3:4])
     assert torch.equal(together[3:4], alone)
+
+
+def test_compiled_transformer_refuses_model_side_choices():
+    """compile = true with a model-side choice fails at config time (exit 2) instead of running a graph
+    traced before the transform rewrote the blocks."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from bench.runner import check_model_side
+    from mgt_common.errors import ConfigError
+    from samplers.variant import build_variant
+
+    model = SimpleNamespace(compiled=SimpleNamespace(enabled=True))
+    with pytest.raises(ConfigError, match="compiled transformer"):
+        check_model_side({"tome": build_variant("tome")}, model)
+    check_model_side({"vanilla": build_variant("vanilla")}, model)  # sampler-only variants stay allowed
