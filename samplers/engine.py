@@ -226,16 +226,23 @@ class SamplerEngine:
         probs = self.guided_probs(generation, ctx, guidance)
         sampled = torch.where(unknown, variant.token_sampler.sample(probs, ctx), generation.tokens)
         ctx.probs, ctx.sampled = probs, sampled
+        self.commit(generation, ctx, sampled, lambda: variant.confidence.score(probs, sampled, ctx), step, notify)
+
+    def commit(self, generation: Generation, ctx: "StepContext", sampled: torch.Tensor,
+               confidence: Callable[[], torch.Tensor], step: int, notify: bool) -> None:
+        """The step's last parts, shared by the exact step and the fused one (samplers/fast_step.py):
+        keep the prediction, then reveal everything on the last step, or score the positions with
+        `confidence()` and re-mask the ones the reveal schedule and the re-mask policy pick."""
+        variant = generation.variant
         generation.prediction = sampled
         if ctx.is_last:
             generation.tokens = sampled
         else:
             # The confidence comes before the reveal count so that an adaptive count can read it; reveal
             # schedules draw no random numbers, so the random stream is consumed as in the reference.
-            confidence = variant.confidence.score(probs, sampled, ctx)
-            ctx.confidence = confidence
+            ctx.confidence = confidence()
             mask_len = variant.reveal_schedule.mask_len(ctx)
-            remask = variant.remask.select(confidence, mask_len, ctx)
+            remask = variant.remask.select(ctx.confidence, mask_len, ctx)
             generation.tokens = torch.where(remask, self.model.mask_token_id, sampled)
         if notify:
             self.after_step(generation, step)

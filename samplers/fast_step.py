@@ -150,16 +150,8 @@ def fast_step(engine, generation, step: int, guidance=None, notify: bool = True)
     del cond, uncond
     sampled = torch.where(unknown, sampled, generation.tokens)
     ctx.sampled = sampled
-    if ctx.is_last:
-        generation.tokens = sampled
-    else:
-        confidence = _confidence(variant.confidence, log_p, extra, sampled, ctx)
-        ctx.confidence = confidence
-        mask_len = variant.reveal_schedule.mask_len(ctx)
-        remask = variant.remask.select(confidence, mask_len, ctx)
-        generation.tokens = torch.where(remask, generation.model.mask_token_id, sampled)
-    if notify:
-        engine.after_step(generation, step)
+    engine.commit(generation, ctx, sampled, lambda: _confidence(variant.confidence, log_p, extra, sampled, ctx),
+                  step, notify)
 
 
 def _confidence(component, log_p, extra, sampled, ctx):
