@@ -74,7 +74,8 @@ def multinomial(generators: Sequence[torch.Generator], probs: torch.Tensor) -> t
 
 #: uniforms drawn per chunk (float64, 16 MiB): the extra memory stays a small fraction of the logits.
 _RACE_CHUNK = 1 << 21
-#: relative slack on the p/u bound: covers the float32 roundings of q and of p/q (≤ 2^-20) with margin.
+#: relative slack on the p/u bound: covers the float32 roundings of q and of p/q, and those of the float32
+#: bound itself (u and p/u, 2^-24 each): a few 2^-24 in all, far below 1e-5.
 _RACE_SLACK = 1.0 + 1e-5
 _race_checked: bool | None = None
 
@@ -90,10 +91,14 @@ def exponential_race(probs: torch.Tensor, generator: torch.Generator) -> torch.T
     out = torch.empty(rows, dtype=torch.long)
     step = max(1, _RACE_CHUNK // vocab)
     buffer = torch.empty((min(step, rows), vocab), dtype=torch.float64)
+    bound_buffer = torch.empty((min(step, rows), vocab), dtype=torch.float32)
     for start in range(0, rows, step):
         p = probs[start:start + step]
         u = buffer[: p.shape[0]].uniform_(0, 1, generator=generator)
-        bound = p / u  # float64, ≥ every entry's race value
+        # The bound in float32: a float32 / float64 division takes torch's slow mixed-dtype path (3× the
+        # time of casting u and dividing in float32, issue 12). Its two extra roundings (≤ 2^-24 each)
+        # are covered by _RACE_SLACK like the race value's own.
+        bound = torch.div(p, bound_buffer[: p.shape[0]].copy_(u), out=bound_buffer[: p.shape[0]])
         # argmax lets NaN and inf win, so a row with u = 0 somewhere (p/0) shows up in its leader's value
         leader = bound.argmax(dim=-1, keepdim=True)
         best = _race_value(p.gather(1, leader), u.gather(1, leader))  # ≤ the row's maximum race value

@@ -93,3 +93,35 @@ def test_in_place_noise_matches_whole_tensor_form(dtype):
     assert out.dtype == torch.float32 and torch.equal(out, logits.float() + sigma * noise)
     assert torch.equal(logits, before)
     assert all(torch.equal(a.get_state(), b.get_state()) for a, b in zip(ours.generators, theirs.generators))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("w,with_uncond", [(9.0, True), (1.0, True), (9.0, False), (0.0, True)])
+@pytest.mark.parametrize("entries", [1, 256 * 7, 1 << 18])  # one position a chunk, uneven chunks, all at once
+def test_chunked_guided_softmax_matches_combine_then_softmax(dtype, w, with_uncond, entries, monkeypatch):
+    """Issue 12, item 4: the engine's chunked CFG + softmax is bit-identical to `Guidance.combine` followed by
+    the float32 softmax, at every chunk size, in every logits dtype, and leaves the model's logits alone."""
+    from samplers import engine as engine_module
+    from samplers.guidance import FixedGuidance
+
+    monkeypatch.setattr(engine_module, "_GUIDED_CHUNK_ENTRIES", entries)
+    source = torch.Generator().manual_seed(9)
+    cond = (torch.randn(2, 45, 256, generator=source) * 4).to(dtype)
+    uncond = (torch.randn(2, 45, 256, generator=source) * 4).to(dtype) if with_uncond else None
+    kept = [t.clone() for t in (cond, uncond) if t is not None]
+    guidance = FixedGuidance(scale_value=w)
+    expected = guidance.combine(cond, uncond, types.SimpleNamespace()).float().softmax(dim=-1)
+    ours = engine_module.guided_softmax_float32(cond, uncond, w)
+    assert ours.dtype == torch.float32 and torch.equal(ours, expected)
+    assert all(torch.equal(a, b) for a, b in zip(kept, [t for t in (cond, uncond) if t is not None]))
+
+
+def test_chunked_guided_softmax_reads_strided_logits():
+    """The backends hand over views (the cond and uncond halves of one forward, a transposed layout)."""
+    from samplers.engine import guided_softmax_float32
+
+    both = torch.randn(4, 30, 128, generator=torch.Generator().manual_seed(2))
+    uncond, cond = both[:2], both[2:]
+    strided = torch.randn(2, 128, 30, generator=torch.Generator().manual_seed(3)).transpose(1, 2)
+    assert torch.equal(guided_softmax_float32(cond, uncond, 5.0), (uncond + 5.0 * (cond - uncond)).softmax(-1))
+    assert torch.equal(guided_softmax_float32(strided, None, 5.0), strided.softmax(-1))
