@@ -20,6 +20,8 @@ materialised. The model's logits are taken in the model's own dtype when the bac
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from . import counter_random as cr
@@ -104,19 +106,19 @@ def fused_statistics(cond, uncond, weight: float, inv_temp: float, sigma: float,
     device = cond.device
     scalars = [torch.tensor(v, dtype=torch.float32, device=device) for v in (weight, inv_temp, sigma)]
     on_gpu = device.type == "cuda"
-    if on_gpu:
-        function = compiled_block()
+    configuration = {"noise": sigma != 0.0, "stats": stats, **spec}
+    if on_gpu:  # compiled once per configuration (fused_step.compiled_block)
+        function = compiled_block(**configuration)
         limit = _SORT_BLOCK if spec["sampler"] in ("top-k", "top-p") or stats == "margin" else None
     else:
-        function, limit = fused_block, _CPU_BLOCK
+        function, limit = functools.partial(fused_block, **configuration), _CPU_BLOCK
     block = positions if limit is None else max(1, min(positions, limit // max(1, batch * vocab)))
     out = [torch.empty(batch, positions, dtype=dtype, device=device)
            for dtype in (torch.long, torch.float32, torch.float32)]
     for first in range(0, positions, block):
         part = slice(first, first + block)
         results = function(cond[:, part], None if uncond is None else uncond[:, part], *scalars, keys,
-                           torch.tensor(first, dtype=torch.int32, device=device), noise=sigma != 0.0, stats=stats,
-                           **spec)
+                           torch.tensor(first, dtype=torch.int32, device=device))
         for target, value in zip(out, results):
             target[:, part] = value
     return out

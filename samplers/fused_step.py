@@ -26,6 +26,9 @@ chi-square tests.
 from __future__ import annotations
 
 import math
+import os
+import sys
+import types
 
 import torch
 
@@ -98,9 +101,33 @@ def fused_block(cond: torch.Tensor, uncond: torch.Tensor | None, weight: torch.T
 _compiled: dict[tuple, object] = {}
 
 
-def compiled_block():
-    """`fused_block` under torch.compile (dynamic shapes: one compilation serves every batch and block)."""
-    key = ("fused",)
+def compiled_block(**static):
+    """`fused_block` under torch.compile for one sampler configuration: ``static`` = the keyword arguments
+    (sampler, k, top_p, noise, stats), bound here; dynamic shapes, so one compilation serves every batch
+    and block of that configuration.
+
+    Each configuration compiles its own *copy* of `fused_block`'s code object. TorchDynamo keeps its
+    cache, and its limit of 8 recompilations (``recompile_limit``), per code object: with one shared
+    function, the 9th configuration of a run (a sweep over top-k's k, say) silently fell back to the
+    uncompiled whole-tensor block, with its logits-sized temporaries (issue 12). The backend is
+    Inductor unless ``MGT_BENCH_COMPILE_BACKEND`` names another (as for the compiled transformer).
+    """
+    key = tuple(sorted(static.items()))
     if key not in _compiled:
-        _compiled[key] = torch.compile(fused_block, dynamic=True)
+        own = _function_copy(fused_block, f"fused_block_{len(_compiled)}", static)
+        backend = os.environ.get("MGT_BENCH_COMPILE_BACKEND", "inductor")
+        _compiled[key] = torch.compile(own, dynamic=True, backend=backend)
     return _compiled[key]
+
+
+def _function_copy(function, name: str, keywords: dict):
+    """`function` with a code object of its own (same bytecode, another name) and `keywords` as its
+    keyword-only defaults, so that TorchDynamo caches its compilations apart from every other copy's.
+    (Not functools.partial: torch.compile wraps a partial in one shared helper frame, whose code object
+    would again carry every configuration's cache entries.)"""
+    renamed = {"co_name": name} | ({"co_qualname": name} if sys.version_info >= (3, 11) else {})
+    code = function.__code__.replace(**renamed)
+    copy = types.FunctionType(code, function.__globals__, name, function.__defaults__, function.__closure__)
+    copy.__kwdefaults__ = {**(function.__kwdefaults__ or {}), **keywords}
+    copy.__doc__ = function.__doc__
+    return copy

@@ -56,3 +56,15 @@ def test_compiled_tiny_models_run_and_agree_with_eager(kind):
 def test_bad_compile_settings_are_config_errors(args, message):
     with pytest.raises(ConfigError, match=message):
         MeissonicModel(path=str(tiny_checkpoint("meissonic-512")), device="cpu", **args)
+
+
+def test_a_shape_past_dynamos_recompile_limit_is_announced(monkeypatch):
+    """TorchDynamo runs shapes past its recompile limit uncompiled, silently: the backend warns instead."""
+    import torch._dynamo
+
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+    model = MeissonicModel(path=str(tiny_checkpoint("meissonic-512")), device="cpu", height=64, compile=True)
+    tokens = torch.full((2, 16), model.mask_token_id)
+    model.logits(tokens, model.encode(["a cat", "a dog"]), 0, 4)  # 4 rows (CFG): the one compiled shape
+    with pytest.warns(RuntimeWarning, match="past torch._dynamo.config.recompile_limit"):
+        model.logits(tokens[:1], model.encode(["a cat"]), 0, 4)

@@ -166,3 +166,60 @@ def test_exact_world_is_sampled_exactly_in_fast_mode():
     tokens = world_test.generate(model, "random-order+linear+fast", model.world.seq_len)
     assert world_test.chi_square_p(model, tokens) > 1e-3
     assert world_test.chi_square_p(model, world_test.generate(model, "random-order+linear+fast", 1)) < 1e-6
+
+
+# -- the compiled fused block (what runs on CUDA) ---------------------------------------------------------
+
+CONFIGURATIONS = [dict(sampler=s, noise=n, stats=st, **extra)
+                  for s, extra in [("multinomial", {}), ("top-k", {"k": 3}), ("top-k", {"k": 5}), ("top-p", {"top_p": 0.8}),
+                                   ("greedy", {})]
+                  for n, st in ((False, ""), (True, "entropy"))]  # 10 configurations: more than dynamo's 8
+
+
+def test_every_configuration_gets_its_own_compilation(monkeypatch):
+    """TorchDynamo allows 8 recompilations per code object; a run with more fast configurations than that
+    (here 10) must still compile each one, not fall back to the uncompiled whole-tensor block."""
+    import samplers.fused_step as fused_step
+    from torch._dynamo.backends.registry import register_backend
+
+    graphs = []
+
+    def counting_backend(graph_module, example_inputs):
+        graphs.append(graph_module)
+        return graph_module.forward
+
+    register_backend(name="mgt_bench_counting", compiler_fn=counting_backend)
+    monkeypatch.setenv("MGT_BENCH_COMPILE_BACKEND", "mgt_bench_counting")
+    monkeypatch.setattr(fused_step, "_compiled", {})
+    source = torch.Generator().manual_seed(4)
+    cond, uncond = torch.randn(2, 6, 16, generator=source), torch.randn(2, 6, 16, generator=source)
+    keys = cr.step_keys([torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)], 4, "cpu")
+    scalars = [torch.tensor(v) for v in (3.0, 1.0, 0.5)]
+    first = torch.tensor(0, dtype=torch.int32)
+    for configuration in CONFIGURATIONS:
+        compiled = fused_step.compiled_block(**configuration)(cond, uncond, *scalars, keys, first)
+        eager = fused_block(cond, uncond, *scalars, keys, first, **configuration)
+        assert all(torch.equal(a, b) for a, b in zip(compiled, eager)), configuration
+    assert len(fused_step._compiled) == len(CONFIGURATIONS)
+    assert len(graphs) >= len(CONFIGURATIONS)  # every configuration traced (a fallback traces nothing)
+    assert fused_step.compiled_block(**CONFIGURATIONS[0]) is fused_step.compiled_block(**CONFIGURATIONS[0])
+
+
+def test_inductor_compiled_block_draws_the_eager_tokens(monkeypatch):
+    """The block as Inductor generates it (C++ on the CPU; Triton on CUDA follows the same graph): the
+    counter hash's wrap-around int32 products and the race give the eager block's tokens exactly."""
+    import samplers.fused_step as fused_step
+
+    monkeypatch.delenv("MGT_BENCH_COMPILE_BACKEND", raising=False)
+    monkeypatch.setattr(fused_step, "_compiled", {})
+    source = torch.Generator().manual_seed(6)
+    cond = (torch.randn(2, 40, 256, generator=source) * 3).bfloat16()
+    uncond = (torch.randn(2, 40, 256, generator=source) * 3).bfloat16()
+    keys = cr.step_keys([torch.Generator().manual_seed(3), torch.Generator().manual_seed(4)], 4, "cpu")
+    scalars = [torch.tensor(v) for v in (9.0, 1.0, 0.7)]
+    first = torch.tensor(17, dtype=torch.int32)
+    configuration = dict(sampler="multinomial", noise=True, stats="")
+    compiled = fused_step.compiled_block(**configuration)(cond, uncond, *scalars, keys, first)
+    eager = fused_block(cond, uncond, *scalars, keys, first, **configuration)
+    assert torch.equal(compiled[0], eager[0])
+    torch.testing.assert_close(compiled[1], eager[1], rtol=1e-5, atol=1e-5)

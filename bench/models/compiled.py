@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from typing import Any
 
 import torch
@@ -91,6 +92,13 @@ class CompiledForward:
             return backend._forward(grid, pooled, hidden, step, total_steps)
         shape = "x".join(str(d) for d in grid.shape)
         first = shape not in self.compile_seconds
+        if first and len(self.compile_seconds) == _recompile_limit():
+            # TorchDynamo compiles at most this many shapes per code object and runs the rest eagerly,
+            # without an error: say so, since the run's seconds per image would then mix both paths.
+            warnings.warn(f"compile = true: input shape {shape} is the {len(self.compile_seconds) + 1}th of this "
+                          f"run, past torch._dynamo.config.recompile_limit ({_recompile_limit()}); TorchDynamo "
+                          "runs it uncompiled. Use fewer batch sizes (or raise that limit) for compiled timings.",
+                          RuntimeWarning, stacklevel=2)
         if first:
             _sync(grid.device)
             started = time.perf_counter()
@@ -110,6 +118,13 @@ def compile_backend() -> str:
     """torch.compile's backend: Inductor, unless ``MGT_BENCH_COMPILE_BACKEND`` names another (the CPU tests
     use ``aot_eager``: the same graph capture, no code generation)."""
     return os.environ.get("MGT_BENCH_COMPILE_BACKEND", "inductor")
+
+
+def _recompile_limit() -> int:
+    import torch._dynamo
+
+    config = torch._dynamo.config
+    return int(getattr(config, "recompile_limit", getattr(config, "cache_size_limit", 8)))
 
 
 def _sync(device: torch.device) -> None:
