@@ -16,17 +16,18 @@ cd "$(dirname "$0")/.."
 VARIANTS=vanilla,noise-reg,differential,zigzag,top-p,gumbel-max-f64
 if [[ "${1:-}" == "--quick" ]]; then
   export MGT_BENCH_COMPILE_BACKEND=eager
-  MS=(--allow-cpu --tiny-size 1 --width 64 --steps 2 --batch 1)
+  # float32: the CPU has no fast bfloat16 convolutions (the random full-size VQ's decode took minutes in bf16)
+  MS=(--allow-cpu --tiny-size 1 --width 64 --steps 2 --batch 1 --dtype fp32)
   SS=(--device cpu --seq-len 256 --vocab 512 --batch 1 --reps 1 --variants vanilla,top-p,noise-reg)
   LIMIT_MS=600; LIMIT_SS=120
 else
-  MS=(--batch 1 4)
+  MS=(--batch 1 4 --dtype bf16)
   SS=(--device cuda --batch 1,4 --dtype bf16 --reps 3 --variants vanilla,noise-reg,differential,zigzag,top-k,top-p,gumbel-max-f64,greedy,margin,entropy,softmax-temp-0.8,halton,remdm-cap,eb-adaptive,cfg-linear,reveal-arccos)
   LIMIT_MS=290; LIMIT_SS=100
   nvidia-smi --query-gpu=name,memory.total,clocks.sm --format=csv | tee "$OUT/gpu.txt"
 fi
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$OUT/gpu.txt"
-timeout "$LIMIT_MS" python3 benchmarks/model_speed.py --full-size --dtype bf16 "${MS[@]}" --compile both \
+timeout "$LIMIT_MS" python3 benchmarks/model_speed.py --full-size "${MS[@]}" --compile both \
   --eager-variants vanilla --variants "$VARIANTS" --mode fast --json "$OUT/model_speed.json" 2>&1 \
   | grep -v "Enum subclass\|torchao" | tee "$OUT/model_speed.log"
 echo "model_speed rc=${PIPESTATUS[0]}"

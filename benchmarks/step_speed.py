@@ -21,6 +21,7 @@ before each call through /proc/self/clear_refs; CUDA: ``max_memory_allocated`` a
     python benchmarks/step_speed.py --variants all --batch 1 --dtype fp32 --reps 3
     python benchmarks/step_speed.py --device cuda --variants all --mode both   # exact and fused steps
     python benchmarks/step_speed.py --seq-len 256 --vocab 512     # a quick smoke run
+    python benchmarks/step_speed.py --mode fast --compiled-fused  # the compiled fused step, on the CPU
 """
 from __future__ import annotations
 
@@ -230,10 +231,17 @@ def main(argv=None) -> int:
     parser.add_argument("--seq-len", type=int, default=4096, help="token positions (Meissonic-1024: 4096)")
     parser.add_argument("--vocab", type=int, default=8192, help="codebook size (Meissonic: 8192)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
+    parser.add_argument("--compiled-fused", action="store_true",
+                        help="on the CPU, run the fast step's compiled (CUDA) form instead of its blocks: what "
+                             "Inductor's code allocates and costs, where no GPU is at hand (compiles per preset)")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.compiled_fused:
+        import samplers.fast_step
+
+        samplers.fast_step.COMPILE_ON_CPU = True
     for name in args.dtype:
         if name not in DTYPES:
             parser.error(f"--dtype {name}: choose from {', '.join(DTYPES)}")

@@ -30,6 +30,9 @@ from .components import Guidance
 #: entries per block of positions on the CPU, and on CUDA for samplers that sort (top-k, top-p)
 _CPU_BLOCK = 1 << 20
 _SORT_BLOCK = 1 << 24
+#: run the compiled (CUDA) form on the CPU too: for benchmarks/step_speed.py --compiled-fused, which
+#: measures what Inductor's generated code allocates where no GPU is at hand
+COMPILE_ON_CPU = False
 
 STEP_MODES = ("exact", "fast")
 
@@ -105,9 +108,8 @@ def fused_statistics(cond, uncond, weight: float, inv_temp: float, sigma: float,
     batch, positions, vocab = cond.shape
     device = cond.device
     scalars = [torch.tensor(v, dtype=torch.float32, device=device) for v in (weight, inv_temp, sigma)]
-    on_gpu = device.type == "cuda"
     configuration = {"noise": sigma != 0.0, "stats": stats, **spec}
-    if on_gpu:  # compiled once per configuration (fused_step.compiled_block)
+    if device.type == "cuda" or COMPILE_ON_CPU:  # compiled once per configuration (fused_step.compiled_block)
         function = compiled_block(**configuration)
         limit = _SORT_BLOCK if spec["sampler"] in ("top-k", "top-p") or stats == "margin" else None
     else:
