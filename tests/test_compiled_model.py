@@ -58,13 +58,16 @@ def test_bad_compile_settings_are_config_errors(args, message):
         MeissonicModel(path=str(tiny_checkpoint("meissonic-512")), device="cpu", **args)
 
 
-def test_a_shape_past_dynamos_recompile_limit_is_announced(monkeypatch):
+def test_a_shape_past_dynamos_recompile_limit_is_announced():
     """TorchDynamo runs shapes past its recompile limit uncompiled, silently: the backend warns instead."""
     import torch._dynamo
 
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
     model = MeissonicModel(path=str(tiny_checkpoint("meissonic-512")), device="cpu", height=64, compile=True)
     tokens = torch.full((2, 16), model.mask_token_id)
-    model.logits(tokens, model.encode(["a cat", "a dog"]), 0, 4)  # 4 rows (CFG): the one compiled shape
-    with pytest.warns(RuntimeWarning, match="past torch._dynamo.config.recompile_limit"):
-        model.logits(tokens[:1], model.encode(["a cat"]), 0, 4)
+    limit = torch._dynamo.config.recompile_limit
+    # config.patch, not monkeypatch: undoing a monkeypatch deletes the entry from dynamo's config module
+    with torch._dynamo.config.patch(recompile_limit=1):
+        model.logits(tokens, model.encode(["a cat", "a dog"]), 0, 4)  # 4 rows (CFG): the one compiled shape
+        with pytest.warns(RuntimeWarning, match="past torch._dynamo.config.recompile_limit"):
+            model.logits(tokens[:1], model.encode(["a cat"]), 0, 4)
+    assert torch._dynamo.config.recompile_limit == limit
