@@ -135,14 +135,14 @@ def softmax_float32(logits: torch.Tensor, cond: torch.Tensor, uncond: torch.Tens
     return logits.softmax(dim=-1)
 
 
-#: positions per chunk of `guided_softmax_float32` at a codebook of V entries: 2^18 entries, 1 MiB of
-#: float32, so that a chunk's guidance and softmax stay in the CPU's cache between their passes.
+#: entries per chunk of `guided_softmax_float32` on the CPU: 2^18, 1 MiB of float32, so that a chunk's
+#: guidance and softmax stay in the CPU's cache between their passes.
 _GUIDED_CHUNK_ENTRIES = 1 << 18
 
 
 def guided_softmax_float32(cond: torch.Tensor, uncond: torch.Tensor | None, w: float) -> torch.Tensor:
-    """softmax(ℓ_u + w (ℓ_c − ℓ_u)) in float32 (softmax(ℓ_c) when w = 1 or there is no ℓ_u), built one chunk
-    of positions at a time into the one float32 tensor it returns.
+    """softmax(ℓ_u + w (ℓ_c − ℓ_u)) in float32 (softmax(ℓ_c) when w = 1 or there is no ℓ_u), built (on the
+    CPU one chunk of positions at a time) into the one float32 tensor it returns.
 
     Bit-identical to `Guidance.combine` followed by `softmax_float32`: the guidance is the same three
     roundings in the logits' dtype, the cast to float32 is exact, and every softmax row is the same
@@ -159,7 +159,9 @@ def guided_softmax_float32(cond: torch.Tensor, uncond: torch.Tensor | None, w: f
     flat_out, flat_cond = out.view(-1, vocab), cond.reshape(-1, vocab)
     flat_uncond = uncond.reshape(-1, vocab) if guided else None
     rows = flat_out.shape[0]
-    step = max(1, _GUIDED_CHUNK_ENTRIES // vocab)
+    # chunks on the CPU (cache); one piece elsewhere: on a GPU, 128 chunks a step would be 640 kernel
+    # launches where the whole tensor takes 4, and its memory bandwidth does not need the cache
+    step = max(1, _GUIDED_CHUNK_ENTRIES // vocab) if cond.device.type == "cpu" else rows
     scratch = None if cond.dtype == torch.float32 else torch.empty((min(step, rows), vocab), dtype=cond.dtype,
                                                                    device=cond.device)
     for start in range(0, rows, step):
