@@ -40,8 +40,16 @@ import json, sys, pathlib
 out = pathlib.Path(sys.argv[1])
 try:
     rows = json.loads((out / "model_speed.json").read_text())["results"]
-except Exception as exc:  # model_speed did not finish: its log has what it printed
-    print("no model_speed.json:", exc); rows = []
+except Exception as exc:  # model_speed did not finish: the rows it printed before it stopped, from its log
+    print("no model_speed.json:", exc, "- rows from model_speed.log")
+    rows = []
+    for line in (out / "model_speed.log").read_text().splitlines() if (out / "model_speed.log").exists() else []:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and "seconds_per_image" in row:
+            rows.append(row)
 print("\n| compiled | B | variant | mode | s/image | ms/step | transformer share | peak GiB | compile s | warm-up s |")
 print("|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
