@@ -47,7 +47,7 @@ class RewardBuilder:
             if not (isinstance(cls, type) and issubclass(cls, PerImageMetric)):
                 raise ConfigError(f"variants.{variant}: loop reward {name!r} is a set metric; a reward must be a "
                                   "per-image metric (e.g. hpsv2, clip-score, world-loglik)")
-            if "world" in cls.needs and getattr(self.model, "world", None) is None:
+            if "world" in cls.needs and self.model.world is None:
                 raise ConfigError(f"variants.{variant}: loop reward {name!r} needs the synthetic world as model; "
                                   "use a per-image metric of this model (e.g. hpsv2)")
             self._metrics[name] = cls(device=self.device)
@@ -66,7 +66,7 @@ class RewardBuilder:
         metric = self.metric(name, variant.name)
         metric.load()
         sign = 1.0 if metric.higher_is_better else -1.0
-        world = getattr(self.model, "world", None)
+        world = self.model.world
 
         def reward(tokens: torch.Tensor, rows: Sequence[int]) -> torch.Tensor:
             images = self.model.decode(tokens, self.grid).detach().float().clamp(0, 1)

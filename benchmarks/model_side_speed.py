@@ -32,6 +32,7 @@ class Backend:
 
     def __init__(self, transformer, grid):
         self.transformer, self.grid, self.current_step = transformer, grid, 0
+        self.attention_perturbed = False  # set inside perturbed_attention (feature caching keys on it)
 
     def token_grid(self):
         return self.grid

@@ -43,6 +43,7 @@ from diffusers import AmusedScheduler  # noqa: E402
 
 from samplers.engine import Generation, SamplerEngine  # noqa: E402
 from samplers.fast_step import fast_support  # noqa: E402
+from samplers.protocol import MaskedTokenModel  # noqa: E402
 from samplers.variant import VARIANT_PRESETS, build_variant  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -51,7 +52,7 @@ TOTAL_STEPS = 64
 GUIDANCE = 9.0
 
 
-class FixedLogits:
+class FixedLogits(MaskedTokenModel):
     """A stand-in transformer that returns the benchmark's logits (no copy: the step must not need one)."""
 
     def __init__(self, cond: torch.Tensor, uncond: torch.Tensor):

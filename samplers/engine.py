@@ -243,7 +243,7 @@ class SamplerEngine:
         cond, uncond = self.model_logits(generation, ctx.step, tokens, with_uncond=guidance.needs_uncond(ctx))
         # for guidance that needs another forward of the same tokens (PAG, samplers/pag.py)
         ctx.engine, ctx.forward_tokens = self, (generation.tokens if tokens is None else tokens)
-        float32_after_model = getattr(self.model, "post_model_dtype", torch.float32) == torch.float32
+        float32_after_model = self.model.post_model_dtype == torch.float32
         if float32_after_model and not (processors and variant.logits_processors) \
                 and type(guidance).combine is Guidance.combine and cond.dim() >= 2:
             # the standard CFG line straight into the softmax, chunk by chunk: the same numbers, less memory

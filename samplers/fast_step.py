@@ -91,12 +91,8 @@ def _stats_kind(variant) -> str:
 def _raw_logits(engine, generation, step: int, with_uncond: bool):
     """The forward pass in the model's dtype when the backend can give it (else its float32 logits)."""
     model = engine.model
-    raw = getattr(model, "raw_logits", None)
     tokens = generation.tokens
-    if raw is None:
-        cond, uncond = model.logits(tokens, generation.conditioning, step, generation.total_steps, with_uncond)
-    else:
-        cond, uncond = raw(tokens, generation.conditioning, step, generation.total_steps, with_uncond)
+    cond, uncond = model.raw_logits(tokens, generation.conditioning, step, generation.total_steps, with_uncond)
     generation.forward_passes += (tokens == model.mask_token_id).any(dim=-1).cpu().long()
     return cond, uncond
 

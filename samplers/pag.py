@@ -19,8 +19,6 @@ from __future__ import annotations
 
 from dataclasses import field
 
-from mgt_common.errors import ConfigError
-
 from .components import register_component, require
 from .guidance import ConstantGuidance
 
@@ -48,14 +46,7 @@ class PerturbedAttentionGuidance(ConstantGuidance):
 
     def check_model(self, model) -> None:
         """The backend must offer the attention perturbation for these layers (config-time check)."""
-        perturb = getattr(model, "perturbed_attention", None)
-        if perturb is None:
-            name = getattr(model, "name", None) or type(model).__name__
-            raise ConfigError(f"guidance 'pag': model {name!r} has no attention to perturb (PAG needs a network "
-                              "backend such as meissonic or amused; the exact synthetic world has none)")
-        check = getattr(model, "check_perturbed_attention", None)
-        if check is not None:
-            check(self.layers)
+        model.check_perturbed_attention(self.layers)  # a model without attention refuses (samplers/protocol.py)
 
     def combine(self, cond, uncond, ctx):
         guided = super().combine(cond, uncond, ctx)

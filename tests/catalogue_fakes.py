@@ -4,13 +4,14 @@ from __future__ import annotations
 import torch
 
 from samplers.engine import SamplerEngine, StepContext
+from samplers.protocol import MaskedTokenModel
 from samplers.randomness import make_generator
 from samplers.variant import build_variant
 
 MASK = 1000
 
 
-class FixedLogits:
+class FixedLogits(MaskedTokenModel):
     """Pre-drawn cond/uncond logits per step; records every call (tokens, step, with_uncond)."""
 
     mask_token_id = MASK

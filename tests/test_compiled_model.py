@@ -31,7 +31,7 @@ def test_compiled_tiny_models_run_and_agree_with_eager(kind):
     extra = {} if kind == "amused" else {"height": 64}
     eager = build(path=str(tiny_checkpoint(kind)), device="cpu", **extra)
     compiled = build(path=str(tiny_checkpoint(kind)), device="cpu", compile=True, **extra)
-    assert compiled.warm_up(2) > 0 and compiled.forward_passes == 0  # compiles outside any image's passes
+    assert compiled.warm_up(2) > 0  # compiles outside any image's passes (the engine counts those)
     assert list(compiled.compiled.compile_seconds) == ["4x4x4"]
     tokens = torch.full((2, 16), eager.mask_token_id)
     tokens[:, :5] = 3

@@ -5,7 +5,7 @@ than the deprecated ``AmusedPipeline``, whose conventions it reproduces (diffuse
 ``pipelines/deprecated/amused/pipeline_amused.py``):
 
 - the text encoder and tokenizer are the checkpoint's own; conditioning = projected pooled
-  embedding + penultimate hidden states (as Meissonic, reference §4.4);
+  embedding + penultimate hidden states (as Meissonic's);
 - CFG batch [uncond; cond], negative prompt "" when none is given;
 - micro-conditions [width, height, crop top 0, crop left 0, aesthetic score 6];
 - **no timestep input**: the UVit2D transformer sees only the tokens, so ``step``/``total_steps``
@@ -16,26 +16,18 @@ than the deprecated ``AmusedPipeline``, whose conventions it reproduces (diffuse
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
-
-from mgt_common.errors import ConfigError
-
 from .hf_backend import (
-    DTYPE_NAMES,
-    PromptEncoder,
     TokenBackend,
+    check_variant,
+    checkpoint_mask_token_id,
     load_clip,
     load_tokenizer,
     load_vq,
-    parse_device,
     parse_dtype,
-    parse_post_model_dtype,
-    precision_description,
-    reject_unknown,
     quiet_loading,
+    reject_unknown,
     vq_scale_factor,
     weights_variant,
 )
@@ -95,39 +87,24 @@ class AmusedModel(TokenBackend):
     ):
         super().__init__()
         reject_unknown(self.name, unknown, VALID_ARGS)
-        if variant not in (None, "fp16"):
-            raise ConfigError(f"model 'amused': variant must be \"fp16\" or left out; got {variant!r}")
-        self.dtype = parse_dtype(self.name, dtype)
-        self.device = parse_device(self.name, device)
-        self.post_model_dtype = parse_post_model_dtype(self.name, post_model_dtype, self.dtype)
-        self.compiled.configure(self.name, compile, compile_mode, cuda_graphs, self.device)
-        self.aesthetic_score = float(aesthetic_score)
-        self.crop_coords = tuple(int(c) for c in crop_coords)
-
+        check_variant(self.name, variant)
+        self._configure(parse_dtype(self.name, dtype), device, post_model_dtype, compile, compile_mode, cuda_graphs,
+                        aesthetic_score, crop_coords)
         required, download = checkpoint_files(variant)
         self.weights = resolve_model(path, revision, required=required, allow_patterns=download, what="aMUSEd checkpoint")
         root = str(self.weights.path)
 
         from diffusers import UVit2DModel
 
-        self.variant = weights_variant(root, "transformer", variant)
         with quiet_loading():
-            self.transformer = UVit2DModel.from_pretrained(
-                root, subfolder="transformer", torch_dtype=self.dtype, variant=self.variant, low_cpu_mem_usage=True
-            ).to(self.device).eval().requires_grad_(False)
-            self.vqvae = load_vq(root, self.dtype, self.device, weights_variant(root, "vqvae", variant))
+            transformer = self._load_transformer(UVit2DModel, root, variant)
+            vqvae = load_vq(root, self.dtype, self.device, weights_variant(root, "vqvae", variant))
             encoder = load_clip(root, "text_encoder", self.dtype, self.device)
-        self.vq_scale = vq_scale_factor(self.vqvae.config)
-        cfg = self.transformer.config
-        self.codebook_size = int(cfg.codebook_size)
-        scheduler = Path(root) / "scheduler" / "scheduler_config.json"
-        mask = json.loads(scheduler.read_text()).get("mask_token_id") if scheduler.is_file() else None
-        self.mask_token_id = int(mask) if mask is not None else int(cfg.vocab_size) - 1
-
+        cfg = transformer.config
         self.token_stride = 2 if cfg.downsample else 1
-        side = int(cfg.sample_size) * self.vq_scale
-        self._set_resolution(int(height or side), int(width or height or side))
-        self.prompts = PromptEncoder(load_tokenizer(root), encoder, self.device, self.dtype)
+        mask_token_id = checkpoint_mask_token_id(root, cfg.vocab_size)
+        self._assemble(transformer, vqvae, encoder, load_tokenizer(root), mask_token_id, (height, width),
+                       default_side=int(cfg.sample_size) * vq_scale_factor(vqvae.config))
         self.default_steps = DEFAULT_STEPS
         self.default_guidance_scale = DEFAULT_GUIDANCE
 
@@ -136,25 +113,6 @@ class AmusedModel(TokenBackend):
         return self.compiled.module(self.transformer)(
             grid, micro_conds=self.micro_conditions(grid.shape[0]), pooled_text_emb=pooled, encoder_hidden_states=hidden
         )
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "backend": self.name,
-            "weights": self.weights.describe(),
-            "dtype": DTYPE_NAMES[self.dtype],
-            "variant": self.variant,
-            "device": str(self.device),
-            "height": self.height,
-            "width": self.width,
-            "token_grid": list(self.token_grid()),
-            "codebook_size": self.codebook_size,
-            "mask_token_id": self.mask_token_id,
-            "default_steps": self.default_steps,
-            "default_guidance_scale": self.default_guidance_scale,
-            "default_negative_prompt": self.default_negative_prompt,
-            "micro_conditions": {"aesthetic_score": self.aesthetic_score, "crop_coords": list(self.crop_coords)},
-            **precision_description(self),
-        }
 
 
 @MODELS.register("amused")

@@ -1,24 +1,29 @@
-"""What the Meissonic and aMUSEd backends share: dtype/device choice, CLIP prompt encoding, VQ decoding.
+"""What the Meissonic and aMUSEd backends share: settings, CLIP prompt encoding, the forward's plumbing, VQ decoding.
 
-Both families condition on a CLIP text encoder (`CLIPTextModelWithProjection`) the same way
-(reference §4.4): the prompt is padded/truncated to 77 tokens; the projected pooled embedding
+Both families condition on a CLIP text encoder (`CLIPTextModelWithProjection`) the same way, as the
+official pipelines do: the prompt is padded/truncated to 77 tokens; the projected pooled embedding
 (``text_embeds``) and the *penultimate* hidden states (``hidden_states[-2]``) are the conditioning.
-Both decode with a diffusers `VQModel` looked up from the codebook (reference §1, "Decode").
-Both stack the CFG batch as [uncond; cond] and take the five micro-conditions
-[width, height, crop top, crop left, aesthetic score].
+Both decode with a diffusers `VQModel` looked up from the codebook. Both stack the CFG batch as
+[uncond; cond] and take the five micro-conditions [width, height, crop top, crop left, aesthetic score]
+(docs/models.md, "What the backends reproduce").
 """
 from __future__ import annotations
 
+import abc
 import contextlib
+import json
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from mgt_common.errors import ConfigError
 
+from .base import Backend
+
 if TYPE_CHECKING:  # pragma: no cover
-    from .compiled import CompiledForward
+    from .weights import ResolvedWeights
 
 
 DTYPES = {
@@ -71,7 +76,7 @@ class PromptEncoder:
     def __call__(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(pooled (B, D), hidden (B, 77, D_h))`` in the model dtype, on the model device."""
         # One prompt per text-encoder call: an encoding must not depend on which prompts share a batch
-        # (DESIGN.md, "Pairing"); the encoder is cheap next to 64 transformer passes.
+        # (docs/design.md, "Pairing"); the encoder is cheap next to 64 transformer passes.
         for text in dict.fromkeys(t for t in texts if t not in self._cache):
             ids = self.tokenizer(
                 [text], padding="max_length", max_length=self.max_length, truncation=True, return_tensors="pt"
@@ -133,7 +138,7 @@ def load_tokenizer(root: str, subfolder: str = "tokenizer"):
 def load_vq(root: str, dtype: torch.dtype, device: torch.device, variant: str | None):
     """The VQ decoder. An fp16 VQ with ``force_upcast`` is upcast to fp32 once, here.
 
-    The reference casts the fp16 VQ to fp32 around every decode (reference §1, "Decode"); loading it
+    The official pipeline casts the fp16 VQ to fp32 around every decode; loading it
     in fp16 and upcasting once gives the same weights (fp16-rounded, held in fp32) and the same
     images without the per-call casts.
     """
@@ -156,8 +161,6 @@ def weights_variant(root, subfolder: str | None, requested: str | None, stem: st
     ``stem`` is the weights file name without extension: ``diffusion_pytorch_model`` (diffusers) or
     ``model`` (transformers).
     """
-    from pathlib import Path
-
     if requested:
         return requested
     folder = Path(root) / subfolder if subfolder else Path(root)
@@ -168,18 +171,15 @@ def weights_variant(root, subfolder: str | None, requested: str | None, stem: st
     return None
 
 
-class TokenBackend:
-    """Protocol plumbing shared by the real backends; subclasses provide `_forward` and their metadata.
+class TokenBackend(Backend):
+    """What the Meissonic and aMUSEd backends share: settings, assembly, CLIP conditioning, the forward's
+    plumbing, VQ decoding, PAG's hook and the identity; subclasses load their modules and provide `_forward`.
 
     Conditioning (batch-first, one row per image): ``pooled``, ``hidden``, and the shared negative
     prompt's ``negative_pooled``, ``negative_hidden`` repeated per row (so `take_rows` keeps them aligned).
     """
 
     name = "?"
-    #: dtype of the logits handed to the sampler: float32, or the model dtype (``post_model_dtype = "model"``)
-    post_model_dtype: torch.dtype = torch.float32
-    #: the compile settings (`bench/models/compiled.py`); eager unless the [model] table asks for it
-    compiled: "CompiledForward"
     mask_token_id: int
     codebook_size: int
     default_negative_prompt: str = ""
@@ -187,17 +187,50 @@ class TokenBackend:
     token_stride: int = 1
 
     def __init__(self):
-        from .compiled import CompiledForward
-
-        self.compiled = CompiledForward()
-        self.forward_passes = 0
-        #: the sampler step of the forward being run (model-side transforms read it: bench/models/transforms)
-        self.current_step = 0
+        super().__init__()
         self.vqvae = None
+        self.weights: "ResolvedWeights | None" = None
+        self.variant: str | None = None
         self.prompts: PromptEncoder
         self.height: int
         self.width: int
         self.vq_scale: int
+        self.default_steps: int
+        self.default_guidance_scale: float
+
+    # -- construction (both families) ----------------------------------------------------------
+    def _configure(self, dtype: torch.dtype, device: str | None, post_model_dtype: str, compile: Any,
+                   compile_mode: Any, cuda_graphs: Any, aesthetic_score: float, crop_coords) -> None:
+        """Check and keep the [model] settings both families take; ConfigError names the bad one."""
+        self.dtype = dtype
+        self.device = parse_device(self.name, device)
+        self.post_model_dtype = parse_post_model_dtype(self.name, post_model_dtype, self.dtype)
+        self.compiled.configure(self.name, compile, compile_mode, cuda_graphs, self.device)
+        self.aesthetic_score = float(aesthetic_score)
+        self.crop_coords = tuple(int(c) for c in crop_coords)
+
+    def _load_transformer(self, model_class, root: str, variant: str | None):
+        """The checkpoint's ``transformer/`` in the model dtype (``variant``: None, or "fp16" for its .fp16 files).
+
+        ``low_cpu_mem_usage`` (needs accelerate): the weights are materialised once, not over a random init.
+        """
+        self.variant = weights_variant(root, "transformer", variant)
+        return model_class.from_pretrained(root, subfolder="transformer", torch_dtype=self.dtype,
+                                           variant=self.variant, low_cpu_mem_usage=True)
+
+    def _assemble(self, transformer, vqvae, encoder, tokenizer, mask_token_id: int, size: tuple[int | None, int | None],
+                  default_side: int) -> None:
+        """Put the modules on the device in eval mode, read the token layout, and set the image size
+        (``size`` = the config's height and width; a missing one follows the other, then `default_side`)."""
+        self.transformer = transformer.to(self.device).eval().requires_grad_(False)
+        self.vqvae = vqvae.to(self.device).eval().requires_grad_(False)
+        self.vq_scale = vq_scale_factor(self.vqvae.config)
+        self.codebook_size = int(self.transformer.config.codebook_size)
+        self.mask_token_id = int(mask_token_id)
+        height, width = size
+        self._set_resolution(int(height or default_side), int(width or height or default_side))
+        self.prompts = PromptEncoder(tokenizer, encoder.to(self.device).eval().requires_grad_(False),
+                                     self.device, self.dtype)
 
     # -- protocol -------------------------------------------------------------------------------
     def token_grid(self, height: int | None = None, width: int | None = None) -> tuple[int, int]:
@@ -235,7 +268,7 @@ class TokenBackend:
         """One batched forward over [uncond; cond] (or cond only), ``(B, N, codebook_size)`` each.
 
         float32 by default; in the model's dtype with ``post_model_dtype = "model"``, as the official
-        half-precision scripts compute CFG, softmax and the Gumbel noise (issue 12).
+        half-precision scripts compute CFG, softmax and the Gumbel noise (docs/models.md, "Post-model precision").
         """
         cond, uncond = self.raw_logits(tokens, conditioning, step, total_steps, with_uncond)
         dtype = self.post_model_dtype
@@ -257,7 +290,6 @@ class TokenBackend:
             hidden = torch.cat([conditioning["negative_hidden"], hidden])
         self.current_step = int(step)
         out = self.compiled.forward(self, grid, pooled.to(self.device), hidden.to(self.device), step, total_steps)
-        self.forward_passes += 1
         out = out.reshape(out.shape[0], out.shape[1], seq).transpose(1, 2)
         if with_uncond:
             return out[batch:], out[:batch]
@@ -265,13 +297,14 @@ class TokenBackend:
 
     @torch.no_grad()  # not inference_mode: samplers may update the returned tensors in place
     def decode(self, tokens: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
-        """Images ``(B, 3, H, W)`` in [0, 1], float32: codebook lookup → VQ decoder → clip (reference §1).
+        """Images ``(B, 3, H, W)`` in [0, 1], float32: codebook lookup → VQ decoder → clip, as the official
+        pipelines decode.
 
         One image at a time: the VQ decoder's convolutions pick different kernels (and summation
         orders) for different batch sizes, which moved pixels by one level in 0.006 % of pixels between
         batch 4 and batch 1, so an image would depend on its batch. Decoding each image alone makes
-        its bytes independent of batch size and batch company (DESIGN.md, "The flow"); the decoder is
-        a small share of a generation's time (one pass against dozens of transformer steps).
+        its bytes independent of batch size and batch company (docs/design.md, "Pairing"); the decoder
+        is a small share of a generation's time (one pass against dozens of transformer steps).
         """
         rows, cols = grid or self.token_grid()
         if int(tokens.max()) >= self.codebook_size or int(tokens.min()) < 0:
@@ -293,6 +326,33 @@ class TokenBackend:
 
         check_layers(self, layers)
 
+    def describe(self) -> dict[str, Any]:
+        """The manifest's model entry: weights, precision, size and the reference defaults (subclasses add theirs).
+
+        The precision entries (``post_model_dtype``, ``compile``) appear only when not the defaults, so
+        the unit keys of default runs do not change when such a setting is added.
+        """
+        info = {
+            "backend": self.name,
+            "weights": self.weights.describe() if self.weights else None,
+            "dtype": DTYPE_NAMES[self.dtype],
+            "variant": self.variant,
+            "device": str(self.device),
+            "height": self.height,
+            "width": self.width,
+            "token_grid": list(self.token_grid()),
+            "codebook_size": self.codebook_size,
+            "mask_token_id": self.mask_token_id,
+            "default_steps": self.default_steps,
+            "default_guidance_scale": self.default_guidance_scale,
+            "default_negative_prompt": self.default_negative_prompt,
+            "micro_conditions": {"aesthetic_score": self.aesthetic_score, "crop_coords": list(self.crop_coords)},
+        }
+        if self.post_model_dtype != torch.float32:
+            info["post_model_dtype"] = "model"
+        info.update(self.compiled.describe())
+        return info
+
     def identity(self) -> dict[str, Any]:
         """What decides the images, for unit keys: `describe()` without where the files happen to lie.
 
@@ -310,9 +370,7 @@ class TokenBackend:
         rows, cols = self.token_grid()
         tokens = torch.full((batch, rows * cols), self.mask_token_id, dtype=torch.long, device=self.device)
         started = time.perf_counter()
-        before = self.forward_passes
         self.raw_logits(tokens, self.encode([""] * batch), 0, 2, with_uncond)
-        self.forward_passes = before  # not a pass of any image
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         return time.perf_counter() - started
@@ -322,8 +380,28 @@ class TokenBackend:
         values = [self.width, self.height, self.crop_coords[0], self.crop_coords[1], self.aesthetic_score]
         return torch.tensor(values, device=self.device, dtype=self.dtype)[None].expand(rows, 5)
 
-    def _forward(self, grid, pooled, hidden, step, total_steps) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _forward(self, grid, pooled, hidden, step, total_steps) -> torch.Tensor:
+        """The transformer's logits ``(rows, codebook_size, h, w)`` for the token grid and conditioning rows."""
+
+
+def check_variant(backend: str, variant: str | None) -> None:
+    """The weights-file variant: None (the full-precision files) or "fp16" (the .fp16 ones)."""
+    if variant not in (None, "fp16"):
+        raise ConfigError(f"model {backend!r}: variant must be \"fp16\" or left out; got {variant!r}")
+
+
+def checkpoint_mask_token_id(root: str, vocab_size: int) -> int:
+    """The scheduler config's ``mask_token_id`` when the checkpoint has one, else vocab_size − 1 (the last
+    id of the vocabulary, as both published checkpoints have it: 8255 of 8256)."""
+    config = Path(root) / "scheduler" / "scheduler_config.json"
+    if config.is_file():
+        value = json.loads(config.read_text()).get("mask_token_id")
+        if value is not None:
+            if not 0 <= int(value) < vocab_size:
+                raise ConfigError(f"{config}: mask_token_id {value} is outside the vocabulary of {vocab_size}")
+            return int(value)
+    return vocab_size - 1
 
 
 POST_MODEL_DTYPES = ("float32", "model")
@@ -335,12 +413,3 @@ def parse_post_model_dtype(backend: str, value: str, model_dtype: torch.dtype) -
     if value not in POST_MODEL_DTYPES:
         raise ConfigError(f"model {backend!r}: post_model_dtype must be one of {', '.join(POST_MODEL_DTYPES)}; got {value!r}")
     return torch.float32 if value == "float32" else model_dtype
-
-
-def precision_description(backend) -> dict[str, Any]:
-    """The describe() entries of issue 12, present only when not the defaults (old unit keys stay valid)."""
-    info: dict[str, Any] = {}
-    if backend.post_model_dtype != torch.float32:
-        info["post_model_dtype"] = "model"
-    info.update(backend.compiled.describe())
-    return info

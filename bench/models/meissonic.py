@@ -1,12 +1,13 @@
 """Meissonic backend (arXiv 2410.08261) behind the model protocol: 1024 px and the 512 px family.
 
-Loading follows the official scripts (reference §4.1): the transformer, the VQ decoder and the CLIP
-tokenizer come from the checkpoint (``transformer/``, ``vqvae/``, ``tokenizer/``); the text encoder is
-``laion/CLIP-ViT-H-14-laion2B-s32B-b79K`` for the 1024 checkpoint ("original text enc for stable
-sampling") and the checkpoint's own ``text_encoder/`` for the 512 family (Collov-Labs/Monetico), unless
-``text_encoder`` says otherwise.
+Loading follows the official inference scripts (`inference*.py` of the Meissonic code): the
+transformer, the VQ decoder and the CLIP tokenizer come from the checkpoint (``transformer/``,
+``vqvae/``, ``tokenizer/``); the text encoder is ``laion/CLIP-ViT-H-14-laion2B-s32B-b79K`` for the 1024
+checkpoint ("original text enc for stable sampling") and the checkpoint's own ``text_encoder/`` for the
+512 family (Collov-Labs/Monetico), unless ``text_encoder`` says otherwise.
 
-Inference conventions kept from the reference pipeline (reference §1, §4.3–4.4, §5):
+Inference conventions kept from the official pipeline (`src/pipeline.py`, `src/transformer.py`;
+docs/models.md, "What the backends reproduce"):
 
 - CFG batch order [uncond; cond], one forward per step; the unconditional branch encodes the negative
   prompt ("" when none is given; the official scripts pass `DEFAULT_NEGATIVE_PROMPT`).
@@ -25,33 +26,29 @@ import torch
 from mgt_common.errors import ConfigError
 
 from .hf_backend import (
-    DTYPE_NAMES,
-    PromptEncoder,
     TokenBackend,
+    check_variant,
+    checkpoint_mask_token_id,
     load_clip,
     load_tokenizer,
     load_vq,
-    parse_device,
     parse_dtype,
-    parse_post_model_dtype,
-    precision_description,
     quiet_loading,
     reject_unknown,
-    vq_scale_factor,
     weights_variant,
 )
 from .registry import MODELS
 from .weights import ResolvedWeights, resolve_model
 
 DEFAULT_REPO = "MeissonFlow/Meissonic"
-#: The official scripts' text encoder for the 1024 checkpoint (reference §4.1).
+#: The official inference scripts' text encoder for the 1024 checkpoint.
 LAION_CLIP_H = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
-#: Used by every official script and the design-choices evaluation (reference §1, "Default negative prompt").
+#: Used by every official inference script and by the design-choices paper's evaluation code.
 DEFAULT_NEGATIVE_PROMPT = (
     "worst quality, low quality, low res, blurry, distortion, watermark, logo, signature, text, jpeg artifacts, "
     "signature, sketch, duplicate, ugly, identifying mark"
 )
-#: Reference defaults per family (reference §1, "Defaults").
+#: The official pipeline's defaults per family.
 STEPS_1024, STEPS_512, GUIDANCE = 64, 48, 9.0
 
 VALID_ARGS = ["path", "revision", "dtype", "device", "height", "width", "text_encoder", "text_encoder_revision",
@@ -107,18 +104,12 @@ class MeissonicModel(TokenBackend):
     ):
         super().__init__()
         reject_unknown(self.name, unknown, VALID_ARGS)
+        check_variant(self.name, variant)
         # diffusers is imported here, not at module level: listing the registry must stay light.
         from .meissonic_transformer import MeissonicTransformer2DModel
 
-        if variant not in (None, "fp16"):
-            raise ConfigError(f"model 'meissonic': variant must be \"fp16\" or left out; got {variant!r}")
-        self.dtype = parse_dtype(self.name, dtype)
-        self.device = parse_device(self.name, device)
-        self.post_model_dtype = parse_post_model_dtype(self.name, post_model_dtype, self.dtype)
-        self.compiled.configure(self.name, compile, compile_mode, cuda_graphs, self.device)
-        self.aesthetic_score = float(aesthetic_score)
-        self.crop_coords = tuple(int(c) for c in crop_coords)
-
+        self._configure(parse_dtype(self.name, dtype), device, post_model_dtype, compile, compile_mode, cuda_graphs,
+                        aesthetic_score, crop_coords)
         required, download = checkpoint_files(variant, own_text_encoder=False)
         self.weights: ResolvedWeights = resolve_model(
             path, revision, required=required, allow_patterns=download, what="Meissonic checkpoint"
@@ -135,12 +126,8 @@ class MeissonicModel(TokenBackend):
             )
         root = str(self.weights.path)
 
-        self.variant = weights_variant(root, "transformer", variant)
         with quiet_loading():
-            # low_cpu_mem_usage (needs accelerate): weights are materialised once, not over a random init.
-            transformer = MeissonicTransformer2DModel.from_pretrained(
-                root, subfolder="transformer", torch_dtype=self.dtype, variant=self.variant, low_cpu_mem_usage=True
-            )
+            transformer = self._load_transformer(MeissonicTransformer2DModel, root, variant)
             vqvae = load_vq(root, self.dtype, self.device, weights_variant(root, "vqvae", variant))
             if own_te:
                 self.text_encoder_weights = self.weights
@@ -154,8 +141,8 @@ class MeissonicModel(TokenBackend):
                 )
                 # the full laion CLIP checkpoint: its vision weights are skipped on purpose
                 encoder = load_clip(str(self.text_encoder_weights.path), None, self.dtype, self.device)
-        self._assemble(transformer, vqvae, encoder, load_tokenizer(root), _mask_token_id(root, transformer.config.vocab_size),
-                       height, width)
+        self._assemble_meissonic(transformer, vqvae, encoder, load_tokenizer(root),
+                                 checkpoint_mask_token_id(root, transformer.config.vocab_size), height, width)
 
     @classmethod
     def from_components(cls, transformer, vqvae, text_encoder, tokenizer, *, height: int | None = None,
@@ -170,33 +157,25 @@ class MeissonicModel(TokenBackend):
         """
         self = cls.__new__(cls)
         TokenBackend.__init__(self)
-        self.dtype = transformer.dtype
-        self.device = parse_device(cls.name, device)
-        self.post_model_dtype = parse_post_model_dtype(cls.name, post_model_dtype, self.dtype)
-        self.compiled.configure(cls.name, compile, compile_mode, cuda_graphs, self.device)
-        self.aesthetic_score, self.crop_coords = float(aesthetic_score), tuple(int(c) for c in crop_coords)
-        self.weights = self.text_encoder_weights = None
-        self.variant = None
+        self._configure(transformer.dtype, device, post_model_dtype, compile, compile_mode, cuda_graphs,
+                        aesthetic_score, crop_coords)
+        self.text_encoder_weights = None
         vocab = transformer.config.vocab_size
-        self._assemble(transformer, vqvae, text_encoder.to(self.device).eval().requires_grad_(False), tokenizer,
-                       vocab - 1 if mask_token_id is None else mask_token_id, height, width)
+        self._assemble_meissonic(transformer, vqvae, text_encoder, tokenizer,
+                                 vocab - 1 if mask_token_id is None else mask_token_id, height, width)
         return self
 
-    def _assemble(self, transformer, vqvae, encoder, tokenizer, mask_token_id: int, height, width) -> None:
-        self.transformer = transformer.to(self.device).eval().requires_grad_(False)
-        self.vqvae = vqvae.to(self.device).eval().requires_grad_(False)
-        self.vq_scale = vq_scale_factor(self.vqvae.config)
-        tcfg = self.transformer.config
-        self.codebook_size = int(tcfg.codebook_size)
-        self.mask_token_id = int(mask_token_id)
-        default_side = 1024 if tcfg.downsample else 512
-        self._set_resolution(int(height or default_side), int(width or height or default_side))
-        self.prompts = PromptEncoder(tokenizer, encoder, self.device, self.dtype)
-        self.default_steps = STEPS_1024 if tcfg.downsample else STEPS_512
+    def _assemble_meissonic(self, transformer, vqvae, encoder, tokenizer, mask_token_id: int, height, width) -> None:
+        """`_assemble` with the family's defaults: 1024 px and 64 steps for the down-sampling checkpoint, else
+        512 px and 48 steps."""
+        family_1024 = bool(transformer.config.downsample)
+        self._assemble(transformer, vqvae, encoder, tokenizer, mask_token_id, (height, width),
+                       default_side=1024 if family_1024 else 512)
+        self.default_steps = STEPS_1024 if family_1024 else STEPS_512
         self.default_guidance_scale = GUIDANCE
 
     def _set_resolution(self, height: int, width: int) -> None:
-        """Validate an image size for this checkpoint and build its RoPE ids (reference §4.3 step 6)."""
+        """Validate an image size for this checkpoint and build its RoPE ids (as Meissonic's `src/pipeline.py`)."""
         from .meissonic_transformer import rope_image_ids, text_position_ids
 
         downsample = bool(self.transformer.config.downsample)
@@ -211,7 +190,7 @@ class MeissonicModel(TokenBackend):
             need = "height = 1024" if downsample else "a height other than 1024"
             raise ConfigError(
                 f"model 'meissonic': the {family} needs {need}: the reference pipeline builds RoPE ids from the latent "
-                f"grid only when height == 1024 (reference §4.3); got {height}x{width}"
+                f"grid only when height == 1024 (docs/models.md, 'Image size'); got {height}x{width}"
             )
         self.height, self.width = height, width
         self._img_ids = ids
@@ -227,40 +206,11 @@ class MeissonicModel(TokenBackend):
     def describe(self) -> dict[str, Any]:
         cfg = self.transformer.config
         return {
-            "backend": self.name,
-            "weights": self.weights.describe() if self.weights else None,
+            **super().describe(),
             "text_encoder": self.text_encoder_weights.describe() if self.text_encoder_weights else None,
-            "dtype": DTYPE_NAMES[self.dtype],
-            "variant": self.variant,
-            "device": str(self.device),
             "attention": "sdpa",
-            "height": self.height,
-            "width": self.width,
-            "token_grid": list(self.token_grid()),
-            "codebook_size": self.codebook_size,
-            "mask_token_id": self.mask_token_id,
-            "default_steps": self.default_steps,
-            "default_guidance_scale": self.default_guidance_scale,
-            "default_negative_prompt": self.default_negative_prompt,
-            "micro_conditions": {"aesthetic_score": self.aesthetic_score, "crop_coords": list(self.crop_coords)},
-            **precision_description(self),
             "transformer": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items() if not k.startswith("_")},
         }
-
-
-def _mask_token_id(root: str, vocab_size: int) -> int:
-    """The scheduler config's ``mask_token_id`` when the checkpoint has one, else vocab_size − 1 (reference §4.2)."""
-    import json
-    from pathlib import Path
-
-    config = Path(root) / "scheduler" / "scheduler_config.json"
-    if config.is_file():
-        value = json.loads(config.read_text()).get("mask_token_id")
-        if value is not None:
-            if not 0 <= int(value) < vocab_size:
-                raise ConfigError(f"{config}: mask_token_id {value} is outside the vocabulary of {vocab_size}")
-            return int(value)
-    return vocab_size - 1
 
 
 @MODELS.register("meissonic")

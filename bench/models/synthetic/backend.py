@@ -22,19 +22,24 @@ import torch
 from mgt_common.errors import ConfigError
 
 from ...prompts import Prompt, register_prompt_set
+from ..base import Backend
 from ..registry import MODELS
 from .grammar import SceneGrammar
 from .world import TokenWorld
 
 
-class SyntheticModel:
-    """`MaskedTokenModel` over a `TokenWorld`; mask id = codebook size (as Meissonic's 8255 = vocab − 1)."""
+class SyntheticModel(Backend):
+    """A `Backend` over a `TokenWorld`; mask id = codebook size (as Meissonic's 8255 = vocab − 1).
+
+    It has no network: model-side choices and PAG are refused at config time (the contract's defaults).
+    """
 
     def __init__(self, grid: int = 16, patch: int = 4, epsilon: float = 0.05, text_strength: float = 0.25,
                  logit_temperature: float = 1.25, colours: list[str] | None = None, shapes: list[str] | None = None,
                  positions: list[str] | None = None, sizes: list[str] | None = None, device: str = "cpu",
                  dtype: str = "float32", **unknown: Any):
         # dtype is accepted for a uniform model interface; the world's maths always runs in float64.
+        super().__init__()
         if unknown:
             raise ConfigError(f"model 'synthetic': unknown parameter {sorted(unknown)[0]!r}; valid: grid, patch, "
                               "epsilon, text_strength, logit_temperature, colours, shapes, positions, sizes")
@@ -53,7 +58,6 @@ class SyntheticModel:
         self.logit_temperature = float(logit_temperature)
         self.codebook_size = self.world.codebook_size
         self.mask_token_id = self.codebook_size
-        self.forward_passes = 0
         self.device = torch.device(device)
         self._config = {"grid": grid, "patch": patch, "epsilon": epsilon, "text_strength": text_strength,
                         "logit_temperature": logit_temperature, **{k: list(v) for k, v in grammar_args.items()}}
@@ -74,7 +78,6 @@ class SyntheticModel:
         return {"log_prior": self.world.log_priors(prompts)}
 
     def logits(self, tokens, conditioning, step, total_steps, with_uncond=True):
-        self.forward_passes += 1
         world = self.world
         loglik = world.scene_loglik(tokens, self.mask_token_id)
         log_uncond = world.token_marginals(loglik + world.log_prior(None)).log()

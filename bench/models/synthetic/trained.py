@@ -5,7 +5,7 @@ transformer classes at a tiny size, trained by `train.py` on samples of the worl
 world's exact metrics, so a sampler's repair (or not) of a real network's errors is measured without
 scorer error. ``synthetic-exact`` (alias ``synthetic``) is the exact denoiser of `backend.py`.
 
-Batch independence (DESIGN.md, "Pairing"): CPU matrix kernels may pick another blocking, hence another
+Batch independence (docs/design.md, "Pairing"): CPU matrix kernels may pick another blocking, hence another
 summation order, for another number of rows, so the network always runs on chunks of exactly
 `FORWARD_CHUNK` rows (the last one padded with copies of its final row); a row's logits then do not
 depend on how many images share its batch. Prompts are encoded one at a time and cached, as the CLIP
@@ -22,6 +22,7 @@ import torch
 
 from mgt_common.errors import ConfigError
 
+from ..base import Backend
 from ..registry import MODELS
 from .grammar import SceneGrammar
 from .network import NetworkConfig, WordTokenizer, WorldNetwork
@@ -57,13 +58,14 @@ def load_network(path: Path) -> tuple[WorldNetwork, dict[str, str]]:
     return network.eval().requires_grad_(False), metadata
 
 
-class TrainedWorldModel:
-    """`MaskedTokenModel` over the trained network; images, grid and exact metrics are the world's."""
+class TrainedWorldModel(Backend):
+    """A `Backend` over the trained network; images, grid and exact metrics are the world's."""
 
     name = "synthetic-trained"
     default_negative_prompt = None  # the unconditional branch is the empty prompt, as in training
 
     def __init__(self, weights: str | None = None, device: str = "cpu", dtype: str = "float32", **unknown: Any):
+        super().__init__()
         if unknown:
             raise ConfigError(f"model 'synthetic-trained': unknown parameter {sorted(unknown)[0]!r}; valid: weights, "
                               "device, dtype (the world itself is fixed by the weights: use synthetic-exact to vary it)")
@@ -87,9 +89,6 @@ class TrainedWorldModel:
         self.codebook_size = config.codebook_size
         self.mask_token_id = self.network.mask_token_id
         self.tokenizer = WordTokenizer(config.vocab, config.text_length)
-        self.forward_passes = 0
-        #: the sampler step of the forward being run (model-side choices such as feature caching read it)
-        self.current_step = 0
         self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # The transformer, where model-side design choices (token merging, quantization, caching) act on it.
@@ -155,7 +154,6 @@ class TrainedWorldModel:
         out = torch.cat([self.network(*chunk) for chunk in _fixed_chunks(tokens, pooled.to(self.device),
                                                                          hidden.to(self.device))])
         out = out[: tokens.shape[0]].float()
-        self.forward_passes += 1
         return (out[:batch], out[batch:]) if with_uncond else (out, None)
 
     def decode(self, tokens: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:

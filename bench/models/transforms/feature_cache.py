@@ -92,8 +92,7 @@ class FeatureCache(ModelTransform):
             index = calls["count"].get(position, 0)
             calls["count"][position] = index + 1
             inputs = streams(args, kwargs)
-            key = (position, index, tuple(tuple(x.shape) for x in inputs),
-                   bool(getattr(model, "attention_perturbed", False)))
+            key = (position, index, tuple(tuple(x.shape) for x in inputs), bool(model.attention_perturbed))
             entry = store.get(key)
             fresh = step % interval == 0 or entry is None or not 0 < step - entry[0] < interval
             if not fresh:

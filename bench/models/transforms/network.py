@@ -1,11 +1,11 @@
 """What the model-side transforms need of a backend, and the block groups they address.
 
-A backend carries model transforms when it exposes
+A backend carries model transforms when its `bench.models.base.Backend` members say so:
 
-- ``transformer``: the network (an ``nn.Module``), as an attribute the harness may swap for a
-  transformed copy while a variant runs (quantization) and put back afterwards;
+- ``transformer``: the network (an ``nn.Module``; None for a model without one), as an attribute the
+  harness may swap for a transformed copy while a variant runs (quantization) and put back afterwards;
 - ``token_grid()``: the current (rows, columns) of the token grid (the transformer may halve it);
-- ``current_step``: the 0-based sampler step of the forward being run (set by `TokenBackend.logits`;
+- ``current_step``: the 0-based sampler step of the forward being run (set by the backend's `logits`;
   feature caching refreshes and token merging draws its partition from it).
 
 The network's blocks are found by class, so any network built from these blocks carries the
@@ -25,9 +25,9 @@ GROUPS = ("auto", "mm", "single", "all")
 
 def network_of(model, who: str) -> nn.Module:
     """The backend's transformer, or a ConfigError naming the transform and why it cannot apply."""
-    network = getattr(model, "transformer", None)
-    if not isinstance(network, nn.Module) or not hasattr(model, "current_step"):
-        raise ConfigError(f"{who}: model {getattr(model, 'name', type(model).__name__)!r} has no neural transformer "
+    network = model.transformer
+    if not isinstance(network, nn.Module):
+        raise ConfigError(f"{who}: model {model.name or type(model).__name__!r} has no neural transformer "
                           "to change (model-side choices need a network backend such as meissonic or amused; the "
                           "exact synthetic world has none)")
     return network

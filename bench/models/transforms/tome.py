@@ -26,7 +26,7 @@ Differences from the reference code, on purpose:
   no effect there: its matching draws a random dst whatever ``no_rand`` says; ``random_dst = false``
   here really takes the top-left one);
 - RoPE is applied per sample (the reference's merged tables have a batch dimension that stock
-  ``apply_rotary_emb`` cannot broadcast with a CFG batch; reference §2.5 "Compatibility problems").
+  ``apply_rotary_emb`` cannot broadcast with a CFG batch).
 
 Cost effect: attention and MLP of the chosen blocks see N − r image tokens instead of N (quadratic
 saving in attention); forward passes are unchanged.
@@ -221,7 +221,7 @@ class TokenMerging(ModelTransform):
             h, w = image_grid(model, hidden.shape[1])
             generator = None
             if self.random_dst:
-                step = int(getattr(model, "current_step", 0) or 0)
+                step = int(model.current_step)
                 generator = torch.Generator().manual_seed((self.seed * 1_000_003 + step) * 1009 + position)
             state["maps"] = bipartite_soft_matching_2d(hidden, h, w, int(hidden.shape[1] * self.ratio),
                                                        self.stride, generator)
