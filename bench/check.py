@@ -1,11 +1,11 @@
-"""`--check`: build every variant of a config and run it on a tiny model, before any run starts (issue 15).
+"""`--check`: build every variant of a config and run it on a tiny model, before any run starts.
 
 A plugin's mistake (a wrong method signature, ``ctx.steps`` for ``ctx.total_steps``, a tensor of the
 wrong shape) used to surface as a raw traceback in the middle of generation, after the run directory
 existed. `check_config` resolves everything a run resolves first (config values, variants, prompt set,
 metric names), then runs each variant's whole loop — every step, at its own step count and guidance
-(a sweep's grid points included) — on a tiny random model with the protocol's shape (`TinyModel`), two images per variant,
-in milliseconds each. Nothing is written: no run directory, no cache.
+(a sweep's grid points included) — on a tiny random model with the sampler protocol's shape
+(`TinyModel`), two images per variant, in milliseconds each. Nothing is written: no run directory, no cache.
 
 A failure names the variant and, when the exception came from inside a component, that component's
 kind, name, file and line, so the message points at the plugin rather than at the engine.
@@ -22,13 +22,12 @@ import torch
 
 from mgt_common.errors import UserError
 from samplers.engine import SamplerEngine
+from samplers.protocol import MaskedTokenModel
 from samplers.variant import SamplerVariant
 
 from .config import BenchConfig
-from .prompts import load_prompts
-from .rewards import check_reward_metrics, reward_metric_name
-from .scoring import build_metrics
-from .sweep import build_variants
+from .resolve import resolve_config
+from .rewards import reward_metric_name
 
 #: The check's own seeds: two images per variant, so that per-image random streams are exercised too.
 CHECK_SEEDS = (0, 1)
@@ -41,7 +40,7 @@ class CheckResult:
     seconds: float
 
 
-class TinyModel:
+class TinyModel(MaskedTokenModel):
     """A masked-token model with the protocol's shape and no meaning: a fixed random bilinear map.
 
     Conditional logits at position n: ``bias[n] + mean_m embed[tokens_m] · W + text``, where the text row
@@ -55,7 +54,6 @@ class TinyModel:
     def __init__(self, side: int):
         generator = torch.Generator().manual_seed(0)
         self.side = side
-        self.forward_passes = 0
         n, v = side * side, self.codebook_size
         self.bias = torch.randn(n, v, generator=generator)
         self.embed = torch.randn(v + 1, 8, generator=generator)
@@ -70,7 +68,6 @@ class TinyModel:
         return {"text": self.text[rows]}
 
     def logits(self, tokens, conditioning, step, total_steps, with_uncond=True):
-        self.forward_passes += 1
         context = self.embed[tokens].mean(dim=1) @ self.weight  # (B, V): what is already visible
         uncond = self.bias.unsqueeze(0) + context.unsqueeze(1)
         cond = uncond + conditioning["text"].unsqueeze(1)
@@ -187,7 +184,7 @@ def run_variant(variant: SamplerVariant, model, prompts: list[str], steps: int, 
     conditioning = model.encode(prompts, None)
     # A search loop (best-of-n, SMC) scores candidates with a metric that needs the real model's images;
     # on the tiny model a stand-in reward of the same shape exercises the loop (the metric's name is
-    # checked by `check_reward_metrics`).
+    # checked by `resolve_config`).
     reward = stand_in_reward if reward_metric_name(variant) else None
     generation = engine.generate(variant, conditioning, list(CHECK_SEEDS), grid, steps, guidance, device="cpu",
                                  reward=reward)
@@ -203,15 +200,10 @@ def check_config(config: BenchConfig, out=None) -> list[CheckResult]:
     out = out or sys.stdout
     # A sweep (lists of steps, guidance or parameters) expands into one variant per grid point, each run
     # at its own steps and guidance, exactly as the run would build them (bench/sweep.py).
-    sweep = config.sweep()
-    variants = build_variants(sweep, config.variants)
-    points = sweep.by_name()
-    check_reward_metrics(variants.values())
-    source, params = config.prompt_source
-    prompts = load_prompts(source, **params)[: config.limit or None]
-    build_metrics(config.metrics, "cpu")
-    model, texts = tiny_model(max(p.steps for p in sweep.points))
-    print(f"mgt-bench: --check: {config.source}: config, {len(prompts)} prompts and {len(config.metrics)} "
+    resolved = resolve_config(config, "cpu")
+    variants, points = resolved.variants, resolved.sweep.by_name()
+    model, texts = tiny_model(max(p.steps for p in resolved.sweep.points))
+    print(f"mgt-bench: --check: {config.source}: config, {len(resolved.prompts)} prompts and {len(config.metrics)} "
           f"metric(s) resolve; running {len(variants)} variant(s) on a tiny random model "
           f"({'×'.join(map(str, model.token_grid()))} tokens), at each variant's steps and guidance", file=out)
     results, failures = [], []

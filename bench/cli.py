@@ -186,7 +186,7 @@ def merge(run_dir: Path) -> int:
     """Score and report a run whose shards were separate jobs, with the configuration its manifest records."""
     from .config import BenchConfig
     from .runner import Benchmark
-    from .store import RunDirectory
+    from .rundir.store import RunDirectory
 
     manifest = RunDirectory(run_dir).read_manifest()
     if manifest is None or "config" not in manifest:
@@ -203,7 +203,7 @@ def merge(run_dir: Path) -> int:
 
 def report_only(run_dir: Path) -> int:
     from .runner import render
-    from .store import RunDirectory
+    from .rundir.store import RunDirectory
 
     store = RunDirectory(run_dir)
     manifest = store.read_manifest() if run_dir.is_dir() else None
@@ -239,7 +239,7 @@ def check_finished(store, manifest: dict, flag: str) -> None:
 
 def compare(run_a: Path, run_b: Path, out: Path | None) -> int:
     from .report import render_comparison
-    from .store import RunDirectory
+    from .rundir.store import RunDirectory
 
     for run_dir in (run_a, run_b):
         manifest = RunDirectory(run_dir).read_manifest() if run_dir.is_dir() else None

@@ -2,7 +2,7 @@
 
 Shards never exchange tensors: each writes its own files in the shared run directory. The process group
 exists only so that shards launched together (``torchrun``, ``accelerate launch``) can wait for each
-other before rank 0 merges, scores and reports (issue 7). It always uses the *gloo* backend, even on
+other before rank 0 merges, scores and reports (docs/scaling.md). It always uses the *gloo* backend, even on
 GPUs: a barrier on CPU needs no GPU memory, no ``set_device`` and none of NCCL's watchdog timeouts, and
 it works the same on a laptop and a cluster.
 """
@@ -84,3 +84,23 @@ class ProcessGroup:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def widen_threads() -> None:
+    """Rank 0 scores alone after the barrier: give it the threads a single process would have (torch's
+    default, one per physical core), at most what its node's ranks had between them.
+
+    torchrun sets OMP_NUM_THREADS=1 per rank; scoring with one thread is slow, and some reductions
+    (the eigenvalues inside FID) round differently with another thread count, so the merged run's set
+    metrics would differ from a single process's in their last digits.
+    """
+    ranks_here = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    if ranks_here <= 1:
+        return
+    try:
+        import psutil
+
+        cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    except ImportError:
+        cores = os.cpu_count() or 1
+    torch.set_num_threads(max(1, min(cores, torch.get_num_threads() * ranks_here)))

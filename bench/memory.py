@@ -1,4 +1,4 @@
-"""Peak memory of one stretch of work (a batch of images), for the cost table (issue 13).
+"""Peak memory of one stretch of work (a batch of images), for the cost table; freeing a model's memory.
 
 On CUDA: the peak of allocated device memory (`torch.cuda.max_memory_allocated`, reset at the start).
 On the CPU (Linux): the process's peak resident set (VmHWM in /proc/self/status), reset at the start
@@ -7,6 +7,7 @@ everything alive at the time, the model's weights included.
 """
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import torch
@@ -50,3 +51,10 @@ def _vm_hwm_mib() -> float | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def free_memory() -> None:
+    """Collect what was just dropped (a released model) and hand cached CUDA blocks back to the device."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -14,7 +14,7 @@ from mgt_common.errors import ConfigError
 
 from .config import stable_hash
 from .progress import Progress, announce
-from .store import RunDirectory
+from .rundir.store import RunDirectory
 
 
 def metric_specs(entries: Sequence[str | dict[str, Any]]) -> list[tuple[str, str, dict[str, Any]]]:

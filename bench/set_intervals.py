@@ -30,7 +30,7 @@ from metrics.base import SetMetric
 from metrics.set_bootstrap import fid_resampled, jackknife_interval, kid_resampled
 
 from .config import stable_hash
-from .store import RunDirectory
+from .rundir.store import RunDirectory
 
 INTERVAL = "jackknife over distinct prompts (leave one out), t interval, paired across variants"
 COLUMNS = ["value_lo", "value_hi", "diff", "diff_lo", "diff_hi", "n_prompts", "interval"]

@@ -1,4 +1,5 @@
-"""Sharded runs: which process is which, and which units each one generates (issue 7, "Sharded execution").
+"""Sharded runs: which process is which, which units each one generates, and what the merge collects
+(docs/scaling.md).
 
 A benchmark is spread over processes by giving each one a *shard* ``i`` of ``n``. The shard comes from
 the first of these that is set:
@@ -15,16 +16,27 @@ deterministic), then keeps its share with `assign`: greedy longest-processing-ti
 over all shards instead of landing on one. The assignment depends only on the set of units, never on
 the order of the config lists, the machine or what is already done, so a re-run of one shard takes
 the same units. A unit's image does not depend on its shard: sharding only chooses who makes it.
+
+Each shard leaves a record, ``shards/<label>.json`` (`ShardRecords`): its host, device, units and
+throughput. The merge reads them for the run's generation time (first start to last finish), its
+merged throughput and, when shards are missing, which ones to re-run.
 """
 from __future__ import annotations
 
 import heapq
+import json
 import os
+import platform
 import re
+import time
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 from mgt_common.errors import UserError
+
+from .rundir.provenance import device_description
+from .rundir.store import atomic_write_text
 
 _SHARD_PATTERN = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
@@ -159,3 +171,84 @@ def shard_units(units: Sequence, shard: Shard, variants: Mapping, steps: int | M
     if not shard.is_sharded:
         return list(units)
     return assign(units, shard.count, unit_cost(variants, steps))[shard.index]
+
+
+class ShardRecords:
+    """``shards/<label>.json`` in a run directory: what each shard did, where and how fast (informative only:
+    the journals decide which units are done)."""
+
+    def __init__(self, root: Path | str):
+        self.folder = Path(root) / "shards"
+
+    def write(self, shard: Shard, device: str, assigned: int, generated: int, started: float, seconds: float,
+              throughput: dict[str, Any] | None) -> None:
+        """This shard's record: `assigned` units, `generated` of them now, from `started` (epoch seconds)."""
+        record = {
+            "shard": str(shard), "label": shard.label, "source": shard.source,
+            "host": platform.node(), "pid": os.getpid(), "device": device_description(device),
+            "units": assigned, "generated": generated, "reused": assigned - generated,
+            "started": started, "finished": time.time(), "generate_seconds": seconds, "throughput": throughput,
+        }
+        atomic_write_text(self.folder / f"{shard.label}.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+    def read(self) -> dict[str, dict[str, Any]]:
+        """Every readable record by label ("0of2"); a damaged one is skipped."""
+        records = {}
+        for path in sorted(self.folder.glob("*.json")) if self.folder.exists() else []:
+            try:
+                records[path.stem] = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+        return records
+
+    def counts(self) -> list[int]:
+        """The shard counts the run was launched with (normally one), from the records' labels."""
+        return sorted({int(label.split("of")[1]) for label in self.read()})
+
+    def summary(self) -> dict[str, Any] | None:
+        """The manifest's ``shards`` entry: the shard count (a list if layouts were mixed) and every record."""
+        records = self.read()
+        if not records:
+            return None
+        counts = sorted({int(label.split("of")[1]) for label in records})
+        return {"count": counts[-1] if len(counts) == 1 else counts, "records": records}
+
+    def span(self) -> float | None:
+        """Wall-clock seconds from the first shard's start to the last shard's end (the sharded generate time)."""
+        records = [r for r in self.read().values() if r.get("generated")]
+        if not records:
+            return None
+        return round(max(r["finished"] for r in records) - min(r["started"] for r in records), 3)
+
+    def merged_throughput(self) -> dict[str, Any] | None:
+        """The run's throughput: all shards' images over the span; peak memory of the worst shard."""
+        records = [r for r in self.read().values() if r.get("throughput")]
+        if not records:
+            return None
+        images = sum(r["throughput"]["images"] for r in records)
+        span = self.span()
+        merged = {"images": images, "seconds": span, "shards": len(records),
+                  "images_per_second": round(images / span, 4) if span else None}
+        for key in ("peak_memory_gib", "peak_memory_per_image_gib", "peak_rss_gib"):
+            values = [r["throughput"][key] for r in records if r["throughput"].get(key) is not None]
+            if values:
+                merged[key] = max(values)  # the worst shard: what one device must hold
+        return merged
+
+    def missing_by_shard(self, missing: Sequence, units: Sequence, cost) -> str:
+        """'shard 1/2: 12 images' for the shard layout the run was launched with (`cost` as in `assign`)."""
+        count = (self.counts() or [1])[-1]
+        shares = assign(units, count, cost) if count > 1 else [list(units)]
+        wanted = {f"{u.variant}/{u.key}" for u in missing}
+        parts = [f"shard {index}/{count}: {sum(f'{u.variant}/{u.key}' in wanted for u in share)} images"
+                 for index, share in enumerate(shares) if any(f"{u.variant}/{u.key}" in wanted for u in share)]
+        return "; ".join(parts)
+
+
+def check_complete(finished: Mapping[str, Any], units: Sequence, records: ShardRecords, cost, who: str) -> None:
+    """Refuse to merge while any unit of the plan is not in the journals (`finished`), naming the shards to re-run."""
+    missing = [u for u in units if f"{u.variant}/{u.key}" not in finished]
+    if missing:
+        raise UserError(f"{who}: {len(missing)} of {len(units)} images are not generated yet "
+                        f"({records.missing_by_shard(missing, units, cost)}); re-run those shards with the same "
+                        "command (they resume where they stopped), then merge with --merge RUN_DIR")

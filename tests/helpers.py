@@ -58,7 +58,7 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
 # batch's PNGs were written but before they count as done: the worst moment for a kill.
 KILLER = '''
 import os, signal
-from bench.store import RunDirectory
+from bench.rundir.store import RunDirectory
 
 _append = RunDirectory.append
 _calls = {"n": 0}

@@ -26,11 +26,11 @@ import pytest
 import torch
 from PIL import Image
 
-import bench.store
+import bench.rundir.store
 from bench.cli import main
-from bench.rundir_lock import LOCK_NAME, RunLock
+from bench.rundir.lock import LOCK_NAME, RunLock
 from bench.runner import render as REAL_RENDER
-from bench.store import MARKER, RunDirectory
+from bench.rundir.store import MARKER, RunDirectory
 from helpers import assert_same_run, image_bytes, write_tiny_config
 
 
@@ -199,17 +199,17 @@ def test_racing_configs_on_a_new_directory_cannot_both_pass(tmp_path, capsys, wo
     first is done, the second meets its manifest and is refused for the configuration."""
     config, _ = world
     out = tmp_path / "run"
-    import bench.runner
+    from bench.rundir.guard import RunGuard
 
-    original = bench.runner.Benchmark.prepare_directory
+    original = RunGuard.prepare
     seen = {}
 
-    def prepare_then_meet_a_rival(self, fresh, write_manifest=True):
-        original(self, fresh, write_manifest)
+    def prepare_then_meet_a_rival(self, fresh, first_manifest):
+        original(self, fresh, first_manifest)
         if not seen:  # the rival starts while this run holds the directory
             seen["rival"] = cli(capsys, "--config", config, "--out", out, "--steps", "4")
 
-    monkeypatch.setattr(bench.runner.Benchmark, "prepare_directory", prepare_then_meet_a_rival)
+    monkeypatch.setattr(RunGuard, "prepare", prepare_then_meet_a_rival)
     assert run(config, out) == 0
     code, _, err = seen["rival"]
     assert code == 2 and "in use by pid" in one_error_line(err)
@@ -308,7 +308,7 @@ def test_a_journal_line_of_the_wrong_shape(tmp_path, capsys, world):
 def test_disk_full_while_generating_and_scoring(tmp_path, capsys, world, monkeypatch):
     config, reference = world
     out = tmp_path / "run"
-    real_mkstemp, calls = bench.store.tempfile.mkstemp, [0]
+    real_mkstemp, calls = bench.rundir.store.tempfile.mkstemp, [0]
 
     class FullDisk:  # the store's writer: the 4th file it creates finds the disk full
         @staticmethod
@@ -318,7 +318,7 @@ def test_disk_full_while_generating_and_scoring(tmp_path, capsys, world, monkeyp
                 raise OSError(errno.ENOSPC, "No space left on device")
             return real_mkstemp(*args, **kwargs)
 
-    monkeypatch.setattr(bench.store, "tempfile", FullDisk)
+    monkeypatch.setattr(bench.rundir.store, "tempfile", FullDisk)
     code, _, err = cli(capsys, "--config", config, "--out", out)
     line = one_error_line(err)
     assert code == 2 and "disk full at" in line and "nothing lost" in line and "re-run" in line

@@ -7,9 +7,10 @@ from types import SimpleNamespace
 import torch
 
 import bench.generate as generate
+from bench.models.compiled import CompiledForward
 from bench.plan import Unit
 from bench.prompts import Prompt
-from bench.store import RunDirectory
+from bench.rundir.store import RunDirectory
 
 
 class _SlowFirstCallEngine:
@@ -30,6 +31,10 @@ class _SlowFirstCallEngine:
 
 
 class _Model:
+    """The part of a `Backend` that generation touches when the engine is a stand-in."""
+
+    compiled = CompiledForward()  # eager: no batch shape to compile ahead
+
     def encode(self, texts, negative_prompt=None):
         return {"n": len(texts)}
 

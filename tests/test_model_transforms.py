@@ -16,6 +16,7 @@ from mgt_common.errors import ConfigError
 from samplers.components import build_component
 from samplers.engine import SamplerEngine
 from samplers.model_transforms import apply_model_transforms
+from samplers.protocol import MaskedTokenModel
 from samplers.variant import build_variant
 
 import bench.models  # noqa: F401  (registers the model_transform implementations)
@@ -220,13 +221,13 @@ def test_efficient_inference_config_runs_on_tiny_meissonic(tmp_path, capsys):
     assert manifest["variants"]["tome-0.5"]["model_side"][0].startswith("tome: ")
 
 
-class _PerturbableLogits:
+class _PerturbableLogits(MaskedTokenModel):
     """Fixed logits: ℓ_u, ℓ_c, and ℓ̂_c while `perturbed_attention` is active (for PAG's formula)."""
 
     mask_token_id, codebook_size, name = 4, 4, "fake"
 
     def __init__(self):
-        self.forward_passes, self.perturbed = 0, False
+        self.perturbed = False
         self.uncond = torch.tensor([[[0.0, 0.0, 0.0, 0.0]]])
         self.cond = torch.tensor([[[1.0, 0.5, 0.0, 0.0]]])
         self.cond_perturbed = torch.tensor([[[1.0, 0.0, 0.0, 0.0]]])
@@ -238,7 +239,6 @@ class _PerturbableLogits:
         return {"x": torch.zeros(len(prompts), 1)}
 
     def logits(self, tokens, conditioning, step, total_steps, with_uncond=True):
-        self.forward_passes += 1
         cond = (self.cond_perturbed if self.perturbed else self.cond).clone()
         return cond, (self.uncond.clone() if with_uncond else None)
 
@@ -290,7 +290,7 @@ def test_compiled_transformer_refuses_model_side_choices():
 
     import pytest
 
-    from bench.runner import check_model_side
+    from bench.preflight import check_model_side
     from mgt_common.errors import ConfigError
     from samplers.variant import build_variant
 

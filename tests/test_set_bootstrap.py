@@ -44,7 +44,7 @@ def test_add_set_intervals_pairs_variants_on_the_same_prompts(tmp_path):
     from PIL import Image
 
     from bench.set_intervals import add_set_intervals
-    from bench.store import RunDirectory
+    from bench.rundir.store import RunDirectory
     from metrics.fid import FID
 
     store = RunDirectory(tmp_path / "run")

@@ -6,7 +6,7 @@ import pandas as pd
 
 from bench.config import load_config
 from bench.runner import Benchmark
-from bench.store import RunDirectory
+from bench.rundir.store import RunDirectory
 
 CONFIG = """
 name = "trained-model-side"

@@ -4,7 +4,7 @@ Layout::
 
     RUN_DIR/
       .mgt-bench-run             the suite's marker, written first: only a folder holding it is a run directory
-      .mgt-bench-lock            lock files (`bench.rundir_lock`): one writer, or one launch's shards
+      .mgt-bench-lock            lock files (`bench.rundir.lock`): one writer, or one launch's shards
       manifest.json              resolved config, its hash, versions, git commit, device, timings
       images/ab/abcdef….png      one PNG per unit key (content-addressed; written atomically)
       tokens/ab/abcdef….npy      the generated token grid of that image

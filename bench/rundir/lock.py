@@ -1,6 +1,6 @@
 """Locks on a run directory: one writer at a time, or the shards of one run together.
 
-Two locks, both ``fcntl.flock`` on files inside the run directory (`bench.store.LOCK_FILES`):
+Two locks, both ``fcntl.flock`` on files inside the run directory (`bench.rundir.store.LOCK_FILES`):
 
 - ``.mgt-bench-lock`` — held for the whole run. An unsharded run (and ``--merge``) holds it
   exclusively; each shard holds it shared, so shards of a run may work side by side, while any other

@@ -1,0 +1,10 @@
+"""The run directory (docs/rundir.md): everything a run reads and writes lives here.
+
+- `store`: the layout, atomic files, append-only journals and tidy tables (`RunDirectory`);
+- `lock`: the run lock (one writer, or one launch's shards) and the configuration guard's lock;
+- `guard`: which folders are run directories, ``--fresh``, and the refusal to mix configurations;
+- `manifest`: manifest.json — the resolved configuration, its hash, timings and provenance;
+- `provenance`: package versions, git commit, device and host of the process that ran.
+
+No module here imports a model or a sampler: a finished run directory is read without them.
+"""
