@@ -1,7 +1,7 @@
 """`--list`: every registered component, variant, model, metric, prompt set and shipped config.
 
-Descriptions are printed whole (issue 15: they were cut to the first line): long ones wrap at the
-terminal's width under their own column, never truncated.
+Descriptions are printed whole, not cut to their first line: long ones wrap at the terminal's width
+under their own column, never truncated.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Planning: the units of a benchmark and their keys (DESIGN.md, "The flow").
+"""Planning: the units of a benchmark and their keys (docs/design.md, "The flow of a run").
 
 A unit is (model, sampler variant, prompt, seed). Its key hashes everything that can change its image:
 the model's identity (id, revision, dtype, resolution), the device type (random streams differ between
@@ -53,7 +53,7 @@ def seeds_for(prompt: Prompt, config_seeds: Sequence[int]) -> list[int]:
 
 
 class DuplicatePromptWarning(UserWarning):
-    """Prompts of a set share a text (issue 10: copies would count as independent evidence)."""
+    """Prompts of a set share a text (copies would count as independent evidence)."""
 
 
 def collapse_duplicate_prompts(prompts: Sequence[Prompt]) -> tuple[list[Prompt], list[str]]:

@@ -1,4 +1,5 @@
-"""The compiled transformer path of the real backends (issue 12): ``compile``, ``compile_mode``, ``cuda_graphs``.
+"""The compiled transformer path of the real backends: ``compile``, ``compile_mode``, ``cuda_graphs``
+(docs/scaling.md, "GPU throughput: compiled transformer and the fused step").
 
 ``[model] compile = true`` runs the transformer under `torch.compile` (Ansel et al. 2024, "PyTorch 2",
 ASPLOS: TorchDynamo + Inductor), with static shapes: every distinct input shape (batch rows; CFG doubles

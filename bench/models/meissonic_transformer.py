@@ -1,7 +1,7 @@
 """The Meissonic transformer (arXiv 2410.08261), built from diffusers' building blocks.
 
-diffusers has no Meissonic class, so this module rebuilds the published architecture (reference
-`meissonic-and-design-choices.md` §4.3) as a diffusers `ModelMixin` + `ConfigMixin`, so that
+diffusers has no Meissonic class, so this module rebuilds the published architecture (the official
+code's `src/transformer.py`, `viiika/Meissonic`) as a diffusers `ModelMixin` + `ConfigMixin`, so that
 
     MeissonicTransformer2DModel.from_pretrained("MeissonFlow/Meissonic", subfolder="transformer")
 
@@ -11,7 +11,7 @@ uses that name to drop config keys our ``__init__`` does not know, so our class 
 the state-dict keys and shapes equal the published ones (checked against the 867-key list in
 ``tests/data/meissonic-1024-transformer-state-dict.txt``).
 
-Shape of the network (reference §4.3):
+Shape of the network (the official Meissonic code's `src/transformer.py`):
 
     tokens (B, h, w) ─ embed (Embedding + RMSNorm + 1×1 conv) ─ down_block (2× conv, 1024 px only)
       ─ project_to_hidden ─ 14 dual-stream blocks (Flux joint attention, AdaLN-Zero) ─ 28 single-stream
@@ -50,18 +50,18 @@ from diffusers.models.normalization import AdaLayerNormZero, AdaLayerNormZeroSin
 from diffusers.models.unets.uvit_2d import ConvMlmLayer, UVit2DConvEmbed
 from diffusers.models.upsampling import Upsample2D
 
-#: Each micro-condition scalar is embedded with a 256-d sinusoid (reference §1, §4.3 forward step 1).
+#: Each micro-condition scalar is embedded with a 256-d sinusoid (the forward's first step in `src/transformer.py`).
 MICRO_COND_ENCODE_DIM = 256
 #: Five micro-conditions: [width, height, crop top, crop left, aesthetic (HPS) score].
 NUM_MICRO_CONDS = 5
-#: The reference scales the step index by 1000 inside the model (reference §1, "timestep").
+#: The reference scales the step index by 1000 inside the model (the pipeline passes the integer T−1−i).
 TIMESTEP_SCALE = 1000
-#: Norm epsilon used by every RMSNorm/LayerNorm outside the attention heads (reference §4.3).
+#: Norm epsilon used by every RMSNorm/LayerNorm outside the attention heads (as `src/transformer.py`).
 LAYER_NORM_EPS = 1e-6
 
 
 def rope_image_ids(latent_height: int, latent_width: int, image_height: int, device=None) -> torch.Tensor:
-    """RoPE position ids ``(n, 3)`` = rows of ``[0, row, col]`` for the image tokens (reference §4.3 step 6).
+    """RoPE position ids ``(n, 3)`` = rows of ``[0, row, col]`` for the image tokens (as the official pipeline builds them).
 
     The reference pipeline builds ids for a ``(H/2) × (W/2)`` grid where ``H × W`` is the latent (VQ)
     grid when ``image_height == 1024`` (its 2× down-sampling halves the 64×64 latent to 32×32 tokens),
@@ -80,7 +80,7 @@ def rope_image_ids(latent_height: int, latent_width: int, image_height: int, dev
 
 
 def text_position_ids(num_text_tokens: int, device=None) -> torch.Tensor:
-    """All-zero RoPE ids for the text tokens (reference §4.3 step 6: ``txt_ids`` = 77×3 zeros)."""
+    """All-zero RoPE ids for the text tokens (the official pipeline's ``txt_ids`` = 77×3 zeros)."""
     return torch.zeros(num_text_tokens, 3, device=device)
 
 
@@ -148,7 +148,7 @@ class TransformerBlock(nn.Module):
     """Dual-stream (MM-DiT) block: separate AdaLN-Zero modulation and MLPs for image and text, joint attention.
 
     Class name kept from the reference: the design-choices code (TomeMGT) patches modules whose class
-    name is exactly ``TransformerBlock`` (reference §2.5).
+    name is exactly ``TransformerBlock`` (`src/tomemgt` of the design-choices code, arXiv 2411.10781).
     """
 
     def __init__(self, dim: int, num_attention_heads: int, attention_head_dim: int):
@@ -230,7 +230,7 @@ class Resample(nn.Module):
     """The 2× token-grid down- or up-sampling around the transformer (state-dict prefixes ``down_block``/``up_block``).
 
     Down: RMSNorm over channels, then a 2×2 stride-2 conv (64×64 → 32×32 at 1024 px). Up: RMSNorm, then a
-    2×2 stride-2 transposed conv. Absent (identity) in 512 px checkpoints (reference §4.3, "512 model").
+    2×2 stride-2 transposed conv. Absent (identity) in 512 px checkpoints (``downsample = false``).
     """
 
     def __init__(self, channels: int, downsample: bool = False, upsample: bool = False):
@@ -257,7 +257,7 @@ class Resample(nn.Module):
 
 
 class MeissonicTransformer2DModel(ModelMixin, ConfigMixin):
-    """Meissonic's multi-modal transformer (reference §4.2–4.3). Config keys equal the published ``config.json``.
+    """Meissonic's multi-modal transformer (arXiv 2410.08261). Config keys equal the published ``config.json``.
 
     Args:
         patch_size, in_channels, guidance_embeds: present in the published config; unused by the
@@ -346,7 +346,7 @@ class MeissonicTransformer2DModel(ModelMixin, ConfigMixin):
         micro_conds: torch.Tensor,
         return_dict: bool = True,
     ):
-        """Logits ``(B, codebook_size, h, w)`` for token ids ``(B, h, w)`` (reference §4.3, forward steps 1–8).
+        """Logits ``(B, codebook_size, h, w)`` for token ids ``(B, h, w)`` (the forward of `src/transformer.py`).
 
         Args:
             hidden_states: token ids on the latent grid (mask id = ``vocab_size - 1``).
@@ -377,7 +377,7 @@ class MeissonicTransformer2DModel(ModelMixin, ConfigMixin):
         if img_ids.shape[0] != height * width:
             raise ValueError(
                 f"{img_ids.shape[0]} RoPE image ids for {height}x{width}={height * width} image tokens: this checkpoint "
-                "(down_block present: 1024 px only) does not support this resolution (reference §4.3, 'RoPE ids')"
+                "(down_block present: 1024 px only) does not support this resolution (docs/models.md, 'Image size')"
             )
         rotary = self.pos_embed(torch.cat([txt_ids, img_ids], dim=0))
 

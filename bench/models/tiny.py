@@ -6,8 +6,8 @@ keep them (``transformer/``, ``vqvae/``, ``text_encoder/``, ``tokenizer/``, ``sc
 ``model_index.json``) and loaded back through the real backends. Used by the tests and by
 ``benchmarks/model_speed.py``; also a quick smoke test for a user's installation.
 
-The tokenizer is a real CLIP BPE tokenizer built from open_clip's shipped vocabulary (49408 tokens;
-ecosystem notes, "Offline behaviour"), so prompts tokenize as they do for the real checkpoints.
+The tokenizer is a real CLIP BPE tokenizer built from the vocabulary file open_clip ships in its wheel
+(49408 tokens; no download), so prompts tokenize as they do for the real checkpoints.
 """
 from __future__ import annotations
 

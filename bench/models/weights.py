@@ -1,6 +1,6 @@
 """Offline-first resolution of model weights: a hub id (optionally a revision) or a local directory → local files.
 
-Order (issue 4, "Weights, offline-first"):
+Order (docs/models.md, "Offline-first resolution"):
 
 1. a local directory (or file) given by path: used as is;
 2. the Hugging Face cache (``snapshot_download(local_files_only=True)`` / ``hf_hub_download(local_files_only=True)``);

@@ -106,7 +106,7 @@ class SceneGrammar:
         """(id, prompt, category) — a deterministic mix of fully, partly and barely specified prompts.
 
         Every text is distinct: identical texts with the same seed give byte-identical images, so a
-        repeated prompt would count one observation twice in every statistic (issue 10). A draw that
+        repeated prompt would count one observation twice in every statistic. A draw that
         repeats an earlier text is redrawn (a few tries), then the next richer kind is tried; a set
         that cannot hold ``n`` distinct texts raises ``ValueError``.
         """
