@@ -12,6 +12,7 @@ kind, name, file and line, so the message points at the plugin rather than at th
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -46,6 +47,9 @@ class TinyModel(MaskedTokenModel):
     Conditional logits at position n: ``bias[n] + mean_m embed[tokens_m] · W + text``, where the text row
     depends on the prompt's hash; the unconditional branch drops the text. Every number comes from a
     generator seeded 0, so a check is reproducible, and a step costs microseconds at any step count.
+
+    The mean over all tokens is its one "attention": inside `perturbed_attention` (PAG) each position
+    sees only its own token instead, ``embed[tokens_n] · W``, as identity self-attention does.
     """
 
     codebook_size = 16
@@ -59,6 +63,7 @@ class TinyModel(MaskedTokenModel):
         self.embed = torch.randn(v + 1, 8, generator=generator)
         self.weight = torch.randn(8, v, generator=generator) / 4
         self.text = torch.randn(64, v, generator=generator)
+        self._identity_attention = False
 
     def token_grid(self, height=None, width=None) -> tuple[int, int]:
         return self.side, self.side
@@ -68,10 +73,24 @@ class TinyModel(MaskedTokenModel):
         return {"text": self.text[rows]}
 
     def logits(self, tokens, conditioning, step, total_steps, with_uncond=True):
-        context = self.embed[tokens].mean(dim=1) @ self.weight  # (B, V): what is already visible
-        uncond = self.bias.unsqueeze(0) + context.unsqueeze(1)
+        if self._identity_attention:
+            context = self.embed[tokens] @ self.weight  # (B, N, V): each position's own token only
+        else:
+            context = (self.embed[tokens].mean(dim=1) @ self.weight).unsqueeze(1)  # (B, 1, V): all visible tokens
+        uncond = self.bias.unsqueeze(0) + context
         cond = uncond + conditioning["text"].unsqueeze(1)
         return cond, (uncond if with_uncond else None)
+
+    def check_perturbed_attention(self, layers) -> None:
+        """Any layer list: the tiny model has one attention, which every layer index stands for."""
+
+    @contextlib.contextmanager
+    def perturbed_attention(self, layers):
+        self._identity_attention = True
+        try:
+            yield
+        finally:
+            self._identity_attention = False
 
     def decode(self, tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         grey = tokens.float().reshape(-1, 1, *grid) / (self.codebook_size - 1)

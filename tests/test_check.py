@@ -71,6 +71,15 @@ def test_check_names_the_variant_and_the_component(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_check_runs_perturbed_attention_guidance(tmp_path, capsys):
+    """PAG needs the model's perturbed attention: the tiny model has one (its mean over tokens becomes each
+    token alone), so a config with PAG passes --check as it passes a run; one extra pass per step."""
+    config = write_tiny_config(tmp_path / "c.toml", steps=6, samplers=("vanilla", "pag"))
+    assert main(["--check", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "ok  vanilla: 6 forward passes" in out and "ok  pag: 12 forward passes" in out
+
+
 def test_check_rejects_a_bad_config_first(tmp_path, capsys):
     config = write_tiny_config(tmp_path / "c.toml", samplers=("vanilla", "no-such-variant"))
     assert main(["--check", "--config", str(config)]) == 2
