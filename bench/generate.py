@@ -205,7 +205,7 @@ def _synchronize(device: str) -> None:
 
 def scorer_calls(generation, row: int) -> int:
     """Reward evaluations the image cost (search loops; 0 for every other sampler)."""
-    calls = getattr(generation, "scorer_calls", None)
+    calls = generation.scorer_calls
     return 0 if calls is None else int(calls[row])
 
 
