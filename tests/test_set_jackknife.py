@@ -7,7 +7,7 @@ import torch
 from scipy import linalg
 
 from metrics.fid import ReferenceStats, fid_from_features
-from metrics.set_bootstrap import fid_resampled, kid_resampled
+from metrics.set_jackknife import fid_resampled, kid_resampled
 
 
 @pytest.mark.parametrize("n, dim", [(20, 8), (6, 10)])  # both sides of the n ≤ D shortcut
@@ -65,7 +65,7 @@ def test_add_set_intervals_pairs_variants_on_the_same_prompts(tmp_path):
     ref_path = tmp_path / "ref.pt"
     ref.save(ref_path)
     fid = FID(feature=feature, reference=str(ref_path))
-    from bench.generate import load_image
+    from bench.rundir.images import load_image
 
     values = {}
     for v, g in samples.groupby("variant"):
@@ -88,7 +88,7 @@ def test_add_set_intervals_pairs_variants_on_the_same_prompts(tmp_path):
 def test_jackknife_interval_of_a_mean_is_the_t_interval():
     from scipy import stats as sps
 
-    from metrics.set_bootstrap import jackknife_interval
+    from metrics.set_jackknife import jackknife_interval
 
     x = np.array([1.0, 3.0, 2.0, 7.0, 4.0])
     leave_one_out = np.array([(x.sum() - v) / 4 for v in x])

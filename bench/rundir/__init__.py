@@ -1,0 +1,1 @@
+"""The run directory: its files, lock, manifest and images."""
