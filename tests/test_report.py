@@ -71,6 +71,26 @@ def test_win_rates_trace_back_to_raw_scores(rendered):
     assert (wr.correction == "holm").all()
 
 
+def test_report_win_rates_are_the_pipeline_the_tests_test(rendered):
+    """tables/win_rates.csv is `metrics.stats.compare_to_baseline`'s table (plus the report's reading), row for row."""
+    from metrics import stats
+
+    run, _ = rendered
+    r = load_run(run)
+    s = r.settings
+    metrics = r.per_image_metrics
+    table = stats.compare_to_baseline(
+        r.scores, r.baseline, {m: r.higher_is_better(m) for m in metrics}, {m: r.tie_tolerance(m) for m in metrics},
+        prompt_text=dict(zip(r.samples["prompt_id"].astype(str), r.samples["prompt"].astype(str))),
+        variants=r.variants, metrics=metrics, n_boot=s.n_boot, seed=s.bootstrap_seed, confidence=s.confidence,
+        correction=s.correction, alpha=s.alpha, test_unit=s.test_unit).table
+    report = compute_tables(r).win_rates
+    assert len(report) == len(table) > 0
+    keys = ["variant", "metric"]
+    pd.testing.assert_frame_equal(report[table.columns].sort_values(keys).reset_index(drop=True),
+                                  table.sort_values(keys).reset_index(drop=True))
+
+
 def test_headline_sorted_and_read_aloud(rendered):
     run, paths = rendered
     head = pd.read_csv(run / "tables" / "headline.csv")
