@@ -234,7 +234,7 @@ def test_reading_sentences():
 
 
 def test_reading_direction_comes_from_the_test_not_the_pair_win_rate():
-    """Issue 10: a pair-level win rate of 51 % with 32 of 49 prompts lost must read "worse", not "better"."""
+    """A pair-level win rate of 51 % with 32 of 49 prompts lost must read "worse", not "better"."""
     from bench.report.tables import reading
 
     row = pd.Series({"win_rate": 0.51, "win_rate_lo": 0.45, "win_rate_hi": 0.57, "tie_share": 0.3, "p_sign_adj": 0.044,
@@ -245,7 +245,7 @@ def test_reading_direction_comes_from_the_test_not_the_pair_win_rate():
 
 
 def test_reading_says_when_a_test_cannot_reach_significance():
-    """Issue 10: 4 prompts, all won: the sign test's smallest p is 0.125, so no verdict is possible."""
+    """4 prompts, all won: the sign test's smallest p is 0.125, so no verdict is possible."""
     from bench.report.tables import reading
 
     row = pd.Series({"win_rate": 1.0, "win_rate_lo": 0.4, "win_rate_hi": 1.0, "tie_share": 0.0, "p_sign_adj": 0.125,

@@ -216,3 +216,38 @@ def test_jackknife_interval_of_a_mean_is_the_t_interval():
     lo, hi = jackknife_interval(x.mean(), leave_one_out)
     half = sps.t.ppf(0.975, 4) * x.std(ddof=1) / np.sqrt(5)
     assert (lo, hi) == pytest.approx((x.mean() - half, x.mean() + half))
+
+
+def test_the_design_docs_metric_examples_run_through_the_scoring_stage(tmp_path, monkeypatch):
+    """docs/design.md, "Adding a metric": both examples register and score; the set metric gets its jackknife interval."""
+    import re
+    from pathlib import Path
+
+    from bench.rundir.images import load_image
+    from bench.scoring import set_metric_rows
+    from bench.set_intervals import add_set_intervals
+    from metrics.base import METRICS, ScoreBatch
+    from metrics.set_jackknife import jackknife_interval
+
+    monkeypatch.setattr(METRICS, "_entries", dict(METRICS._entries))  # the examples' names stay in this test
+    section = (Path(__file__).parents[1] / "docs" / "design.md").read_text().split("## Adding a metric", 1)[1]
+    blocks = re.findall(r"```python\n(.*?)```", section.split("\n## ", 1)[0], re.S)
+    assert len(blocks) == 2
+    for block in blocks:
+        exec(compile(block, "docs/design.md", "exec"), {})
+
+    store, samples = _small_run(tmp_path / "run")
+    images = torch.stack([load_image(store.root / p) for p in samples["image_path"]])
+    brightness = images.mean(dim=(1, 2, 3)).double()
+    scores = METRICS.get("mean-brightness")().score(ScoreBatch(images, samples["prompt"].tolist()))
+    assert torch.equal(scores, brightness)
+
+    metrics = {"spread": METRICS.get("brightness-spread")()}
+    out = add_set_intervals(set_metric_rows(samples, metrics, store), samples, metrics, store, baseline="vanilla")
+    row = out.set_index("variant").loc["a"]
+    b = brightness[torch.tensor((samples["variant"] == "a").to_numpy())].numpy()
+    texts = samples.loc[samples["variant"] == "a", "prompt"].to_numpy()
+    leave_out = np.array([b[texts != t].std(ddof=1) for t in sorted(set(texts))])
+    assert row["value"] == pytest.approx(b.std(ddof=1))
+    assert (row["value_lo"], row["value_hi"]) == pytest.approx(jackknife_interval(b.std(ddof=1), leave_out))
+    assert np.isfinite(row["diff_lo"]) and row["diff_lo"] < row["diff"] < row["diff_hi"]

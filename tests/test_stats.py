@@ -203,7 +203,7 @@ def test_breakdown_strata_resample_within_category(small):
     assert q.loc["photo", "win_rate"] == pytest.approx(2.5 / 4)  # p1: win, tie; p2: loss, win
     assert q.loc["anime", "win_rate"] == pytest.approx(1.5 / 2)  # p3: win, tie
     # one prompt is one observation: its interval is wide, never the zero-width [75, 75] of a percentile
-    # bootstrap that draws the same prompt every time (issue 10)
+    # bootstrap that draws the same prompt every time
     assert q.loc["anime", "win_rate_lo"] < 0.2 and q.loc["anime", "win_rate_hi"] > 0.95
 
 
@@ -224,7 +224,7 @@ def test_bootstrap_is_fast_for_thousands_of_prompts():
     assert elapsed < 15, f"{elapsed:.1f} s for 3000 prompts × 4 seeds × 1000 resamples"
 
 
-# -- issue 10 ---------------------------------------------------------------------------------------
+# -- effective sample size, tests that can decide, the direction of a verdict, checked input ------------------
 
 
 def test_proportion_interval_by_hand():

@@ -1,4 +1,4 @@
-"""Issue 10: seeded simulations that check the promises of metrics.stats, in a few seconds.
+"""Seeded simulations that check the promises of metrics.stats, in a few seconds.
 
 * the win-rate interval keeps ≥ 0.93 coverage for true win rates 0.5–0.99, 12–200 prompts, one or three
   seeds per prompt (correlated within a prompt), and heavy ties — and is never of zero width;
