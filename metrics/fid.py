@@ -268,9 +268,9 @@ class _FeatureSetMetric(SetMetric):
     def extract(self, images: torch.Tensor | Iterable[torch.Tensor], extractor: nn.Module) -> torch.Tensor:
         """Features ``(N, D)`` float32 of images (a tensor, or an iterable of batches).
 
-        Features of networks with weights are memoised by image content (per-category subsets then reuse
-        the per-variant features); plain callables such as the world's cheap ``features`` are not, since
-        nothing identifies them across objects.
+        Features of networks with weights are memoised by image content (FID and KID on the same network
+        then extract once between them); plain callables such as the world's cheap ``features`` are not,
+        since nothing identifies them across objects.
         """
         ident = module_identity(extractor)
         memoise = not isinstance(extractor, CallableFeatures)

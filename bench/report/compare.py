@@ -102,7 +102,7 @@ def side_by_side(a: Run, b: Run, n_boot: int = 1000, seed: int = 0, confidence: 
     rows = []
     for v in variants:
         for m in metrics:
-            reps, est = [], []
+            reps = []
             for pp, tag in ((pa, "a"), (pb, "b")):
                 try:
                     sub = pp.loc[(v, m)]
