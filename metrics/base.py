@@ -115,7 +115,7 @@ class SetMetricResult:
     warnings: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # tensors: identity, not element-wise equality
 class SetFeatures:
     """One set of generated images as a set metric holds it after extraction: a row of features per image.
 
