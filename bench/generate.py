@@ -7,7 +7,6 @@ import json
 import time
 from typing import Any, Sequence
 
-import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
@@ -208,9 +207,3 @@ def scorer_calls(generation, row: int) -> int:
     calls = generation.scorer_calls
     return 0 if calls is None else int(calls[row])
 
-
-def load_image(path) -> torch.Tensor:
-    """A saved PNG as float ``(3, H, W)`` in [0, 1] — what the scorers see."""
-    with Image.open(path) as image:
-        array = np.asarray(image.convert("RGB"), dtype=np.uint8)
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).float() / 255

@@ -6,7 +6,9 @@ give one number per set of images (a variant, or a variant × prompt category).
 
 A scorer is configured by keyword parameters (from the TOML config), loads its weights lazily in
 `load()`, and scores a batch in `score()`. Its `cache_id` (name, version, weights, parameters) enters
-the score-cache key, so that re-scoring a finished run costs nothing.
+the score-cache key, so that re-scoring a finished run costs nothing. A set metric extracts one row of
+features per image once per set (`features`) and computes its values from them
+(`compute_from_features`); categories and the jackknife's leave-one-prompt-out sets reuse those rows.
 
 Following torchmetrics' split, the heavy state lives in the object and the maths in functions.
 """
@@ -16,8 +18,9 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping, Protocol, Sequence
+from typing import Any, ClassVar, Iterable, Mapping, Protocol, Sequence
 
+import numpy as np
 import torch
 
 from mgt_common.registry import Registry
@@ -90,6 +93,9 @@ class PerImageMetric(ABC):
                 "tie_tolerance": self.tie_tolerance, "params": self.params, "weights": self.weights_id(),
                 "kind": "per-image"}
 
+    def check_weights(self, world: ExactWorld | None = None) -> None:
+        """Find the weights `load` will need (raising `MissingWeightsError`), before any image is generated."""
+
     def load(self) -> None:
         """Load weights (once); called before the first `score`."""
 
@@ -109,13 +115,48 @@ class SetMetricResult:
     warnings: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True, eq=False)  # tensors: identity, not element-wise equality
+class SetFeatures:
+    """One set of generated images as a set metric holds it after extraction: a row of features per image.
+
+    Extracted once per variant (`SetMetric.features`); a prompt category is a selection of rows
+    (`select`) and an interval re-weights the rows (`SetMetric.resampled`), so no image is read or
+    passed through the feature network twice. ``prompts`` (and ``prompt_ids``) give each row's prompt,
+    in row order; ``world`` is the synthetic world when the model is one (its exact samples are then
+    the reference set).
+    """
+
+    features: torch.Tensor
+    prompts: tuple[str, ...]
+    prompt_ids: tuple[str, ...] | None = None
+    world: ExactWorld | None = None
+
+    def __len__(self) -> int:
+        return int(self.features.shape[0])
+
+    def select(self, rows: Sequence[int]) -> "SetFeatures":
+        """The subset of these rows, in the order given (e.g. the images of one prompt category)."""
+        rows = [int(r) for r in rows]
+        return SetFeatures(self.features[rows], tuple(self.prompts[r] for r in rows),
+                           None if self.prompt_ids is None else tuple(self.prompt_ids[r] for r in rows), self.world)
+
+
 class SetMetric(ABC):
-    """One number per set of images (FID, KID). Lower is better unless declared otherwise."""
+    """One number per set of images (FID, KID). Lower is better unless declared otherwise.
+
+    The lifecycle, as the scoring stage drives it (bench/scoring.py), one metric at a time:
+    `check_weights` before anything is generated; `load`; `features` of each variant's images, once;
+    `compute_from_features` on the variant's rows and on each prompt category's; `resampled` on the
+    same rows re-weighted, for the leave-one-prompt-out jackknife (bench/set_intervals.py); `unload`
+    before the next metric loads. `compute` is the one-call form for a single set.
+    """
 
     name: ClassVar[str] = ""
     higher_is_better: ClassVar[bool] = False
     version: ClassVar[str] = "1"
     needs: ClassVar[frozenset[str]] = frozenset()
+    #: the least value the metric can take (FID ≥ 0): interval bounds below it are moved up to it.
+    lower_bound: ClassVar[float | None] = None
 
     def __init__(self, **params: Any):
         self.params = params
@@ -125,10 +166,37 @@ class SetMetric(ABC):
         return {"name": self.name, "version": self.version, "higher_is_better": self.higher_is_better,
                 "params": self.params, "kind": "set"}
 
+    def check_weights(self, world: ExactWorld | None = None) -> None:
+        """Find the weights and reference data `features` will need, before any image is generated."""
+
+    def load(self) -> None:
+        """Load weights (once); called before the first `features`. A metric may load lazily there instead."""
+
+    def unload(self) -> None:
+        """Free weights and cached reference data (the next metric's are loaded after this)."""
+
     @abstractmethod
-    def compute(self, images: torch.Tensor, prompts: Sequence[str], world: ExactWorld | None = None,
-                prompt_ids: Sequence[str] | None = None) -> Mapping[str, SetMetricResult]:
-        """Metric values for one set; keys are the reported metric names (e.g. ``{"fid": …}``)."""
+    def features(self, images: torch.Tensor | Iterable[torch.Tensor], prompts: Sequence[str],
+                 world: ExactWorld | None = None, prompt_ids: Sequence[str] | None = None) -> SetFeatures:
+        """One row per image of `images` (a tensor, or an iterable of batches ``(B, 3, H, W)`` in [0, 1])."""
+
+    @abstractmethod
+    def compute_from_features(self, features: SetFeatures) -> Mapping[str, SetMetricResult]:
+        """Metric values for the set; keys are the reported metric names (e.g. ``{"fid": …}``)."""
+
+    def resampled(self, features: SetFeatures, weights: np.ndarray) -> Mapping[str, np.ndarray]:
+        """Each reported value recomputed on the set re-weighted by each row of `weights` ``(B, N)``.
+
+        Weights are non-negative integer counts per image (0 leaves an image out, 2 counts it twice):
+        the delete-one-prompt jackknife passes one row per prompt left out. Returns ``(B,)`` per
+        reported name; a name left out (the default: all of them) gets no interval.
+        """
+        return {}
+
+    def compute(self, images: torch.Tensor | Iterable[torch.Tensor], prompts: Sequence[str],
+                world: ExactWorld | None = None, prompt_ids: Sequence[str] | None = None) -> Mapping[str, SetMetricResult]:
+        """`compute_from_features` of `features`: the metric of one set in one call."""
+        return self.compute_from_features(self.features(images, prompts, world, prompt_ids))
 
 
 METRICS: Registry[type] = Registry("metric", "per-image scorers and set metrics", builtins=(

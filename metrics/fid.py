@@ -31,13 +31,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 from mgt_common.errors import ConfigError, MissingWeightsError
 
 from ._openclip import to_uint8
-from .base import ExactWorld, SetMetric, SetMetricResult, register_metric
+from .base import ExactWorld, SetFeatures, SetMetric, SetMetricResult, register_metric
+from .set_jackknife import fid_resampled, kid_resampled
 from .weights import downloads_allowed, file_sha256, user_cache_dir
 
 INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
@@ -160,8 +162,6 @@ class ReferenceStats:
     def load(cls, path: str | os.PathLike) -> "ReferenceStats":
         path = Path(path)
         if path.suffix == ".npz":
-            import numpy as np
-
             data = np.load(path)
             if "mu" not in data or "sigma" not in data:
                 raise ConfigError(f"fid: {path} has no 'mu'/'sigma' arrays (found {list(data)})")
@@ -254,13 +254,23 @@ class _FeatureSetMetric(SetMetric):
             return self._inception
         raise ConfigError(f"{self.name}: feature {feature!r}: use 'auto', 'inception', 'world' or a module")
 
+    def features(self, images: torch.Tensor | Iterable[torch.Tensor], prompts: Sequence[str],
+                 world: ExactWorld | None = None, prompt_ids: Sequence[str] | None = None) -> SetFeatures:
+        """The feature network's row per image (see `extract`), with the prompts the reference depends on."""
+        return SetFeatures(self.extract(images, self.extractor(world)), tuple(prompts),
+                           None if prompt_ids is None else tuple(prompt_ids), world)
+
+    def reference_of(self, features: SetFeatures) -> ReferenceStats:
+        """The reference set's statistics for these features (the same feature network; see `reference_stats`)."""
+        return self.reference_stats(features.prompts, features.world, self.extractor(features.world))
+
     @torch.no_grad()
-    def features(self, images: torch.Tensor | Iterable[torch.Tensor], extractor: nn.Module) -> torch.Tensor:
+    def extract(self, images: torch.Tensor | Iterable[torch.Tensor], extractor: nn.Module) -> torch.Tensor:
         """Features ``(N, D)`` float32 of images (a tensor, or an iterable of batches).
 
-        Features of networks with weights are memoised by image content (per-category subsets then reuse
-        the per-variant features); plain callables such as the world's cheap ``features`` are not, since
-        nothing identifies them across objects.
+        Features of networks with weights are memoised by image content (FID and KID on the same network
+        then extract once between them); plain callables such as the world's cheap ``features`` are not,
+        since nothing identifies them across objects.
         """
         ident = module_identity(extractor)
         memoise = not isinstance(extractor, CallableFeatures)
@@ -299,7 +309,7 @@ class _FeatureSetMetric(SetMetric):
         key = (tuple(prompts), self.reference_per_prompt, self.reference_seed, module_identity(extractor))
         if key not in self._world_reference:
             samples = world.exact_samples(list(prompts), self.reference_per_prompt, self.reference_seed)
-            self._world_reference[key] = ReferenceStats.from_features(self.features(samples, extractor),
+            self._world_reference[key] = ReferenceStats.from_features(self.extract(samples, extractor),
                                                                       source=f"world exact samples (seed {self.reference_seed})")
         return self._world_reference[key]
 
@@ -322,7 +332,7 @@ class _FeatureSetMetric(SetMetric):
                 else:  # mixed sizes: one at a time (the feature network resizes itself)
                     yield from (i.unsqueeze(0) for i in images)
 
-        stats = ReferenceStats.from_features(self.features(batches(), extractor), source=str(folder))
+        stats = ReferenceStats.from_features(self.extract(batches(), extractor), source=str(folder))
         stats.save(cached)
         return stats
 
@@ -345,13 +355,15 @@ class FID(_FeatureSetMetric):
 
     higher_is_better = False
     version = "fid-1"
+    lower_bound = 0.0  # a squared distance between Gaussians
 
-    def compute(self, images, prompts: Sequence[str], world: ExactWorld | None = None,
-                prompt_ids: Sequence[str] | None = None) -> Mapping[str, SetMetricResult]:
-        extractor = self.extractor(world)
-        fake = self.features(images, extractor)
-        reference = self.reference_stats(prompts, world, extractor)
-        return {"fid": fid_from_features(fake, reference, self.device)}
+    def compute_from_features(self, features: SetFeatures) -> Mapping[str, SetMetricResult]:
+        return {"fid": fid_from_features(features.features, self.reference_of(features), self.device)}
+
+    def resampled(self, features: SetFeatures, weights: np.ndarray) -> Mapping[str, np.ndarray]:
+        reference = self.reference_of(features)
+        return {"fid": fid_resampled(features.features.double().numpy(), reference.mean.double().numpy(),
+                                     reference.cov.double().numpy(), weights)}
 
 
 @register_metric("kid")
@@ -369,16 +381,19 @@ class KID(_FeatureSetMetric):
         self.subsets, self.subset_size, self.seed = int(subsets), int(subset_size), int(seed)
         self.params.update(subsets=self.subsets, subset_size=self.subset_size, seed=self.seed)
 
-    def compute(self, images, prompts: Sequence[str], world: ExactWorld | None = None,
-                prompt_ids: Sequence[str] | None = None) -> Mapping[str, SetMetricResult]:
-        extractor = self.extractor(world)
-        fake = self.features(images, extractor)
-        reference = self.reference_stats(prompts, world, extractor)
+    def compute_from_features(self, features: SetFeatures) -> Mapping[str, SetMetricResult]:
+        reference = self.reference_of(features)
         if reference.features is None:
-            return {"kid": SetMetricResult(value=float("nan"), n=fake.shape[0], warnings=[
+            return {"kid": SetMetricResult(value=float("nan"), n=len(features), warnings=[
                 f"kid: the reference statistics {reference.source} hold no features (mean/covariance only); "
                 "KID needs the reference images or a .pt statistics file written by this suite"])}
-        return {"kid": kid_from_features(fake, reference.features, self.subsets, self.subset_size, self.seed)}
+        return {"kid": kid_from_features(features.features, reference.features, self.subsets, self.subset_size, self.seed)}
+
+    def resampled(self, features: SetFeatures, weights: np.ndarray) -> Mapping[str, np.ndarray]:
+        reference = self.reference_of(features)
+        if reference.features is None:  # no interval for a value that cannot be computed
+            return {}
+        return {"kid": kid_resampled(features.features.double().numpy(), reference.features.double().numpy(), weights)}
 
 
 # -- functional twins ---------------------------------------------------------------------------------

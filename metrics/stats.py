@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from dataclasses import dataclass
 from typing import Iterable, Literal, Mapping, Sequence
 
 import numpy as np
@@ -57,29 +58,56 @@ PAIR_KEYS = ["prompt_id", "seed"]
 # pairing and outcomes
 
 
-def outcomes(advantage: np.ndarray | Sequence[float], tolerance: float = 0.0) -> np.ndarray:
-    """Win 1, tie 0.5, loss 0 for oriented differences (positive = better); tie iff ``|a| <= tolerance``."""
+def outcomes(advantage: np.ndarray | Sequence[float], tolerance: float | np.ndarray = 0.0) -> np.ndarray:
+    """Win 1, tie 0.5, loss 0 for oriented differences (positive = better); tie iff ``|a| <= tolerance``.
+
+    ``tolerance``: one number, or one per difference (`paired_differences` passes each pair's metric's).
+    """
     a = np.asarray(advantage, dtype=float)
-    tol = float(tolerance or 0.0)
+    tol = 0.0 if tolerance is None else np.asarray(tolerance, dtype=float)
     return np.where(a > tol, 1.0, np.where(a < -tol, 0.0, 0.5))
 
 
 def paired_differences(
     scores: pd.DataFrame,
-    baseline: str,
+    baseline: str | Mapping[str, str],
     higher_is_better: Mapping[str, bool],
     tie_tolerance: Mapping[str, float | None] | None = None,
 ) -> pd.DataFrame:
-    """Match every non-baseline variant's score to the baseline's on ``(metric, prompt_id, seed)``.
+    """Match every non-baseline variant's score to its baseline's on ``(metric, prompt_id, seed)``.
+
+    ``baseline``: the variant every other one is compared with, or a mapping variant → its own
+    baseline (a sweep compares each point with the baseline at the same steps and guidance, so that
+    the comparison of a design choice holds every other generation setting fixed; docs/sweeps.md).
+    Each baseline's group is then paired on its own and the groups are stacked.
 
     Returns one row per pair with columns ``variant, metric, prompt_id, seed, value, baseline_value,
     diff`` (variant − baseline), ``advantage`` (diff oriented so that > 0 means the variant is
-    better), ``outcome`` (1 / 0.5 / 0), and ``win, tie, loss`` indicators. Extra columns of
+    better), ``outcome`` (`outcomes`: 1 / 0.5 / 0), and ``win, tie, loss`` indicators. Extra columns of
     ``scores`` that are constant per unit (e.g. ``category``) are carried along from the variant row.
     A metric missing from ``higher_is_better`` raises ``KeyError``: guessing a direction would
     silently flip a result. ``cluster`` (the unit of analysis) is carried from ``scores`` or set to
     ``prompt_id``; ``diff_beyond_tol`` is ``diff`` with ties (``|advantage| ≤ tol``) set to 0.
     """
+    if isinstance(baseline, str):
+        return _paired_with(scores, baseline, higher_is_better, tie_tolerance)
+    parts = []
+    for base in dict.fromkeys(baseline.values()):
+        group = scores[scores["variant"].isin([v for v, b in baseline.items() if b == base])]
+        if base in set(group["variant"]):
+            parts.append(_paired_with(group, base, higher_is_better, tie_tolerance))
+    if not parts:
+        raise KeyError(f"no baseline of {sorted(set(baseline.values()))} has scores")
+    return pd.concat(parts, ignore_index=True)
+
+
+def _paired_with(
+    scores: pd.DataFrame,
+    baseline: str,
+    higher_is_better: Mapping[str, bool],
+    tie_tolerance: Mapping[str, float | None] | None = None,
+) -> pd.DataFrame:
+    """`paired_differences` against one baseline."""
     tie_tolerance = tie_tolerance or {}
     required = {"variant", "metric", "prompt_id", "seed", "value"}
     missing = required - set(scores.columns)
@@ -110,7 +138,7 @@ def paired_differences(
     # the effect size respects the tie tolerance: differences the metric cannot resolve count as 0
     paired["diff_beyond_tol"] = np.where(np.abs(adv) <= tol, 0.0, diff)
     paired["advantage"] = adv
-    paired["outcome"] = np.where(adv > tol, 1.0, np.where(adv < -tol, 0.0, 0.5))
+    paired["outcome"] = outcomes(adv, tol)
     paired["win"] = (adv > tol).astype(float)
     paired["tie"] = (np.abs(adv) <= tol).astype(float)
     paired["loss"] = (adv < -tol).astype(float)
@@ -270,11 +298,6 @@ def sign_test_min_p(n_untied: int) -> float:
 WILCOXON_EXACT_MAX_N = 50
 
 
-def wilcoxon_test(advantage: np.ndarray | Sequence[float], tolerance: float = 0.0) -> float:
-    """The p-value of `wilcoxon_signed_rank` (kept for callers that need no method)."""
-    return wilcoxon_signed_rank(advantage, tolerance)[0]
-
-
 def wilcoxon_signed_rank(advantage: np.ndarray | Sequence[float], tolerance: float = 0.0) -> tuple[float, str]:
     """Two-sided Wilcoxon signed-rank test of oriented differences; ``|a| <= tolerance`` counts as 0.
 
@@ -400,71 +423,79 @@ def win_rate_table(
         raise ValueError(f"test_unit must be 'prompt' or 'pair', not {test_unit!r}")
     by = list(by)
     keys = ["variant", "metric", *by]
-    rows: list[dict] = []
     frame = paired.assign(n=1.0)
     if "cluster" not in frame.columns:
         frame["cluster"] = frame["prompt_id"].astype(str)
     if "diff_beyond_tol" not in frame.columns:
         frame["diff_beyond_tol"] = frame["diff"]
-    strata = frame.groupby(by, sort=True, dropna=False) if by else [((), frame)]
-    for skey, sub in strata:
-        per_prompt = sub.groupby([*keys, "cluster"], sort=True, dropna=False)[_SUMS].sum()
-        groups = per_prompt.index.droplevel("cluster").unique()
-        wide = {c: per_prompt[c].unstack(keys).reindex(columns=groups).fillna(0.0) for c in _SUMS}
-        n_clusters = wide["n"].shape[0]
-        w = bootstrap_weights(n_clusters, n_boot, stratum_rng(seed, skey))
-        den = wide["n"].to_numpy()
-        win, win_lo, win_hi, win_neff = proportion_interval(wide["outcome"].to_numpy(), den, confidence)
-        tie, tie_lo, tie_hi, _ = proportion_interval(wide["tie"].to_numpy(), den, confidence)
-        dif, dif_lo, dif_hi = cluster_bootstrap_ratio(wide["diff_beyond_tol"].to_numpy(), den, weights=w,
-                                                      confidence=confidence)
-        pair_rows = dict(list(sub.groupby(keys, sort=False, dropna=False)))
-        # one pass over the groups (xs per group is quadratic in the number of variants)
-        prompt_rows = {g: f for g, f in per_prompt.groupby(level=keys, sort=False, dropna=False)}
-        for gi, g in enumerate(groups):
-            # keys has at least (variant, metric), so group labels are tuples
-            pp = prompt_rows[g]
-            pp = pp[pp["n"] > 0]
-            sub_g = pair_rows[g]
-            tol = float(sub_g["tolerance"].iloc[0]) if len(sub_g) else 0.0
-            if test_unit == "prompt":
-                share = pp["outcome"].to_numpy() / pp["n"].to_numpy()
-                t_wins, t_losses = int((share > 0.5).sum()), int((share < 0.5).sum())
-                adv = pp["advantage"].to_numpy() / pp["n"].to_numpy()
-            else:
-                t_wins, t_losses = int(sub_g["win"].sum()), int(sub_g["loss"].sum())
-                adv = sub_g["advantage"].to_numpy()
-            p_w, w_method = wilcoxon_signed_rank(adv, tol)
-            n_pairs = float(pp["n"].sum())
-            rows.append({
-                **dict(zip(keys, g)),
-                "n_prompts": int(len(pp)),
-                "n_pairs": int(n_pairs),
-                "wins": int(pp["win"].sum()),
-                "ties": int(pp["tie"].sum()),
-                "losses": int(pp["loss"].sum()),
-                "win_rate": win[gi], "win_rate_lo": win_lo[gi], "win_rate_hi": win_hi[gi], "win_rate_n_eff": win_neff[gi],
-                "tie_share": tie[gi], "tie_share_lo": tie_lo[gi], "tie_share_hi": tie_hi[gi],
-                "mean_value": float(pp["value"].sum() / n_pairs),
-                "mean_baseline": float(pp["baseline_value"].sum() / n_pairs),
-                "mean_diff": dif[gi], "mean_diff_lo": dif_lo[gi], "mean_diff_hi": dif_hi[gi],
-                "mean_diff_raw": float(pp["diff"].sum() / n_pairs),
-                "tie_tolerance": tol,
-                "test_unit": test_unit,
-                "test_wins": t_wins, "test_losses": t_losses,
-                "direction": "better" if t_wins > t_losses else "worse" if t_losses > t_wins else "even",
-                "p_sign": sign_test(t_wins, t_losses),
-                "p_sign_min": sign_test_min_p(t_wins + t_losses),
-                "p_wilcoxon": p_w, "wilcoxon_method": w_method,
-                "status": "tested",
-            })
+    rows: list[dict] = []
+    for stratum, sub in (frame.groupby(by, sort=True, dropna=False) if by else [((), frame)]):
+        rows += _stratum_rows(sub, keys, stratum_rng(seed, stratum), n_boot, confidence, test_unit)
     present = {(r["variant"], r["metric"]) for r in rows}
-    for variant, metric in expected:
-        if (variant, metric) not in present:
-            rows.append({"variant": variant, "metric": metric, "n_prompts": 0, "n_pairs": 0, "wins": 0, "ties": 0,
-                         "losses": 0, "test_unit": test_unit, "test_wins": 0, "test_losses": 0, "direction": "",
-                         "wilcoxon_method": "none", "status": "missing"})
+    rows += [{"variant": variant, "metric": metric, "n_prompts": 0, "n_pairs": 0, "wins": 0, "ties": 0, "losses": 0,
+              "test_unit": test_unit, "test_wins": 0, "test_losses": 0, "direction": "", "wilcoxon_method": "none",
+              "status": "missing"}
+             for variant, metric in expected if (variant, metric) not in present]
     return pd.DataFrame(rows, columns=[*keys, *TABLE_COLUMNS])
+
+
+def _stratum_rows(sub: pd.DataFrame, keys: list[str], rng: np.random.Generator, n_boot: int, confidence: float,
+                  test_unit: str) -> list[dict]:
+    """`win_rate_table`'s rows for one stratum: every group of ``keys``, resampled with the same draws of its prompts."""
+    per_prompt = sub.groupby([*keys, "cluster"], sort=True, dropna=False)[_SUMS].sum()
+    groups = per_prompt.index.droplevel("cluster").unique()
+    wide = {c: per_prompt[c].unstack(keys).reindex(columns=groups).fillna(0.0) for c in _SUMS}
+    w = bootstrap_weights(wide["n"].shape[0], n_boot, rng)
+    den = wide["n"].to_numpy()
+    win, win_lo, win_hi, win_neff = proportion_interval(wide["outcome"].to_numpy(), den, confidence)
+    tie, tie_lo, tie_hi, _ = proportion_interval(wide["tie"].to_numpy(), den, confidence)
+    dif, dif_lo, dif_hi = cluster_bootstrap_ratio(wide["diff_beyond_tol"].to_numpy(), den, weights=w, confidence=confidence)
+    pair_rows = dict(list(sub.groupby(keys, sort=False, dropna=False)))
+    # one pass over the groups (xs per group is quadratic in the number of variants)
+    prompt_rows = {g: f for g, f in per_prompt.groupby(level=keys, sort=False, dropna=False)}
+    rows = []
+    for gi, g in enumerate(groups):
+        # keys has at least (variant, metric), so group labels are tuples
+        pp = prompt_rows[g]
+        pp = pp[pp["n"] > 0]
+        n_pairs = float(pp["n"].sum())
+        rows.append({
+            **dict(zip(keys, g)),
+            "n_prompts": int(len(pp)),
+            "n_pairs": int(n_pairs),
+            "wins": int(pp["win"].sum()),
+            "ties": int(pp["tie"].sum()),
+            "losses": int(pp["loss"].sum()),
+            "win_rate": win[gi], "win_rate_lo": win_lo[gi], "win_rate_hi": win_hi[gi], "win_rate_n_eff": win_neff[gi],
+            "tie_share": tie[gi], "tie_share_lo": tie_lo[gi], "tie_share_hi": tie_hi[gi],
+            "mean_value": float(pp["value"].sum() / n_pairs),
+            "mean_baseline": float(pp["baseline_value"].sum() / n_pairs),
+            "mean_diff": dif[gi], "mean_diff_lo": dif_lo[gi], "mean_diff_hi": dif_hi[gi],
+            "mean_diff_raw": float(pp["diff"].sum() / n_pairs),
+            **_paired_tests(pp, pair_rows[g], test_unit),
+            "status": "tested",
+        })
+    return rows
+
+
+def _paired_tests(per_prompt: pd.DataFrame, pairs: pd.DataFrame, test_unit: str) -> dict:
+    """Sign test and Wilcoxon signed-rank on one number per prompt (its mean outcome and mean advantage), or per pair.
+
+    The verdict's direction comes from the sign test's own counts, so it and its p-value describe one statistic.
+    """
+    tol = float(pairs["tolerance"].iloc[0]) if len(pairs) else 0.0
+    if test_unit == "prompt":
+        share = per_prompt["outcome"].to_numpy() / per_prompt["n"].to_numpy()
+        wins, losses = int((share > 0.5).sum()), int((share < 0.5).sum())
+        advantage = per_prompt["advantage"].to_numpy() / per_prompt["n"].to_numpy()
+    else:
+        wins, losses = int(pairs["win"].sum()), int(pairs["loss"].sum())
+        advantage = pairs["advantage"].to_numpy()
+    p_wilcoxon, method = wilcoxon_signed_rank(advantage, tol)
+    return {"tie_tolerance": tol, "test_unit": test_unit, "test_wins": wins, "test_losses": losses,
+            "direction": "better" if wins > losses else "worse" if losses > wins else "even",
+            "p_sign": sign_test(wins, losses), "p_sign_min": sign_test_min_p(wins + losses),
+            "p_wilcoxon": p_wilcoxon, "wilcoxon_method": method}
 
 
 def add_adjusted_pvalues(
@@ -492,33 +523,52 @@ def add_adjusted_pvalues(
     return out
 
 
+@dataclass
+class BaselineComparison:
+    """Every variant against its baseline: what `compare_to_baseline` computed, step by step."""
+
+    scores: pd.DataFrame   # the checked score table (`metrics.validation`), with its ``cluster`` column
+    notes: list[str]       # what the checks dropped or merged, for the reader
+    paired: pd.DataFrame   # one row per pair (`paired_differences`)
+    table: pd.DataFrame    # one row per variant × metric (`win_rate_table`, then `add_adjusted_pvalues`)
+
+
 def compare_to_baseline(
     scores: pd.DataFrame,
-    baseline: str,
+    baseline: str | Mapping[str, str],
     higher_is_better: Mapping[str, bool],
     tie_tolerance: Mapping[str, float | None] | None = None,
+    *,
+    prompt_text: Mapping[str, str] | None = None,
+    variants: Sequence[str] | None = None,
+    metrics: Sequence[str] | None = None,
     n_boot: int = 1000,
     seed: int = 0,
     confidence: float = 0.95,
     correction: Literal["holm", "bh", "none"] = "holm",
     alpha: float = 0.05,
     test_unit: Literal["prompt", "pair"] = "prompt",
-) -> pd.DataFrame:
-    """The headline table: `validate_scores` → `paired_differences` → `win_rate_table` → `add_adjusted_pvalues`.
+) -> BaselineComparison:
+    """The headline statistics: `validate_scores` → `paired_differences` → `win_rate_table` → `add_adjusted_pvalues`.
 
-    Validation errors raise `UserError`; its warnings are dropped here (the report shows them).
-
-    Every non-baseline variant × metric of ``scores`` is expected; one without any complete pair
-    appears with ``status == "missing"``.
+    The report's win-rate table is exactly this (bench/report/tables.py). ``baseline`` as in
+    `paired_differences`; ``prompt_text`` (prompt id → text) makes distinct texts the unit of
+    analysis. Every variant of ``variants`` that is not a baseline is expected on every metric of
+    ``metrics`` (both default to their order of appearance in ``scores``); one without any complete
+    pair appears with ``status == "missing"`` and is left out of the correction's family.
+    Validation errors raise `UserError`.
     """
     from .validation import validate_scores
 
-    scores, _ = validate_scores(scores)
+    scores, notes = validate_scores(scores, prompt_text)
     paired = paired_differences(scores, baseline, higher_is_better, tie_tolerance)
-    expected = [(v, m) for v in dict.fromkeys(scores["variant"]) if v != baseline for m in dict.fromkeys(scores["metric"])]
+    baselines = {baseline} if isinstance(baseline, str) else set(baseline.values())
+    variants = list(dict.fromkeys(scores["variant"])) if variants is None else list(variants)
+    metrics = list(dict.fromkeys(scores["metric"])) if metrics is None else list(metrics)
+    expected = [(v, m) for v in variants if v not in baselines for m in metrics]
     table = win_rate_table(paired, n_boot=n_boot, seed=seed, confidence=confidence, test_unit=test_unit,
                            expected=expected)
-    return add_adjusted_pvalues(table, correction, alpha)
+    return BaselineComparison(scores, notes, paired, add_adjusted_pvalues(table, correction, alpha))
 
 
 def format_p(p: float) -> str:

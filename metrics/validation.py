@@ -1,7 +1,7 @@
 """Checks of a tidy score table before any statistic: one row per unit × metric, finite values, distinct prompts.
 
 Every statistic of `metrics.stats` and `metrics.ranking` assumes that a row is one observation. Three
-things break that silently, and are caught here (issue 10):
+things break that silently, and are caught here (docs/report.md, "The statistics"):
 
 * **duplicate rows** (the same variant, metric, prompt and seed twice): a win rate would count them
   twice while Bradley–Terry (which pivots) would not. Identical copies are dropped with a warning;

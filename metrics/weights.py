@@ -1,6 +1,6 @@
 """Offline-first resolution of scorer weights and data files, and cheap, stable weight fingerprints.
 
-`metrics` may not import `bench` (DESIGN.md, "The rooms"), so scorers resolve their files here rather
+`metrics` may not import `bench` (docs/design.md, "The rooms"), so scorers resolve their files here rather
 than through `bench.models.weights`. The rules are the same: a local path is used as is; a hub file is
 looked up in the Hugging Face cache, and downloaded only when downloads are allowed; when it cannot be
 had, `MissingWeightsError` says what was looked for and the command that fetches it.

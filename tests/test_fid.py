@@ -185,8 +185,8 @@ def test_inception_from_local_file_matches_torchmetrics(inception_file):
     # does not depend on the dimension): our cached-features path against torchmetrics fed with images.
     fid = FID(feature="inception", inception_weights=str(inception_file), inception_dims=64, batch_size=3)
     extractor = fid.extractor(None)
-    ours = fid_from_features(fid.features(fake.float() / 255, extractor),
-                             ReferenceStats.from_features(fid.features(real.float() / 255, extractor)))
+    ours = fid_from_features(fid.extract(fake.float() / 255, extractor),
+                             ReferenceStats.from_features(fid.extract(real.float() / 255, extractor)))
     stock = FrechetInceptionDistance(feature=64, feature_extractor_weights_path=str(inception_file)).set_dtype(torch.float64)
     stock.update(real, real=True)
     stock.update(fake, real=False)

@@ -71,6 +71,26 @@ def test_win_rates_trace_back_to_raw_scores(rendered):
     assert (wr.correction == "holm").all()
 
 
+def test_report_win_rates_are_the_pipeline_the_tests_test(rendered):
+    """tables/win_rates.csv is `metrics.stats.compare_to_baseline`'s table (plus the report's reading), row for row."""
+    from metrics import stats
+
+    run, _ = rendered
+    r = load_run(run)
+    s = r.settings
+    metrics = r.per_image_metrics
+    table = stats.compare_to_baseline(
+        r.scores, r.baseline, {m: r.higher_is_better(m) for m in metrics}, {m: r.tie_tolerance(m) for m in metrics},
+        prompt_text=dict(zip(r.samples["prompt_id"].astype(str), r.samples["prompt"].astype(str))),
+        variants=r.variants, metrics=metrics, n_boot=s.n_boot, seed=s.bootstrap_seed, confidence=s.confidence,
+        correction=s.correction, alpha=s.alpha, test_unit=s.test_unit).table
+    report = compute_tables(r).win_rates
+    assert len(report) == len(table) > 0
+    keys = ["variant", "metric"]
+    pd.testing.assert_frame_equal(report[table.columns].sort_values(keys).reset_index(drop=True),
+                                  table.sort_values(keys).reset_index(drop=True))
+
+
 def test_headline_sorted_and_read_aloud(rendered):
     run, paths = rendered
     head = pd.read_csv(run / "tables" / "headline.csv")
@@ -214,7 +234,7 @@ def test_reading_sentences():
 
 
 def test_reading_direction_comes_from_the_test_not_the_pair_win_rate():
-    """Issue 10: a pair-level win rate of 51 % with 32 of 49 prompts lost must read "worse", not "better"."""
+    """A pair-level win rate of 51 % with 32 of 49 prompts lost must read "worse", not "better"."""
     from bench.report.tables import reading
 
     row = pd.Series({"win_rate": 0.51, "win_rate_lo": 0.45, "win_rate_hi": 0.57, "tie_share": 0.3, "p_sign_adj": 0.044,
@@ -225,7 +245,7 @@ def test_reading_direction_comes_from_the_test_not_the_pair_win_rate():
 
 
 def test_reading_says_when_a_test_cannot_reach_significance():
-    """Issue 10: 4 prompts, all won: the sign test's smallest p is 0.125, so no verdict is possible."""
+    """4 prompts, all won: the sign test's smallest p is 0.125, so no verdict is possible."""
     from bench.report.tables import reading
 
     row = pd.Series({"win_rate": 1.0, "win_rate_lo": 0.4, "win_rate_hi": 1.0, "tie_share": 0.0, "p_sign_adj": 0.125,

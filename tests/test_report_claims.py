@@ -1,4 +1,4 @@
-"""Issue 10: what the report claims — missing comparisons, repeated prompts, bad rows, legible plots at 60 variants."""
+"""What the report claims — missing comparisons, repeated prompts, bad rows, legible plots at 60 variants."""
 from __future__ import annotations
 
 import warnings

@@ -35,6 +35,17 @@ def small():
 def test_outcomes_tolerance_boundary():
     assert stats.outcomes([0.2, -0.2, 0.05, -0.05, 0.0], 0.05).tolist() == [1, 0, 0.5, 0.5, 0.5]
     assert stats.outcomes([1e-12, 0.0], 0.0).tolist() == [1, 0.5]
+    assert stats.outcomes([0.2, 0.2], [0.1, 0.3]).tolist() == [1, 0.5]  # one tolerance per difference
+
+
+def test_pairing_scores_outcomes_with_the_tested_rule(monkeypatch):
+    """The report's pairs get their outcomes from `outcomes` (the rule tested above), at the boundary too."""
+    rows = [("base", f"p{i}", 0, "q", 0.0) for i in range(4)] + [("v", f"p{i}", 0, "q", d)
+                                                                    for i, d in enumerate([0.25, -0.25, 0.5, -0.75])]
+    p = stats.paired_differences(_scores(rows), "base", {"q": True}, {"q": 0.25}).sort_values("prompt_id")
+    assert p["outcome"].tolist() == stats.outcomes([0.25, -0.25, 0.5, -0.75], 0.25).tolist() == [0.5, 0.5, 1, 0]
+    monkeypatch.setattr(stats, "outcomes", lambda a, tol: np.full(len(a), 0.25))
+    assert (stats.paired_differences(_scores(rows), "base", {"q": True})["outcome"] == 0.25).all()
 
 
 def test_paired_differences_orientation_and_pairing(small):
@@ -101,10 +112,10 @@ def _wilcoxon_exact_by_enumeration(d):
 def test_wilcoxon_exact_against_enumeration_and_zero_handling():
     d = [0.3, -1.2, 2.5, 0.7, 1.9, -0.4, 3.1, 1.4]
     hand = _wilcoxon_exact_by_enumeration(d)
-    assert stats.wilcoxon_test(d) == pytest.approx(hand)
+    assert stats.wilcoxon_signed_rank(d)[0] == pytest.approx(hand)
     # differences within the tolerance are ties: dropped, like the sign test drops them
-    assert stats.wilcoxon_test(d + [0.01, -0.02, 0.0], tolerance=0.05) == pytest.approx(hand)
-    assert stats.wilcoxon_test([0.0, 0.01], tolerance=0.05) == 1.0
+    assert stats.wilcoxon_signed_rank(d + [0.01, -0.02, 0.0], tolerance=0.05)[0] == pytest.approx(hand)
+    assert stats.wilcoxon_signed_rank([0.0, 0.01], tolerance=0.05) == (1.0, "none")
 
 
 def test_holm_by_hand():
@@ -192,7 +203,7 @@ def test_breakdown_strata_resample_within_category(small):
     assert q.loc["photo", "win_rate"] == pytest.approx(2.5 / 4)  # p1: win, tie; p2: loss, win
     assert q.loc["anime", "win_rate"] == pytest.approx(1.5 / 2)  # p3: win, tie
     # one prompt is one observation: its interval is wide, never the zero-width [75, 75] of a percentile
-    # bootstrap that draws the same prompt every time (issue 10)
+    # bootstrap that draws the same prompt every time
     assert q.loc["anime", "win_rate_lo"] < 0.2 and q.loc["anime", "win_rate_hi"] > 0.95
 
 
@@ -207,13 +218,13 @@ def test_bootstrap_is_fast_for_thousands_of_prompts():
                                           "metric": m, "value": eff + rng.normal(size=n_prompts)}))
     scores = pd.concat(rows, ignore_index=True)
     start = time.perf_counter()
-    t = stats.compare_to_baseline(scores, "base", {"m1": True, "m2": True}, n_boot=1000)
+    t = stats.compare_to_baseline(scores, "base", {"m1": True, "m2": True}, n_boot=1000).table
     elapsed = time.perf_counter() - start
     assert len(t) == 4 and t["n_pairs"].eq(n_prompts * n_seeds).all()
     assert elapsed < 15, f"{elapsed:.1f} s for 3000 prompts × 4 seeds × 1000 resamples"
 
 
-# -- issue 10 ---------------------------------------------------------------------------------------
+# -- effective sample size, tests that can decide, the direction of a verdict, checked input ------------------
 
 
 def test_proportion_interval_by_hand():
@@ -245,7 +256,7 @@ def test_direction_and_family_come_from_the_tested_comparisons():
         for s, o in enumerate(outcome):
             rows += [("base", f"p{i}", s, "q", 0.0), ("v", f"p{i}", s, "q", {1: 1.0, 0: -1.0, 0.5: 0.0}[o])]
     rows += [("w", "p0", 0, "q", np.nan), ("base", "p0", 0, "r", 1.0), ("v", "p0", 0, "r", 2.0)]
-    t = stats.compare_to_baseline(_scores(rows), "base", {"q": True, "r": True}, n_boot=50).set_index(["variant", "metric"])
+    t = stats.compare_to_baseline(_scores(rows), "base", {"q": True, "r": True}, n_boot=50).table.set_index(["variant", "metric"])
     v = t.loc[("v", "q")]
     assert v.win_rate > 0.5 and (v.test_wins, v.test_losses) == (1, 2) and v.direction == "worse"
     assert t.loc[("w", "q"), "status"] == "missing" and np.isnan(t.loc[("w", "q"), "p_sign_adj"])

@@ -1,4 +1,4 @@
-"""Issue 10: seeded simulations that check the promises of metrics.stats, in a few seconds.
+"""Seeded simulations that check the promises of metrics.stats, in a few seconds.
 
 * the win-rate interval keeps ≥ 0.93 coverage for true win rates 0.5–0.99, 12–200 prompts, one or three
   seeds per prompt (correlated within a prompt), and heavy ties — and is never of zero width;
@@ -85,8 +85,8 @@ def test_repeated_prompts_do_not_add_evidence():
     copies = scores[scores.prompt_id.isin(["p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7"])].copy()
     copies["prompt_id"] = copies["prompt_id"] + "-copy"  # another id, the same text
     with_copies = pd.concat([scores, copies])
-    a = stats.compare_to_baseline(scores, "base", {"q": True}, n_boot=100).iloc[0]
-    b = stats.compare_to_baseline(with_copies, "base", {"q": True}, n_boot=100).iloc[0]
+    a = stats.compare_to_baseline(scores, "base", {"q": True}, n_boot=100).table.iloc[0]
+    b = stats.compare_to_baseline(with_copies, "base", {"q": True}, n_boot=100).table.iloc[0]
     assert b["n_prompts"] == a["n_prompts"] == 20
     assert b["p_sign"] == a["p_sign"] and b["p_wilcoxon"] == a["p_wilcoxon"]
     assert b["win_rate"] == a["win_rate"] and b["win_rate_lo"] == a["win_rate_lo"]

@@ -45,7 +45,7 @@ def _per_prompt(run: Run, metrics: list[str]) -> pd.DataFrame:
     # distinct prompt texts are the unit, as in a single run's report (metrics.validation)
     text = dict(zip(run.samples["prompt_id"].astype(str), run.samples["prompt"].astype(str)))
     scores, _ = validation.validate_scores(run.scores[run.scores["metric"].isin(metrics)], text)
-    paired = pairing.paired_differences(run, hib, tol, scores=scores)  # a sweep's points against their own baselines
+    paired = stats.paired_differences(scores, pairing.baselines(run), hib, tol)  # a sweep's points: their own baselines
     return paired.assign(n=1.0).groupby(["variant", "metric", "cluster"])[["outcome", "n"]].sum()
 
 
@@ -102,7 +102,7 @@ def side_by_side(a: Run, b: Run, n_boot: int = 1000, seed: int = 0, confidence: 
     rows = []
     for v in variants:
         for m in metrics:
-            reps, est = [], []
+            reps = []
             for pp, tag in ((pa, "a"), (pb, "b")):
                 try:
                     sub = pp.loc[(v, m)]

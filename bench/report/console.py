@@ -1,4 +1,4 @@
-"""The cost summary printed at the end of a run: win rate next to seconds and memory per image (issue 13)."""
+"""The cost summary printed at the end of a run: win rate next to seconds and memory per image."""
 from __future__ import annotations
 
 import math

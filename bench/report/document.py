@@ -25,81 +25,18 @@ class Section:
 
 
 def build_sections(run: Run, t: ReportTables, plots: dict[str, Path]) -> list[Section]:
-    s = run.settings
-    corr = CORRECTION_NAMES.get(s.correction, s.correction)
-    n_prompts = run.samples["prompt"].nunique() if "prompt" in run.samples.columns else run.samples["prompt_id"].nunique()
-    n_seeds = run.seeds_per_prompt()
-    primary = run.display_name(run.primary_metric) if run.primary_metric else "—"
-    surviving = t.win_rates[t.win_rates["significant"]]
-    family = int(t.win_rates["family_size"].iloc[0]) if len(t.win_rates) else 0
-    n_missing = int((t.win_rates["status"] != "tested").sum()) if len(t.win_rates) else 0
-    missing_text = f"; {n_missing} comparisons without any complete pair are shown as missing and are not in it" if n_missing else ""
-    secs: list[Section] = []
-    secs.append(Section(
-        "Headline",
-        [f"{len(compared_variants(run))} variant{'' if len(compared_variants(run)) == 1 else 's'} against the baseline **{baseline_label(run)}** on {n_prompts} distinct prompts × "
-         f"{n_seeds} seed(s), paired by prompt and seed; the distinct prompt text is the unit of analysis. "
-         f"Sorted by win rate on {primary}. Win rate = share of pairs where the variant scores better (ties count "
-         f"half), with {100 * s.confidence:.0f} % Clopper–Pearson intervals at the effective number of prompts "
-         f"(design effect of seeds within a prompt). ▲* / ▼* = better / worse by the sign test over prompts, "
-         f"significant at α = {s.alpha} after {corr} correction over the family of the {family} variant × metric "
-         f"comparisons that were tested{missing_text} ({len(surviving)} {'survives' if len(surviving) == 1 else 'survive'})."
-         + (" Set metrics (↓ = lower is better) carry jackknife intervals over prompts and are never starred."
-            if run.set_metric_names else "")],
-        bullets=fmt.readings(run, t), table=fmt.headline(run, t), csv=["headline.csv", "win_rates.csv", "set_metrics.csv"]))
-    secs.append(Section("Win rate vs baseline", image=plots.get("plots/win_rates"),
-                        caption="Bars start at 50 % (no difference); whiskers are the clustered Clopper–Pearson intervals.",
-                        csv=["win_rates.csv"]))
-    secs.append(Section(
-        "All comparisons with the baseline",
-        [f"Mean Δ = mean paired difference variant − {baseline_label(run)} in the metric's units, differences within the "
-         f"metric's tie tolerance counted as 0 (cluster-bootstrap interval over prompts, {s.n_boot} resamples); read it "
-         f"beside the tie share. p sign: exact two-sided sign test (`scipy.stats.binomtest`, ties excluded) on one value "
-         f"per {s.test_unit}; 'min. p' is the smallest p it can reach with that many untied {s.test_unit}s (above α the "
-         f"comparison is undecidable, not 'no difference'). p Wilcoxon: signed-rank test (`scipy.stats.wilcoxon`, zeros "
-         f"dropped) with the method shown. 'adj.' = {corr}-adjusted over the {family} tested comparisons; the verdict's "
-         f"direction is the sign test's (prompts won vs lost)."],
-        table=fmt.win_rates(run, t), csv=["win_rates.csv", "paired_differences.csv"]))
-    secs.append(Section("Scores per variant", ["Mean ± standard deviation over all images."],
-                        table=fmt.metric_summary(run, t), csv=["metric_summary.csv"]))
-    sm = fmt.set_metrics(run, t)
-    if len(sm):
-        secs.append(Section("Set metrics", ["One number per variant over all its images (↓ = lower is better), with a "
-                                            f"{100 * s.confidence:.0f} % jackknife interval over distinct prompts (each "
-                                            "prompt left out in turn with all its seeds; features extracted once; reference "
-                                            f"fixed), and the paired difference to {run.baseline} with its interval, both "
-                                            "variants computed on the same reduced prompt sets. A difference whose interval includes 0 means the sets "
-                                            "cannot be told apart at "
-                                            "this size. n is the number of generated images the metric saw; FID is biased "
-                                            "upward at small n, so compare only sets of equal n. ± is the metric's own "
-                                            "spread over subsets where it gives one (KID)."],
-                            table=sm, csv=["set_metrics.csv", "set_metrics_by_category.csv"]))
-    secs.append(Section("Pairwise win rates", ["Row variant beats column variant, share of shared prompt–seed units, "
-                                               "ties half; 'pooled' counts every metric's battles."],
-                        image=plots.get("plots/pairwise"), csv=["pairwise.csv"]))
-    secs.append(Section(
-        "Bradley–Terry ranking",
-        ["Bradley–Terry strengths fitted to all pairwise battles (ties half), on the Chatbot Arena scale "
-         f"(400 points = 10× odds; {run.baseline} = 1000), with cluster-bootstrap intervals over prompts. "
-         "Rank = 1 + number of variants whose lower bound is above this one's upper bound (Chatbot Arena, arXiv 2403.04132)."],
-        table=fmt.bradley_terry(run, t), image=plots.get("plots/bradley_terry"), csv=["bradley_terry.csv"]))
-    cat = fmt.by_category(run, t)
-    if len(cat):
-        secs.append(Section(f"By prompt category ({primary})",
-                            ["Win rate vs the baseline within each category, prompts resampled within the category; "
-                             "n = prompts. Descriptive: p-values in the CSV are not adjusted."],
-                            table=cat, csv=["breakdown_by_category.csv"]))
-    seed = fmt.by_seed(run, t)
-    if len(seed) and n_seeds > 1:
-        secs.append(Section(f"By seed ({primary})", ["Win rate vs the baseline for each seed separately."],
-                            table=seed, csv=["breakdown_by_seed.csv"]))
-    secs.append(Section("Cost", ["Forward passes (NFE) decide the cost; wall-clock seconds per image are measured after "
-                                 "one untimed warm-up batch per variant, as the median over batches with the 10th–90th "
-                                 "percentile beside it (s / pass = median seconds per forward pass; time vs baseline = "
-                                 "ratio of medians). Timings on a shared machine vary: compare passes first. ◆ = on the "
-                                 "Pareto front of forward passes and mean score; Δ / extra pass = change of the mean score "
-                                 "per forward pass beyond the baseline's."],
-                        table=fmt.cost(run, t), image=plots.get("plots/quality_vs_cost"), csv=["cost.csv"]))
+    """The report in reading order: headline, every comparison, set metrics, rankings, breakdowns, cost, figures."""
+    secs = [_headline_section(run, t),
+            Section("Win rate vs baseline", image=plots.get("plots/win_rates"),
+                    caption="Bars start at 50 % (no difference); whiskers are the clustered Clopper–Pearson intervals.",
+                    csv=["win_rates.csv"]),
+            _comparisons_section(run, t),
+            Section("Scores per variant", ["Mean ± standard deviation over all images."],
+                    table=fmt.metric_summary(run, t), csv=["metric_summary.csv"])]
+    secs += _set_metrics_sections(run, t)
+    secs += _ranking_sections(run, t, plots)
+    secs += _breakdown_sections(run, t)
+    secs.append(_cost_section(run, t, plots))
     secs.append(Section("Score distributions", image=plots.get("plots/distributions"), csv=["metric_summary.csv"]))
     secs.append(Section("Image grid", ["Same prompt and seed in every column; rows are the best, then the worst, "
                                        "paired differences of the top variant on the primary metric."],
@@ -111,6 +48,107 @@ def build_sections(run: Run, t: ReportTables, plots: dict[str, Path]) -> list[Se
     secs.append(Section("Provenance", ["Everything needed to trace these numbers back to their run."],
                         table=provenance_table(run), code=provenance_json(run)))
     return secs
+
+
+def _correction(run: Run) -> str:
+    return CORRECTION_NAMES.get(run.settings.correction, run.settings.correction)
+
+
+def _family_size(t: ReportTables) -> int:
+    """How many comparisons the multiplicity correction covers (every tested variant × metric)."""
+    return int(t.win_rates["family_size"].iloc[0]) if len(t.win_rates) else 0
+
+
+def _primary(run: Run) -> str:
+    return run.display_name(run.primary_metric) if run.primary_metric else "—"
+
+
+def _headline_section(run: Run, t: ReportTables) -> Section:
+    s = run.settings
+    n_prompts = run.samples["prompt"].nunique() if "prompt" in run.samples.columns else run.samples["prompt_id"].nunique()
+    surviving = t.win_rates[t.win_rates["significant"]]
+    n_missing = int((t.win_rates["status"] != "tested").sum()) if len(t.win_rates) else 0
+    missing_text = f"; {n_missing} comparisons without any complete pair are shown as missing and are not in it" if n_missing else ""
+    n_variants = len(compared_variants(run))
+    return Section(
+        "Headline",
+        [f"{n_variants} variant{'' if n_variants == 1 else 's'} against the baseline **{baseline_label(run)}** on {n_prompts} distinct prompts × "
+         f"{run.seeds_per_prompt()} seed(s), paired by prompt and seed; the distinct prompt text is the unit of analysis. "
+         f"Sorted by win rate on {_primary(run)}. Win rate = share of pairs where the variant scores better (ties count "
+         f"half), with {100 * s.confidence:.0f} % Clopper–Pearson intervals at the effective number of prompts "
+         f"(design effect of seeds within a prompt). ▲* / ▼* = better / worse by the sign test over prompts, "
+         f"significant at α = {s.alpha} after {_correction(run)} correction over the family of the {_family_size(t)} variant × metric "
+         f"comparisons that were tested{missing_text} ({len(surviving)} {'survives' if len(surviving) == 1 else 'survive'})."
+         + (" Set metrics (↓ = lower is better) carry jackknife intervals over prompts and are never starred."
+            if run.set_metric_names else "")],
+        bullets=fmt.readings(run, t), table=fmt.headline(run, t), csv=["headline.csv", "win_rates.csv", "set_metrics.csv"])
+
+
+def _comparisons_section(run: Run, t: ReportTables) -> Section:
+    s = run.settings
+    return Section(
+        "All comparisons with the baseline",
+        [f"Mean Δ = mean paired difference variant − {baseline_label(run)} in the metric's units, differences within the "
+         f"metric's tie tolerance counted as 0 (cluster-bootstrap interval over prompts, {s.n_boot} resamples); read it "
+         f"beside the tie share. p sign: exact two-sided sign test (`scipy.stats.binomtest`, ties excluded) on one value "
+         f"per {s.test_unit}; 'min. p' is the smallest p it can reach with that many untied {s.test_unit}s (above α the "
+         f"comparison is undecidable, not 'no difference'). p Wilcoxon: signed-rank test (`scipy.stats.wilcoxon`, zeros "
+         f"dropped) with the method shown. 'adj.' = {_correction(run)}-adjusted over the {_family_size(t)} tested comparisons; the verdict's "
+         f"direction is the sign test's (prompts won vs lost)."],
+        table=fmt.win_rates(run, t), csv=["win_rates.csv", "paired_differences.csv"])
+
+
+def _set_metrics_sections(run: Run, t: ReportTables) -> list[Section]:
+    sm = fmt.set_metrics(run, t)
+    if not len(sm):
+        return []
+    return [Section("Set metrics", ["One number per variant over all its images (↓ = lower is better), with a "
+                                    f"{100 * run.settings.confidence:.0f} % jackknife interval over distinct prompts (each "
+                                    "prompt left out in turn with all its seeds; features extracted once; reference "
+                                    f"fixed), and the paired difference to {run.baseline} with its interval, both "
+                                    "variants computed on the same reduced prompt sets. A difference whose interval includes 0 means the sets "
+                                    "cannot be told apart at "
+                                    "this size. n is the number of generated images the metric saw; FID is biased "
+                                    "upward at small n, so compare only sets of equal n. ± is the metric's own "
+                                    "spread over subsets where it gives one (KID)."],
+                    table=sm, csv=["set_metrics.csv", "set_metrics_by_category.csv"])]
+
+
+def _ranking_sections(run: Run, t: ReportTables, plots: dict[str, Path]) -> list[Section]:
+    return [
+        Section("Pairwise win rates", ["Row variant beats column variant, share of shared prompt–seed units, "
+                                       "ties half; 'pooled' counts every metric's battles."],
+                image=plots.get("plots/pairwise"), csv=["pairwise.csv"]),
+        Section("Bradley–Terry ranking",
+                ["Bradley–Terry strengths fitted to all pairwise battles (ties half), on the Chatbot Arena scale "
+                 f"(400 points = 10× odds; {run.baseline} = 1000), with cluster-bootstrap intervals over prompts. "
+                 "Rank = 1 + number of variants whose lower bound is above this one's upper bound (Chatbot Arena, arXiv 2403.04132)."],
+                table=fmt.bradley_terry(run, t), image=plots.get("plots/bradley_terry"), csv=["bradley_terry.csv"])]
+
+
+def _breakdown_sections(run: Run, t: ReportTables) -> list[Section]:
+    secs = []
+    cat = fmt.by_category(run, t)
+    if len(cat):
+        secs.append(Section(f"By prompt category ({_primary(run)})",
+                            ["Win rate vs the baseline within each category, prompts resampled within the category; "
+                             "n = prompts. Descriptive: p-values in the CSV are not adjusted."],
+                            table=cat, csv=["breakdown_by_category.csv"]))
+    seed = fmt.by_seed(run, t)
+    if len(seed) and run.seeds_per_prompt() > 1:
+        secs.append(Section(f"By seed ({_primary(run)})", ["Win rate vs the baseline for each seed separately."],
+                            table=seed, csv=["breakdown_by_seed.csv"]))
+    return secs
+
+
+def _cost_section(run: Run, t: ReportTables, plots: dict[str, Path]) -> Section:
+    return Section("Cost", ["Forward passes (NFE) decide the cost; wall-clock seconds per image are measured after "
+                            "one untimed warm-up batch per variant, as the median over batches with the 10th–90th "
+                            "percentile beside it (s / pass = median seconds per forward pass; time vs baseline = "
+                            "ratio of medians). Timings on a shared machine vary: compare passes first. ◆ = on the "
+                            "Pareto front of forward passes and mean score; Δ / extra pass = change of the mean score "
+                            "per forward pass beyond the baseline's."],
+                   table=fmt.cost(run, t), image=plots.get("plots/quality_vs_cost"), csv=["cost.csv"])
 
 
 def provenance_line(run: Run) -> str:

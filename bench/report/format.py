@@ -53,7 +53,7 @@ def headline(run: Run, t: ReportTables) -> pd.DataFrame:
                 row[f"{run.display_name(m)} win rate"] = pct_ci(r[key], r[f"{key}_lo"], r[f"{key}_hi"]) + mark
         for m in run.set_metric_names:
             if m in r:
-                # never starred, and never without its interval (issue 10); ↓ marks lower-is-better
+                # never starred (no test), never without its interval; ↓ marks lower-is-better
                 arrow = "↑" if run.higher_is_better(m) else "↓"
                 row[f"{run.display_name(m)} ({arrow}) [95 % CI]"] = value_ci(r[m], r.get(f"{m}_lo"), r.get(f"{m}_hi"))
         row["passes / image"] = num(r.get("forward_passes"), 4)

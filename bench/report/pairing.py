@@ -7,12 +7,6 @@ generation setting fixed, so each sweep point has its own baseline.
 """
 from __future__ import annotations
 
-from typing import Mapping
-
-import pandas as pd
-
-from metrics import stats
-
 from .rundir import Run
 
 
@@ -37,30 +31,10 @@ def baseline_label(run: Run) -> str:
     return f"{record.get('baseline', run.baseline)} at the same {' and '.join(run_axes)}"
 
 
-def paired_differences(run: Run, higher_is_better: Mapping[str, bool],
-                       tie_tolerance: Mapping[str, float | None] | None = None,
-                       scores: pd.DataFrame | None = None) -> pd.DataFrame:
-    """`metrics.stats.paired_differences` of every variant against its own baseline (see `baseline_of`).
-
-    Without a sweep this is exactly ``stats.paired_differences(run.scores, run.baseline, …)``. In a sweep
-    each baseline's group (the baseline and the points paired with it) is paired on its own and the
-    groups are stacked: variant names are unique, so every later table keeps one row per point.
-    `scores` defaults to the run's; pass the validated table (metrics.validation) to pair that instead.
-    """
-    scores = run.scores if scores is None else scores
+def baselines(run: Run) -> str | dict[str, str]:
+    """What `metrics.stats.paired_differences` pairs with: the run's baseline, or in a sweep each variant's own."""
     mapping = baseline_of(run)
-    baselines = list(dict.fromkeys(mapping[v] for v in run.variants))
-    if len(baselines) <= 1:
-        return stats.paired_differences(scores, run.baseline, higher_is_better, tie_tolerance)
-    parts = []
-    for base in baselines:
-        members = [v for v in run.variants if mapping[v] == base]
-        subset = scores[scores["variant"].isin(members)]
-        if base in set(subset["variant"]):
-            parts.append(stats.paired_differences(subset, base, higher_is_better, tie_tolerance))
-    if not parts:
-        return stats.paired_differences(scores, run.baseline, higher_is_better, tie_tolerance)
-    return pd.concat(parts, ignore_index=True)
+    return run.baseline if len(set(mapping.values())) <= 1 else mapping
 
 
 def compared_variants(run: Run) -> list[str]:

@@ -179,7 +179,7 @@ def load_run(run_dir: Path | str, **setting_overrides: Any) -> Run:
     if "warnings" in set_metrics.columns:
         # The harness's own caveats about a set metric (e.g. FID on too few images) belong in the report,
         # but only those of the whole-set rows the report's table shows: a per-category row's caveat names
-        # its own smaller n, which would contradict the table (issue 10).
+        # its own smaller n, which would contradict the table.
         overall = set_metrics["category"].fillna("").astype(str) == ""
         for w in dict.fromkeys(set_metrics.loc[overall, "warnings"].dropna().astype(str)):
             if w.strip():

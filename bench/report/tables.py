@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from metrics import ranking, stats, validation
+from metrics import ranking, stats
 
 from . import pairing
 from .rundir import Run
@@ -102,17 +102,16 @@ def compute_tables(run: Run) -> ReportTables:
     variants = run.variants
     baseline = run.baseline
 
-    # one row per unit × metric, finite values, prompt texts as the unit of analysis (issue 10)
-    prompt_text = dict(zip(run.samples["prompt_id"].astype(str), run.samples["prompt"].astype(str)))
-    scores, notes = validation.validate_scores(run.scores, prompt_text)
-    run.warnings.extend(n for n in notes if n not in run.warnings)
-    # a sweep pairs each point with its own baseline (bench/report/pairing.py)
-    paired = pairing.paired_differences(run, hib, tol, scores=scores)
+    # the checked scores (one row per unit × metric, finite values), distinct prompt texts as the unit of
+    # analysis, and each variant paired with its baseline (in a sweep, its own: bench/report/pairing.py)
+    comparison = stats.compare_to_baseline(
+        run.scores, pairing.baselines(run), hib, tol,
+        prompt_text=dict(zip(run.samples["prompt_id"].astype(str), run.samples["prompt"].astype(str))),
+        variants=variants, metrics=metrics, n_boot=s.n_boot, seed=s.bootstrap_seed, confidence=s.confidence,
+        correction=s.correction, alpha=s.alpha, test_unit=s.test_unit)
+    scores, paired, win_rates = comparison.scores, comparison.paired, comparison.table
+    run.warnings.extend(n for n in comparison.notes if n not in run.warnings)
     baseline_of = pairing.baseline_of(run)
-    expected = [(v, m) for v in pairing.compared_variants(run) for m in metrics]
-    win_rates = stats.win_rate_table(paired, n_boot=s.n_boot, seed=s.bootstrap_seed, confidence=s.confidence,
-                                     test_unit=s.test_unit, expected=expected)
-    win_rates = stats.add_adjusted_pvalues(win_rates, s.correction, s.alpha)
     win_rates["higher_is_better"] = win_rates["metric"].map(hib)
     for r in win_rates[win_rates["status"] == "missing"].itertuples():
         run.warnings.append(f"{r.variant} vs {baseline} on {r.metric}: no complete pair (all scores missing); "

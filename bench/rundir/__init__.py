@@ -4,7 +4,8 @@
 - `lock`: the run lock (one writer, or one launch's shards) and the configuration guard's lock;
 - `guard`: which folders are run directories, ``--fresh``, and the refusal to mix configurations;
 - `manifest`: manifest.json — the resolved configuration, its hash, timings and provenance;
-- `provenance`: package versions, git commit, device and host of the process that ran.
+- `provenance`: package versions, git commit, device and host of the process that ran;
+- `images`: reading saved images back as the scorers see them.
 
 No module here imports a model or a sampler: a finished run directory is read without them.
 """

@@ -1,13 +1,15 @@
-"""FID and KID recomputed on re-weighted sets of prompts (jackknife, bootstrap), from features extracted once.
+"""The delete-one-prompt jackknife of set metrics: FID and KID of re-weighted sets, from features extracted once.
 
-A set metric is one number per variant, so its uncertainty comes from perturbing the set: prompts
-(distinct texts, the unit of analysis) are left out (jackknife) or drawn with replacement
-(bootstrap), every image of a prompt moving with it. The same weights serve every variant, so the
-paired difference ``metric(variant) − metric(baseline)`` is computed on identical prompt sets. The
-reference set is held fixed: the interval describes the generated set's sampling error.
+A set metric is one number per variant, so its uncertainty comes from perturbing the set: each
+distinct prompt (text, the unit of analysis) is left out in turn, every image of it with it
+(`leave_one_out_weights`), and the metric is recomputed (Quenouille 1956, Tukey 1958). The same
+weights serve every variant, so the paired difference ``metric(variant) − metric(baseline)`` is
+computed on identical prompt sets (`paired_difference_interval`). The reference set is held fixed:
+the interval describes the generated set's sampling error.
 
 Nothing is re-extracted: a replicate only re-weights the rows of the feature matrix (weight 0 drops
-an image, 2 counts it twice).
+an image; the formulas accept any non-negative integer counts, so a bootstrap draw — 2 counts an
+image twice — works too, though docs/report.md says why the report does not use one).
 
 * **FID** (Heusel et al. 2017, arXiv 1706.08500): ``‖μ_w − μ_r‖² + tr Σ_w + tr Σ_r − 2 tr (Σ_r^½ Σ_w Σ_r^½)^½``
   with ``Σ_w`` the unbiased covariance of the resampled set (torchmetrics' definition). With ``n``
@@ -23,6 +25,15 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import stats as sps
+
+
+def leave_one_out_weights(cluster_of_row: np.ndarray, n_clusters: int) -> np.ndarray:
+    """``(K, N)`` weights whose row k leaves cluster k out: 0 for the images of cluster k, 1 for all others.
+
+    ``cluster_of_row[i]`` is the cluster (distinct prompt) of image i, in ``range(n_clusters)``. A
+    cluster the set has no image of gives a row of ones (the whole set), so every variant gets K rows.
+    """
+    return (1.0 - np.eye(n_clusters))[:, np.asarray(cluster_of_row, dtype=int)]
 
 
 def _sqrtm_psd(a: np.ndarray) -> np.ndarray:
@@ -104,11 +115,13 @@ def jackknife_interval(estimate: float, replicates: np.ndarray, confidence: floa
     return float(estimate) - half, float(estimate) + half
 
 
-def percentile_interval(boot: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
-    """The percentile interval of bootstrap replicates (NaN replicates ignored)."""
-    boot = np.asarray(boot, dtype=float)
-    boot = boot[np.isfinite(boot)]
-    if boot.size == 0:
-        return float("nan"), float("nan")
-    alpha = (1.0 - confidence) / 2.0
-    return float(np.quantile(boot, alpha)), float(np.quantile(boot, 1.0 - alpha))
+def paired_difference_interval(estimate: float, replicates: np.ndarray, base_estimate: float,
+                               base_replicates: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
+    """``(Δ, low, high)`` for ``Δ = estimate − base_estimate``: `jackknife_interval` of the replicate differences.
+
+    Both replicate vectors must leave out the same cluster in the same row (`leave_one_out_weights`
+    over one list of clusters), so that each replicate difference compares identical prompt sets.
+    """
+    diff = float(estimate) - float(base_estimate)
+    low, high = jackknife_interval(diff, np.asarray(replicates, float) - np.asarray(base_replicates, float), confidence)
+    return diff, low, high
