@@ -83,7 +83,8 @@ class GumbelConfidence(AnnealedGumbel):
 
     def fused(self):
         # the pass's log p(token) is the same clamped log as above
-        return FusedConfidence(StatisticKernel(), lambda log_p, sampled, ctx: self.with_noise(log_p, ctx, always_draw=True))
+        return FusedConfidence(StatisticKernel(),
+                               lambda log_p, sampled, ctx: self.with_noise(log_p, ctx, always_draw=True))
 
 
 @register_component("confidence", "margin")
