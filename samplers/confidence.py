@@ -5,14 +5,19 @@ confidence is an order over positions. Model-based orders (probability, margin, 
 annealed Gumbel noise τ_i·g (MaskGIT's "mask_by_random_topk", Chang et al. 2022 §3.2); model-free
 orders are `random` and `halton` (in `halton.py`).
 
-Temperature schedules for the Gumbel noise (reference §2.4 "Temperature annealing"): τ_i from `start`
-to `end` with shape `schedule`:
+Temperature schedules for the Gumbel noise (the only temperature Meissonic anneals: its confidence's
+Gumbel scale falls linearly from 2 to 0, its token draws stay at temperature 1): τ_i from `start` to
+`end` with shape `schedule`:
 
 - linear (vanilla, Meissonic 2 → 0): ``torch.linspace(start, end, T)[i]`` in float32, as diffusers;
 - constant: τ_i = start;
 - cosine: start + (end − start)(1 − cos(π i/(T−1)))/2;
 - exponential: start·(end/start)^(i/(T−1)) (start, end > 0);
 - maskgit: τ_i = start·(1 − (i+1)/T), the official MaskGIT choice temperature (τ0 = 4.5 there; `end` unused).
+
+For the `fast` step mode each confidence declares its fused form (`fused()`): the statistic the single
+pass computes per position (samplers/fused_step.py) and the score it makes from it, with the same noise
+draws as its exact form.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ import torch
 
 from . import randomness, schedules
 from .components import Confidence, register_component, require
+from .fused_step import FusedConfidence, StatisticKernel, model_free_confidence
 
 TEMPERATURE_SCHEDULES = ("linear", "constant", "cosine", "exponential", "maskgit")
 
@@ -57,7 +63,7 @@ class AnnealedGumbel(Confidence):
             return score
         noise = randomness.gumbel(ctx.generators, (ctx.seq_len,), ctx.device, score.dtype)
         # float32 sums even for half-precision scores: diffusers' temperature is a float32 tensor with
-        # dimensions, which promotes log p + τ·g to float32 (post_model_dtype = "model", issue 12)
+        # dimensions, which promotes log p + τ·g to float32 (post_model_dtype = "model", docs/scaling.md)
         return score.float() + tau * noise.float()
 
 
@@ -66,13 +72,19 @@ class GumbelConfidence(AnnealedGumbel):
     """log p(sampled) + τ_i · Gumbel, τ annealed from `start` to `end` (Meissonic vanilla: linear 2 → 0).
 
     MaskGIT's "mask_by_random_topk" (Chang et al. 2022, §3.2) with the annealed temperature of
-    diffusers' AmusedScheduler (reference §1 step 3f). The Gumbel draw covers every position and is
-    made even when τ_i = 0, as the reference does, so that the random stream stays aligned with it.
+    diffusers' AmusedScheduler (c_j = log p_j(x̂_j) + τ_i·g_j, g_j = −log(−log u), u clamped at 1e-20,
+    τ_i = linspace(2, 0, T)[i]). The Gumbel draw covers every position and is made even when τ_i = 0,
+    as the reference does, so that the random stream stays aligned with it.
     """
 
     def score(self, probs, sampled, ctx):
         selected = torch.gather(probs, -1, sampled.unsqueeze(-1)).squeeze(-1)
         return self.with_noise(torch.log(selected.clamp(1e-20)), ctx, always_draw=True)
+
+    def fused(self):
+        # the pass's log p(token) is the same clamped log as above
+        return FusedConfidence(StatisticKernel(),
+                               lambda log_p, sampled, ctx: self.with_noise(log_p, ctx, always_draw=True))
 
 
 @register_component("confidence", "margin")
@@ -91,6 +103,20 @@ class MarginConfidence(AnnealedGumbel):
         top2 = probs.topk(2, dim=-1).values
         return self.with_noise(top2[..., 0] - top2[..., 1], ctx, always_draw=False)
 
+    def fused(self):
+        return FusedConfidence(Margin(), lambda margin, sampled, ctx: self.with_noise(margin, ctx, always_draw=False))
+
+
+@dataclasses.dataclass(frozen=True)
+class Margin(StatisticKernel):
+    """p(top-1) − p(top-2) from the block's two largest shifted logits: (e^s₁ − e^s₂) / Σ_v e^s_v."""
+
+    materialises = True
+
+    def compute(self, shifted, total, log_total, log_p):
+        two = shifted.topk(2, dim=-1).values
+        return (two[..., 0].exp() - two[..., 1].exp()) / total[..., 0]
+
 
 @register_component("confidence", "entropy")
 class EntropyConfidence(AnnealedGumbel):
@@ -106,6 +132,19 @@ class EntropyConfidence(AnnealedGumbel):
     def score(self, probs, sampled, ctx):
         return self.with_noise(torch.xlogy(probs, probs).sum(dim=-1), ctx, always_draw=False)
 
+    def fused(self):
+        return FusedConfidence(NegativeEntropy(),
+                               lambda entropy, sampled, ctx: self.with_noise(entropy, ctx, always_draw=False))
+
+
+@dataclasses.dataclass(frozen=True)
+class NegativeEntropy(StatisticKernel):
+    """Σ_v p log p in one reduction, with no probability tensor: Σ_v e^s (s − log Z) / Z, s = ℓ − max ℓ."""
+
+    def compute(self, shifted, total, log_total, log_p):
+        weights = shifted.exp()
+        return (weights * torch.where(weights > 0, shifted, 0.0)).sum(dim=-1) / total[..., 0] - log_total[..., 0]
+
 
 @register_component("confidence", "random")
 class RandomOrder(Confidence):
@@ -117,3 +156,6 @@ class RandomOrder(Confidence):
 
     def score(self, probs, sampled, ctx):
         return randomness.uniform(ctx.generators, (ctx.seq_len,), ctx.device)
+
+    def fused(self):
+        return model_free_confidence(self)

@@ -1,11 +1,14 @@
-"""What the engine calls on each decision kind, checked when a component is registered (issue 15).
+"""What the engine calls on each decision kind, read off the kind's base class and checked at registration.
 
-`samplers.engine` calls every component method positionally, e.g. ``guidance.scale(ctx)`` or
-``confidence.score(probs, sampled, ctx)``. A plugin whose method cannot take exactly those arguments
-used to fail with a raw traceback in the middle of generation, after the run directory existed. Here
-`register_component` binds each method's signature to the arguments the engine will pass, so the
-mistake fails at import (``--plugin FILE.py`` or the entry point) with one line that names the class,
-the method and the signature it needs. docs/plugins.md documents the same table for humans.
+The engine calls every component method positionally, with the arguments its base class's method takes,
+e.g. ``guidance.scale(ctx)`` or ``confidence.score(probs, sampled, ctx)``. So the base classes in
+samplers/components.py (and `ModelTransform`) *are* the contract: `engine_methods` reads it from their
+signatures, and `register_component` binds every method a component overrides to those arguments. A
+plugin whose method cannot take them fails when it is imported (``--plugin FILE.py`` or its entry point),
+with one line that names the class, the method and the signature it needs, instead of a traceback in
+the middle of generation after the run directory exists. A base class also names, in
+``required_methods``, the methods of which a component must define at least one (the base only raises
+there); docs/plugins.md shows the same signatures for humans.
 """
 from __future__ import annotations
 
@@ -19,48 +22,32 @@ class PluginContractError(ConfigError):
     """A registered component whose class cannot be called the way the engine calls its kind."""
 
 
-#: kind → {method: the arguments the engine passes, after self}. The methods listed under "any of" must
-#: be overridden by at least one of them (a reveal schedule gives `mask_ratio` or all of `mask_len`);
-#: the others have working defaults on the base class and are checked only when the plugin overrides them.
-METHODS: dict[str, dict[str, tuple[str, ...]]] = {
-    "guidance": {"scale": ("ctx",), "needs_uncond": ("ctx",), "combine": ("cond", "uncond", "ctx")},
-    "logits_processor": {"__call__": ("logits", "ctx")},
-    "probability_corrector": {"__call__": ("probs", "ctx")},
-    "token_sampler": {"sample": ("probs", "ctx")},
-    "confidence": {"score": ("probs", "sampled", "ctx")},
-    "reveal_schedule": {"mask_ratio": ("progress",), "mask_len": ("ctx",)},
-    "remask": {"select": ("confidence", "mask_len", "ctx")},
-    "loop": {"run": ("engine", "generation"), "forward_passes": ("total_steps",)},
-    "model_transform": {"attach": ("model",), "neutral": (), "check_model": ("model",)},
-}
-
-#: kind → methods of which at least one must be the plugin's own (the base class only raises).
-REQUIRED_ANY: dict[str, tuple[str, ...]] = {
-    "guidance": ("scale",),
-    "logits_processor": ("__call__",),
-    "probability_corrector": ("__call__",),
-    "token_sampler": ("sample",),
-    "confidence": ("score",),
-    "reveal_schedule": ("mask_ratio", "mask_len"),
-    "remask": ("select",),
-    "loop": ("run",),
-    "model_transform": ("attach",),
-}
+def engine_methods(base: type) -> dict[str, tuple[str, ...]]:
+    """method → the arguments it is called with after self, for every public method (and ``__call__``)
+    defined on `base` or the classes above it (`Component`): the contract of `base`'s kind."""
+    methods: dict[str, tuple[str, ...]] = {}
+    for klass in reversed(base.__mro__):  # the most general first, so that the kind's own definition wins
+        for name, value in vars(klass).items():
+            if (name.startswith("_") and name != "__call__") or not inspect.isfunction(value):
+                continue
+            parameters = list(inspect.signature(value).parameters.values())[1:]
+            methods[name] = tuple(p.name for p in parameters)
+    return methods
 
 
-def check_component_class(kind: str, name: str, cls: type, base: type | None) -> None:
+def check_component_class(kind: str, name: str, cls: type, base: type) -> None:
     """Raise PluginContractError unless `cls` can be driven by the engine as a `kind` component.
 
-    Kinds without an entry in `METHODS` are checked only for the base class. Only the arity is checked, never the parameter names: ``def scale(self, context)`` is fine.
+    Only the arity is checked, never the parameter names: ``def scale(self, context)`` is fine.
     """
     where = f"component {name!r} ({cls.__module__}.{cls.__qualname__}), registered as {kind}"
-    if base is not None and not (isinstance(cls, type) and issubclass(cls, base)):
+    if not (isinstance(cls, type) and issubclass(cls, base)):
         raise PluginContractError(
-            f"{where}: must subclass samplers.components.{base.__name__} (the base class of the {kind} kind)")
-    methods = METHODS.get(kind, {})
-    own = [m for m in REQUIRED_ANY.get(kind, ()) if _overridden(cls, base, m)]
-    if REQUIRED_ANY.get(kind) and not own:
-        wanted = " or ".join(_signature(m, methods[m])[len("def "):] for m in REQUIRED_ANY[kind])
+            f"{where}: must subclass {base.__module__}.{base.__name__} (the base class of the {kind} kind)")
+    methods = engine_methods(base)
+    required = tuple(getattr(base, "required_methods", ()))
+    if required and not any(_overridden(cls, base, m) for m in required):
+        wanted = " or ".join(_signature(m, methods[m])[len("def "):] for m in required)
         raise PluginContractError(f"{where}: defines no {wanted}; the engine calls it at every step")
     for method, args in methods.items():
         if not _overridden(cls, base, method):
@@ -71,9 +58,7 @@ def check_component_class(kind: str, name: str, cls: type, base: type | None) ->
         _check_binds(where, method, args, function)
 
 
-def _overridden(cls: type, base: type | None, method: str) -> bool:
-    if base is None:
-        return hasattr(cls, method)
+def _overridden(cls: type, base: type, method: str) -> bool:
     return getattr(cls, method, None) is not getattr(base, method, None)
 
 

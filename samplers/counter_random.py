@@ -1,8 +1,8 @@
-"""Counter-based random numbers for the fused sampler step (issue 12, `fast` mode).
+"""Counter-based random numbers for the fused sampler step (the `fast` step mode, samplers/fast_step.py).
 
 A `torch.Generator` cannot be used inside a compiled (fused) function, and drawing a logits-sized
 tensor of uniforms from it costs a full float32 (or float64) copy. Instead, each image draws two 32-bit
-words per step from *its own* generator (so images stay independent of batching, DESIGN.md "Pairing"),
+words per step from *its own* generator (so images stay independent of batching, docs/design.md "Pairing"),
 and every (position, codebook entry) gets its uniform from a hash of its flat index under that key,
 computed where it is used. This is the counter-based idea of Philox (Salmon et al. 2011, "Parallel
 random numbers: as easy as 1, 2, 3"), with a cheaper mixer: the 32-bit integer hash found by Chris

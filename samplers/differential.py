@@ -1,5 +1,5 @@
 """Differential sampling: the token-distribution correction of Shao et al. 2024 ("Bag of Design Choices
-…", arXiv 2411.10781, §3 "Enhanced Inference"; the code flag `low_entropy`; reference §2.2).
+…", arXiv 2411.10781, §3 "Enhanced Inference"; the flag `low_entropy` of its code's `scheduler.step`).
 
 At step i, with p_i the step's probabilities and p_prev those kept from the previous step:
 
@@ -67,7 +67,7 @@ def smallest_fraction(kl: torch.Tensor, candidates: torch.Tensor, fraction: floa
 
 
 def corrected_distribution(probs: torch.Tensor, previous: torch.Tensor, floor: float) -> torch.Tensor:
-    """max(p − p_prev, floor) renormalised over the codebook (reference §2.2 step 3)."""
+    """max(p − p_prev, floor) renormalised over the codebook (step 3 of the module doc; the reference's floor is 1e-6)."""
     positive = (probs - previous).clamp(min=floor)
     return positive / positive.sum(dim=-1, keepdim=True)
 

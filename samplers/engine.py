@@ -1,6 +1,11 @@
-"""The MaskGIT-family sampling loop with pluggable decisions (DESIGN.md, "The sampler").
+"""The MaskGIT-family sampling loop with pluggable decisions (docs/design.md, "The sampler: one loop,
+pluggable decisions").
 
-One step (Chang et al. 2022, MaskGIT §3.2; Meissonic's scheduler, reference §1):
+One step (Chang et al. 2022, MaskGIT §3.2; Meissonic's pipeline and scheduler, whose step is diffusers'
+AmusedScheduler.step: one forward of the CFG batch [uncond; cond] at timestep T − 1 − i, CFG on the raw
+logits when w > 1, a softmax at temperature 1, a multinomial draw kept at masked positions, and on every
+step but the last floor(N·cos(π(i+1)/2T)), clipped to [1, masked − 1], positions re-masked: those with the
+lowest Gumbel-noised log p(token)):
 
 1. one batched forward → conditional and unconditional logits;
 2. guidance combines them (CFG schedule);
@@ -13,6 +18,8 @@ One step (Chang et al. 2022, MaskGIT §3.2; Meissonic's scheduler, reference §1
 
 The loop component drives the steps (T plain steps, or zig-zag's extra passes). State lives in a
 `Generation` (one batch of images); components keep per-generation state through `StepContext.state`.
+Every transformer call is counted, per image, by `Generation.count_forward_pass`; what a variant
+declares beforehand is `SamplerVariant.forward_passes`, and the two agree for every fixed schedule.
 """
 from __future__ import annotations
 
@@ -22,6 +29,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from .components import Guidance
+from .fast_step import fast_step
 from .protocol import Conditioning, MaskedTokenModel
 from .randomness import make_generator
 from .variant import SamplerVariant
@@ -71,6 +79,11 @@ class Generation:
     def masked(self) -> torch.Tensor:
         return self.tokens == self.model.mask_token_id
 
+    def count_forward_pass(self, images: torch.Tensor) -> None:
+        """One transformer call that the images where `images` ``(B,)`` is True took part in: the one place
+        where `forward_passes` grows (the engine's forwards, the fused step's, a component's extra ones)."""
+        self.forward_passes += images.cpu().long()
+
 
 class StepContext:
     """What a component sees at step i: the step, the batch's random streams, its own state."""
@@ -99,8 +112,8 @@ class StepContext:
         return self.step == self.total_steps - 1
 
     def __getattr__(self, name: str):
-        # Only reached for a name the context lacks (e.g. ``ctx.steps`` for ``ctx.total_steps``, issue 15):
-        # name the nearest attribute instead of a bare AttributeError deep in a plugin.
+        # Only reached for a name the context lacks (e.g. ``ctx.steps`` for ``ctx.total_steps``): name the
+        # nearest attribute instead of a bare AttributeError deep in a plugin.
         if name.startswith("__"):
             raise AttributeError(name)
         import difflib
@@ -150,7 +163,7 @@ def guided_softmax_float32(cond: torch.Tensor, uncond: torch.Tensor | None, w: f
     precision logits) their float32 copy ever exist at full size, and a chunk is read from cache
     rather than memory by the passes after its first. On the CPU at Meissonic's shape this takes the
     guidance and softmax of bf16 logits from 195 to 153 ms; for float32 logits (150 → 140 ms) the first
-    touch of the one output tensor's pages is most of what is left (issue 12, item 4).
+    touch of the one output tensor's pages is most of what is left.
     """
     guided = uncond is not None and w != 1.0
     shape = cond.shape
@@ -223,12 +236,13 @@ class SamplerEngine:
     # -- the pieces a loop composes -------------------------------------------------------------
 
     def model_logits(self, generation: Generation, step: int, tokens: torch.Tensor | None = None,
-                     with_uncond: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """One forward pass for the whole batch; counts it for every image still being generated."""
+                     with_uncond: bool = True, images: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One forward pass for the whole batch, counted for `images` ``(B,)`` bool: by default every image
+        still being generated (a masked position in `tokens`)."""
         tokens = generation.tokens if tokens is None else tokens
         cond, uncond = self.model.logits(tokens, generation.conditioning, step, generation.total_steps, with_uncond)
-        still_masked = (tokens == self.model.mask_token_id).any(dim=-1).cpu()
-        generation.forward_passes += still_masked.long()
+        generation.count_forward_pass((tokens == self.model.mask_token_id).any(dim=-1) if images is None else images)
         return cond, uncond
 
     def guided_probs(self, generation: Generation, ctx: StepContext, guidance=None,
@@ -256,7 +270,7 @@ class SamplerEngine:
             logits = processor(logits, ctx)
         processed = bool(processors and variant.logits_processors)
         if not float32_after_model:
-            probs = logits.softmax(dim=-1)  # the model dtype, as the official half-precision scripts (issue 12)
+            probs = logits.softmax(dim=-1)  # the model dtype, as the official half-precision scripts do
         else:
             probs = softmax_float32(logits, cond, uncond, fresh=not processed or logits.dtype != torch.float32)
         for corrector in (variant.probability_correctors if processors else ()):
@@ -270,11 +284,10 @@ class SamplerEngine:
         several engine steps (zig-zag records once, after its re-denoise).
         """
         variant = generation.variant
-        if variant.mode == "fast":  # one fused pass over the logits (issue 12)
-            from .fast_step import fast_step
-            return fast_step(self, generation, step, guidance, notify)
         unknown = generation.masked()
         ctx = StepContext(generation, step, unknown)
+        if variant.mode == "fast":  # one fused pass over the logits (samplers/fast_step.py)
+            return fast_step(self, generation, ctx, guidance, notify)
         probs = self.guided_probs(generation, ctx, guidance)
         sampled = torch.where(unknown, variant.token_sampler.sample(probs, ctx), generation.tokens)
         ctx.probs, ctx.sampled = probs, sampled

@@ -1,4 +1,5 @@
-"""The `fast` step mode: the whole MaskGIT step with one fused pass over the logits (issue 12).
+"""The `fast` step mode: the whole MaskGIT step with one fused pass over the logits (docs/scaling.md,
+"mode = \"fast\"").
 
 A variant with ``mode = "fast"`` runs `fast_step` instead of `SamplerEngine.step`'s seven separate
 tensor operations. Same composition, same decisions (guidance schedule, reveal schedule, confidence,
@@ -6,12 +7,13 @@ re-mask policy, loop), but the token draw and the confidence statistics come fro
 with counter-based random numbers: the images follow the same distribution as the `exact` mode, not the
 same tokens. `exact` (the default) stays token-for-token diffusers' AmusedScheduler for vanilla.
 
-What the fused pass can express is checked when the variant is built (`fast_support`): the standard
-CFG combination (any guidance *schedule*), noise regularization as the only logits processor, no
-probability correctors (differential sampling keeps last step's probabilities: an extra tensor by
-nature), the multinomial / gumbel-max-f64 / top-k / top-p / greedy token samplers, the gumbel, margin,
-entropy, random and halton confidences, any reveal schedule that does not read the probabilities, and
-the lowest-confidence re-mask policy. Anything else is refused with the reason.
+What the pass can express is each component's to say: `fast_support` asks every component of the
+variant for its fused form (`fused()`, defined per kind in samplers/components.py; `fused_form` keeps a
+subclass from inheriting a form written for code it replaced) when the variant is built, and refuses
+the variant, naming the component, when one has none. The pass has one slot per
+stage: the CFG line, one logits processor, the token draw and the confidence's statistic; the reveal
+schedule, re-mask policy, loop and model transforms run around it as they are, on the sampled tokens
+and the confidence (never the full probabilities, which the pass does not build).
 
 Memory: on the CPU the logits are processed in blocks of positions (a few MiB of temporaries); on
 CUDA the fused function is compiled, and blocks are used only where a sort or top-k needs its input
@@ -24,8 +26,11 @@ import functools
 
 import torch
 
+from mgt_common.errors import ConfigError
+
 from . import counter_random as cr
-from .components import Guidance
+from .components import fused_form
+from .fused_step import compiled_block, fused_block
 
 #: entries per block of positions on the CPU, and on CUDA for samplers that sort (top-k, top-p)
 _CPU_BLOCK = 1 << 20
@@ -38,54 +43,16 @@ STEP_MODES = ("exact", "fast")
 
 
 def fast_support(variant) -> str | None:
-    """None when `variant` can run in fast mode, else the reason it cannot."""
-    from .confidence import EntropyConfidence, GumbelConfidence, MarginConfidence, RandomOrder
-    from .halton import HaltonOrder
-    from .noise_regularization import NoiseRegularization
-    from .remasking import LowestConfidence
-    from .token_samplers import GreedySampler, GumbelMaxFloat64, MultinomialSampler, TopKSampler, TopPSampler
-
-    if type(variant.guidance).combine is not Guidance.combine:
-        return f"guidance {variant.guidance.name!r} combines the logits its own way"
-    if any(type(p) is not NoiseRegularization for p in variant.logits_processors) or len(variant.logits_processors) > 1:
-        return "only one noise-regularization logits processor is fused"
-    if variant.probability_correctors:
-        return "probability correctors (e.g. differential sampling) need the full probability tensor"
-    if type(variant.token_sampler) not in (MultinomialSampler, GumbelMaxFloat64, TopKSampler, TopPSampler, GreedySampler):
-        return f"token sampler {variant.token_sampler.name!r} is not fused"
-    if type(variant.confidence) not in (GumbelConfidence, MarginConfidence, EntropyConfidence, RandomOrder, HaltonOrder):
-        return f"confidence {variant.confidence.name!r} is not fused"
-    if variant.reveal_schedule.name == "entropy-bounded":
-        return "the entropy-bounded reveal count reads the full probabilities"
-    if type(variant.remask) is not LowestConfidence:
-        return f"re-mask policy {variant.remask.name!r} reads the full probabilities"
+    """None when `variant` can run in fast mode, else the reason it cannot: the one rule is that every
+    component has a fused form, and the pass has a single logits-processor slot."""
+    for component in variant.components():
+        if fused_form(component) is None:
+            return (f"{component.kind} {component.name!r} has no fused form: the pass builds no probability "
+                    "tensor, only the CFG line, one logits processor, the token draw and a confidence "
+                    "statistic (docs/scaling.md)")
+    if len(variant.logits_processors) > 1:
+        return "the fused pass has one logits-processor slot, and this variant lists several processors"
     return None
-
-
-def _sampler_spec(variant, ctx) -> dict:
-    from .token_samplers import GreedySampler, GumbelMaxFloat64, TopKSampler, TopPSampler
-
-    sampler = variant.token_sampler
-    if isinstance(sampler, GreedySampler):
-        return {"sampler": "greedy"}
-    spec = {"sampler": "multinomial"}
-    if isinstance(sampler, GumbelMaxFloat64):
-        spec = {"sampler": "gumbel-max-f64"}
-    elif isinstance(sampler, TopKSampler):
-        spec = {"sampler": "top-k", "k": min(sampler.k, ctx.generation.model.codebook_size)}
-    elif isinstance(sampler, TopPSampler):
-        spec = {"sampler": "top-p", "top_p": float(sampler.p)}
-    return spec
-
-
-def _stats_kind(variant) -> str:
-    from .confidence import EntropyConfidence, MarginConfidence
-
-    if type(variant.confidence) is MarginConfidence:
-        return "margin"
-    if type(variant.confidence) is EntropyConfidence:
-        return "entropy"
-    return ""
 
 
 def _raw_logits(engine, generation, step: int, with_uncond: bool):
@@ -93,21 +60,19 @@ def _raw_logits(engine, generation, step: int, with_uncond: bool):
     model = engine.model
     tokens = generation.tokens
     cond, uncond = model.raw_logits(tokens, generation.conditioning, step, generation.total_steps, with_uncond)
-    generation.forward_passes += (tokens == model.mask_token_id).any(dim=-1).cpu().long()
+    generation.count_forward_pass((tokens == model.mask_token_id).any(dim=-1))
     return cond, uncond
 
 
-def fused_statistics(cond, uncond, weight: float, inv_temp: float, sigma: float, keys, spec: dict, stats: str):
-    """Run `fused_block` over all positions (in blocks where needed): tokens, log p(token), extra statistic."""
-    from .fused_step import compiled_block, fused_block
-
+def fused_statistics(cond, uncond, weight: float, inv_temp: float, scalar: float, keys, draw, processor, statistic):
+    """Run `fused_block` over all positions (in blocks where needed): tokens, log p(token), the statistic."""
     batch, positions, vocab = cond.shape
     device = cond.device
-    scalars = [torch.tensor(v, dtype=torch.float32, device=device) for v in (weight, inv_temp, sigma)]
-    configuration = {"noise": sigma != 0.0, "stats": stats, **spec}
+    scalars = [torch.tensor(v, dtype=torch.float32, device=device) for v in (weight, inv_temp, scalar)]
+    configuration = {"draw": draw, "processor": processor, "statistic": statistic}
     if device.type == "cuda" or COMPILE_ON_CPU:  # compiled once per configuration (fused_step.compiled_block)
         function = compiled_block(**configuration)
-        limit = _SORT_BLOCK if spec["sampler"] in ("top-k", "top-p") or stats == "margin" else None
+        limit = _SORT_BLOCK if draw.materialises or statistic.materialises else None
     else:
         function, limit = functools.partial(fused_block, **configuration), _CPU_BLOCK
     block = positions if limit is None else max(1, min(positions, limit // max(1, batch * vocab)))
@@ -122,45 +87,33 @@ def fused_statistics(cond, uncond, weight: float, inv_temp: float, sigma: float,
     return out
 
 
-def fast_step(engine, generation, step: int, guidance=None, notify: bool = True) -> None:
-    """`SamplerEngine.step` with the fused pass (see the module doc); updates `generation.tokens`."""
-    from .engine import StepContext
-    from .noise_regularization import NoiseRegularization
-
+def fast_step(engine, generation, ctx, guidance=None, notify: bool = True) -> None:
+    """`SamplerEngine.step` with the fused pass (see the module doc), on the step context `ctx` the engine
+    made; updates `generation.tokens`."""
     variant = generation.variant
+    step = ctx.step
     guidance = variant.guidance if guidance is None else guidance
-    unknown = generation.masked()
-    ctx = StepContext(generation, step, unknown)
-    weight = float(guidance.scale(ctx))
-    with_uncond = guidance.needs_uncond(ctx)
+    cfg = fused_form(guidance)
+    if cfg is None:  # a loop's own guidance (the variant's was checked when it was built)
+        raise ConfigError(f"guidance {guidance.name!r} has no fused form; run this loop with mode = \"exact\"")
+    weight = float(cfg.weight(ctx))
+    with_uncond = cfg.needs_uncond(ctx)
     cond, uncond = _raw_logits(engine, generation, step, with_uncond)
     if uncond is None or weight == 1.0:
         uncond = None
-    sigma = 0.0
-    for processor in variant.logits_processors:
-        if isinstance(processor, NoiseRegularization):
-            sigma = float(processor.sigma(step, generation.total_steps))
-    spec = _sampler_spec(variant, ctx)
-    inv_temp = 1.0
-    if spec["sampler"] != "greedy":
-        inv_temp = 1.0 / float(variant.token_sampler.sampling_temperature(ctx))
+    processor, scalar = None, 0.0
+    for component in variant.logits_processors:  # at most one (fast_support)
+        form = fused_form(component)
+        value = float(form.scalar(ctx))
+        if value != 0.0:  # a step whose scalar is 0 leaves the logits alone and draws nothing for them
+            processor, scalar = form.kernel, value
+    sampler = fused_form(variant.token_sampler)
+    inv_temp = 1.0 / float(sampler.temperature(ctx))
+    confidence = fused_form(variant.confidence)
     keys = cr.step_keys(generation.generators, 4, generation.device)
-    stats = _stats_kind(variant)
-    sampled, log_p, extra = fused_statistics(cond, uncond, weight, inv_temp, sigma, keys, spec, stats)
+    sampled, _, statistic = fused_statistics(cond, uncond, weight, inv_temp, scalar, keys, sampler.kernel,
+                                             processor, confidence.statistic)
     del cond, uncond
-    sampled = torch.where(unknown, sampled, generation.tokens)
+    sampled = torch.where(ctx.unknown, sampled, generation.tokens)
     ctx.sampled = sampled
-    engine.commit(generation, ctx, sampled, lambda: _confidence(variant.confidence, log_p, extra, sampled, ctx),
-                  step, notify)
-
-
-def _confidence(component, log_p, extra, sampled, ctx):
-    """The confidence component's score from the fused statistics (same noise draws as its exact form)."""
-    from .confidence import EntropyConfidence, GumbelConfidence, MarginConfidence
-
-    if type(component) is GumbelConfidence:
-        return component.with_noise(log_p, ctx, always_draw=True)
-    if type(component) in (MarginConfidence, EntropyConfidence):
-        return component.with_noise(extra, ctx, always_draw=False)
-    # model-free orders (random, halton) read only the batch size and dtype of the probabilities
-    return component.score(torch.empty(log_p.shape[0], 0, dtype=torch.float32, device=log_p.device), sampled, ctx)
+    engine.commit(generation, ctx, sampled, lambda: confidence.score(statistic, sampled, ctx), step, notify)

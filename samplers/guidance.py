@@ -1,9 +1,9 @@
 """Classifier-free guidance schedules (guidance kind).
 
 CFG on logits: ℓ = ℓ_u + w_i (ℓ_c − ℓ_u) (Ho & Salimans 2022; Meissonic applies it to the transformer's
-raw logits, reference §1 step 2). The run's `guidance` value is the base scale w; a schedule shapes w_i.
-Neither Meissonic code base schedules w (reference §1 step 2); the shapes follow the CFG-scheduler
-study of Wang et al. 2024 ("Analysis of Classifier-Free Guidance Weight Schedulers", arXiv 2404.13040:
+raw logits, and only when w > 1). The run's `guidance` value is the base scale w; a schedule shapes w_i.
+Neither Meissonic code base schedules w (both keep it constant over the steps); the shapes follow the
+CFG-scheduler study of Wang et al. 2024 ("Analysis of Classifier-Free Guidance Weight Schedulers", arXiv 2404.13040:
 increasing schedules — linear, cosine, power — help) and the guidance interval of Kynkäänniemi et
 al. 2024 (arXiv 2404.07724), as diffusers' guiders implement it (`start`/`stop` step fractions).
 When w_i = 1 the step needs no unconditional branch, and the model is asked for the conditional only.
@@ -36,8 +36,8 @@ class ConstantGuidance(Guidance):
 class FixedGuidance(Guidance):
     """w exactly as given, whatever the run's scale: 0 = unconditional only, 1 = conditional only.
 
-    Unlike `constant`, w ≤ 1 is honoured (the reference's zig-zag inversion uses w_inv = 0 this way,
-    reference §2.3 step 2).
+    Unlike `constant`, w ≤ 1 is honoured (the zig-zag inversion of arXiv 2411.10781's code uses
+    w_inv = 0 this way: the unconditional logits alone).
     """
 
     scale_value: float = 1.0

@@ -27,6 +27,7 @@ import torch
 
 from . import randomness
 from .components import Confidence, RevealSchedule, clip_mask_len, register_component, require
+from .fused_step import model_free_confidence
 
 
 def radical_inverse(index: int, base: int) -> tuple[int, int]:
@@ -114,6 +115,9 @@ class HaltonOrder(Confidence):
                    for a, b in state["offsets"].tolist()]
         return -torch.stack(shifted).to(probs.dtype)
 
+    def fused(self):
+        return model_free_confidence(self)
+
 
 def _grid(ctx) -> tuple[int, int]:
     if ctx.grid is not None and ctx.grid[0] * ctx.grid[1] == ctx.seq_len:
@@ -148,3 +152,6 @@ class HaltonMaskGITReveal(RevealSchedule):
         revealed = halton_maskgit_revealed(ctx.step, ctx.total_steps, ctx.seq_len)
         count = torch.full((ctx.unknown.shape[0], 1), ctx.seq_len - revealed, device=ctx.device)
         return clip_mask_len(count, ctx.unknown)
+
+    def fused(self):
+        return self  # the count reads the step and the mask only

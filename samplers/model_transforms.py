@@ -1,4 +1,4 @@
-"""Model-side design choices: the `model_transform` decision kind (DESIGN.md, "Model-side choices").
+"""Model-side design choices: the `model_transform` decision kind (docs/catalogue.md, "Model-side choices").
 
 Token merging, weight quantization and feature caching change the *network*, not the sampling step.
 A variant lists them under ``model_transforms``::
@@ -10,8 +10,9 @@ The harness applies the list to the backend's transformer before the variant's f
 restores the untouched network afterwards (`apply_model_transforms`), so the next variant sees the
 plain model. Transforms enter the unit key through `SamplerVariant.resolved()` like any component.
 
-This module holds only the kind's base class and the application protocol: the implementations know
-Meissonic and aMUSEd blocks and live in ``bench/models/transforms/`` (samplers never import bench).
+This module holds the application protocol (the kind's base class, `ModelTransform`, is defined with the
+other kinds' in samplers/components.py): the implementations know Meissonic and aMUSEd blocks and live in
+``bench/models/transforms/`` (samplers never import bench).
 
 Every transform declares
 
@@ -26,34 +27,10 @@ Every transform declares
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, ClassVar, Iterator, Sequence
+from typing import Iterator, Sequence
 
-from .components import Component
-
-#: What `ModelTransform.attach` returns: call it once to restore the model.
-Restore = Callable[[], None]
-
-
-class ModelTransform(Component):
-    """Changes the backend's network while a variant runs (token merging, quantization, caching)."""
-
-    kind = "model_transform"
-    #: One line for docs and the manifest: what the transform saves or costs.
-    cost_effect: ClassVar[str] = ""
-    #: attach order (lower first, then list order): a transform that swaps the whole network for a
-    #: changed copy (quantization) must come before those that patch blocks of the network in use.
-    order: ClassVar[int] = 10
-
-    def neutral(self) -> bool:
-        """True when the transform leaves the network's outputs exactly as they are (then it is skipped)."""
-        return False
-
-    def check_model(self, model) -> None:
-        """Raise ConfigError when `model` (a backend) cannot carry this transform."""
-
-    def attach(self, model) -> Restore:
-        """Change `model`'s network in place (or swap in a changed copy); return the undo."""
-        raise NotImplementedError
+# The kind's base class lives with the other kinds' (samplers/components.py); re-exported here, its home in docs.
+from .components import ModelTransform, Restore  # noqa: F401
 
 
 @contextlib.contextmanager

@@ -1,5 +1,5 @@
 """Noise regularization (Shao et al. 2024, "Bag of Design Choices for Inference of High-Resolution Masked
-Generative Transformer", arXiv 2411.10781, §3 "Enhanced Inference"; reference §2.1).
+Generative Transformer", arXiv 2411.10781, §3 "Enhanced Inference"; its code's `scheduler.step`).
 
 Gaussian noise on the guided logits before the softmax:
 
@@ -12,22 +12,29 @@ and their confidences (both read the noisy softmax). Constant and linear σ are 
 Where we differ from the reference code: the reference draws ε from the global torch RNG
 (`randn_like`), so it is reproducible only through a global seed and depends on what else ran; here ε
 comes from each image's own generator, so an image is the same alone or in any batch.
+
+In the `fast` step mode the noise is drawn inside the single pass (`GaussianNoise`, from the counter hash
+keyed by the image's generator): the same law, not the same numbers.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
+from . import counter_random as cr
 from . import randomness, schedules
 from .components import LogitsProcessor, register_component, require
+from .fused_step import FusedLogitsProcessor, LogitsKernel
 
 NOISE_SCHEDULES = ("cosine", "constant", "linear")
 
 
 @register_component("logits_processor", "noise-regularization")
 class NoiseRegularization(LogitsProcessor):
-    """Gaussian noise σ(t)·ε on the guided logits, σ(t) = s·|cos(π t/(T−1))| (arXiv 2411.10781 §3; ref. §2.1)."""
+    """Gaussian noise σ(t)·ε on the guided logits, σ(t) = s·|cos(π t/(T−1))| (arXiv 2411.10781 §3)."""
 
-    # 2: σ in float32 as the reference computes it (issue 13); the noise's last bit may differ from version 1.
+    # 2: σ in float32 as the reference computes it; the noise's last bit may differ from version 1.
     version = "2"
     scale: float = 2.0
     schedule: str = "cosine"
@@ -49,5 +56,17 @@ class NoiseRegularization(LogitsProcessor):
         noise = randomness.normal(ctx.generators, tuple(logits.shape[1:]), logits.device, torch.float32)
         # In place in the noise buffer: the same two float32 roundings as ``logits.float() + sigma * noise``
         # (σ·ε, then the sum; a bf16 addend is widened exactly), without the σ·ε, float() and sum temporaries
-        # (issue 7: 4 logits copies → 2).
+        # (4 logits-sized copies → 2).
         return noise.mul_(sigma).add_(logits)
+
+    def fused(self):
+        return FusedLogitsProcessor(GaussianNoise(), lambda ctx: self.sigma(ctx.step, ctx.total_steps))
+
+
+@dataclass(frozen=True)
+class GaussianNoise(LogitsKernel):
+    """ℓ + σ·n inside the fused pass, n standard normal by Box–Muller from the entry's hashed bits."""
+
+    def apply(self, logits, scalar, index, keys):
+        bits = cr.hashed_bits(index, keys[:, 0, None, None], keys[:, 1, None, None])
+        return logits + scalar * cr.normal_from_bits(bits, cr.second_stream(bits))

@@ -40,8 +40,8 @@ class PerturbedAttentionGuidance(ConstantGuidance):
         require(bool(self.layers) and all(isinstance(i, int) and i >= 0 for i in self.layers), "guidance", self.name,
                 f"layers must be a non-empty list of block indices >= 0, got {self.layers}")
 
-    @property
-    def extra_forward_passes_per_step(self) -> int:  # type: ignore[override]
+    def extra_forward_passes(self) -> int:
+        """ℓ̂_c: one conditional-only forward of the perturbed network per `combine` (none when s = 0)."""
         return 1 if self.pag_scale > 0 else 0
 
     def check_model(self, model) -> None:

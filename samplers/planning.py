@@ -74,15 +74,18 @@ class PathPlanning(RemaskPolicy):
 class SelfCritic(RemaskPolicy):
     """Token-Critic with the MGT as critic: one extra forward on the completed draw, mask the lowest log p(x̂_j | x̂) (arXiv 2209.04439)."""
 
-    extra_forward_passes_per_step = 1
     reopen: bool = True
 
+    def extra_forward_passes(self) -> int:
+        """The critic's forward on the completed draw, once per `select` (every step but the last)."""
+        return 1
+
     def select(self, confidence, mask_len, ctx):
-        generation = ctx.generation
         completed = ctx.sampled
-        cond, _ = generation.model.logits(completed, generation.conditioning, ctx.step, ctx.total_steps, False)
-        # Counted like the engine counts its own passes: once for every image still being generated.
-        generation.forward_passes += ctx.unknown.any(dim=-1).cpu().long()
+        # Counted for every image still being generated (masked at the step's start); `completed` has no
+        # masked position left, so the engine's default rule would count none.
+        cond, _ = ctx.engine.model_logits(ctx.generation, ctx.step, completed, with_uncond=False,
+                                          images=ctx.unknown.any(dim=-1))
         score = torch.gather(cond.float().log_softmax(dim=-1), -1, completed.unsqueeze(-1)).squeeze(-1)
         candidates = torch.ones_like(ctx.unknown) if self.reopen else ctx.unknown
         return lowest_confidence(score, candidates, mask_len)

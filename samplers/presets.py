@@ -1,13 +1,51 @@
-"""Built-in named variants: one per design choice of the catalogue (docs/catalogue.md), plus the paper's
-combinations. Each is "vanilla with one change" unless its name says otherwise, so that a comparison
-with "vanilla" isolates that change. Use them by name in a config: ``samplers = ["vanilla", "noise-reg"]``.
+"""Every built-in sampler variant ("preset") in one place: the vanilla sampler, one preset per design choice of
+the catalogue (docs/catalogue.md), and the paper's combinations. Each is "vanilla with one change" unless its
+name says otherwise, so that a comparison with "vanilla" isolates that change. Use them by name in a config,
+``samplers = ["vanilla", "noise-reg"]``, or as the `base` of a variant table.
+
+A preset is a spec in the format of a ``[variants.NAME]`` config table (samplers/variant.py resolves and
+builds it). Plugins add their own with `register_variant`.
 """
 from __future__ import annotations
 
-from .variant import register_variant
+from typing import Any, Mapping
+
+from mgt_common.registry import Registry
+
+#: Meissonic's vanilla sampler, which every other variant starts from unless its `base` says otherwise.
+VANILLA_SPEC: dict[str, Any] = {
+    "description": "Meissonic's vanilla sampler (= diffusers AmusedScheduler): constant CFG, cosine reveal, "
+                   "multinomial tokens, Gumbel confidence with temperature 2 → 0",
+    "guidance": "constant",
+    "logits_processors": [],
+    "probability_correctors": [],
+    "token_sampler": "multinomial",
+    "confidence": {"name": "gumbel", "start": 2.0, "end": 0.0},
+    "reveal_schedule": "cosine",
+    "remask": "lowest-confidence",
+    "loop": "standard",
+}
+
+#: Built-in and plugin-registered named variants: name → spec (same format as a config table).
+VARIANT_PRESETS: Registry[dict] = Registry("sampler variant", "built-in sampler variants")
+
+
+def register_variant(name: str, spec: Mapping[str, Any]) -> None:
+    """Register a named variant spec (plugins call this too, as ``samplers.variant.register_variant``)."""
+    VARIANT_PRESETS.register(name, dict(spec))
+
+
+register_variant("vanilla", VANILLA_SPEC)
 
 _PRESETS: dict[str, dict] = {
-    # -- the paper (arXiv 2411.10781) and its combinations (reference §2.7: README/gallery) ----------
+    "cfg-linear": {"guidance": {"name": "linear", "start": 1.0},
+                   "description": "CFG rising linearly from 1 to the run's guidance scale"},
+    "linear-reveal": {"reveal_schedule": "linear", "description": "the same number of tokens revealed at every step"},
+    "random-order": {"confidence": "random", "description": "positions revealed in uniformly random order"},
+    "no-gumbel": {"confidence": {"name": "gumbel", "start": 0.0, "end": 0.0},
+                  "description": "pure confidence order: Gumbel temperature 0 throughout"},
+    # -- the paper (arXiv 2411.10781) and the combinations its code release shows in its README gallery:
+    #    noise regularization, differential sampling and zig-zag alone, zig-zag + each of the other two --
     "noise-reg": {"logits_processors": ["noise-regularization"],
                   "description": "noise regularization: Gaussian noise 2·|cos(π t/(T−1))| on the guided logits"},
     "noise-reg-constant": {"logits_processors": [{"name": "noise-regularization", "schedule": "constant", "scale": 1.0}],
@@ -122,7 +160,8 @@ for _name, _spec in _PRESETS.items():
 #: The paper's choices and combinations, for configs that want "the catalogue's core".
 PAPER_PRESETS = ("vanilla", "noise-reg", "differential", "zigzag", "zigzag+noise-reg", "zigzag+differential")
 
-# -- model-side choices (issue 13: samplers/model_transforms.py; implementations in bench/models/transforms) --
+# -- model-side choices (the model_transform kind, samplers/model_transforms.py; implementations in
+#    bench/models/transforms; docs/catalogue.md, "Model-side choices") --
 # Network backends only (meissonic, amused, and Meissonic-structured networks); the exact world refuses them.
 _MODEL_SIDE_PRESETS: dict[str, dict] = {
     "tome": {"model_transforms": [{"name": "tome", "ratio": 0.25}],

@@ -2,7 +2,7 @@
 
 Every image of a benchmark owns one `torch.Generator`, seeded from its (prompt, seed) pair and shared by
 all variants, so that a variant-vs-baseline comparison is paired and an image never depends on the
-batch it was generated in (DESIGN.md, "Pairing"). Every random draw of a sampler therefore goes through
+batch it was generated in (docs/design.md, "Pairing"). Every random draw of a sampler therefore goes through
 these helpers, which draw row by row from the row's own generator.
 
 For one image, the draws consume the generator exactly as `diffusers.AmusedScheduler.step` does
@@ -64,7 +64,7 @@ def multinomial(generators: Sequence[torch.Generator], probs: torch.Tensor) -> t
 # -- torch.multinomial, exactly, with less work ------------------------------------------------------
 #
 # For one sample per row, torch.multinomial (ATen Distributions.cpp, the "fast-path ... if only one
-# sample is drawn", PyTorch issue 11931) fills q = empty_like(p).exponential_(1, generator) — one float32
+# sample is drawn", pytorch/pytorch#11931) fills q = empty_like(p).exponential_(1, generator) — one float32
 # q = −log1p(−u) per entry from a float64 uniform u — and returns argmax(p / q): the exponential race, an
 # exact categorical sampler. On the CPU, that serial log1p over every entry (33.5 M per image per
 # Meissonic step) is most of a sampler step. Since −log1p(−u) ≥ u, p/u bounds p/q from above: after
@@ -96,8 +96,8 @@ def exponential_race(probs: torch.Tensor, generator: torch.Generator) -> torch.T
         p = probs[start:start + step]
         u = buffer[: p.shape[0]].uniform_(0, 1, generator=generator)
         # The bound in float32: a float32 / float64 division takes torch's slow mixed-dtype path (3× the
-        # time of casting u and dividing in float32, issue 12). Its two extra roundings (≤ 2^-24 each)
-        # are covered by _RACE_SLACK like the race value's own.
+        # time of casting u and dividing in float32). Its two extra roundings (≤ 2^-24 each) are covered
+        # by _RACE_SLACK like the race value's own.
         bound = torch.div(p, bound_buffer[: p.shape[0]].copy_(u), out=bound_buffer[: p.shape[0]])
         # argmax lets NaN and inf win, so a row with u = 0 somewhere (p/0) shows up in its leader's value
         leader = bound.argmax(dim=-1, keepdim=True)

@@ -40,7 +40,10 @@ class LowestConfidence(RemaskPolicy):
     """
 
     def select(self, confidence, mask_len, ctx):
-        # In the official half-precision arithmetic (post_model_dtype = "model", issue 12) confidences are
-        # bf16-rounded and tie often; reproducing that pipeline means keeping its rule: no tie filling.
-        model_dtype = getattr(ctx.generation.model, "post_model_dtype", torch.float32) != torch.float32
+        # In the official half-precision arithmetic (post_model_dtype = "model", docs/scaling.md) confidences
+        # are bf16-rounded and tie often; reproducing that pipeline means keeping its rule: no tie filling.
+        model_dtype = ctx.generation.model.post_model_dtype != torch.float32
         return lowest_confidence(confidence, ctx.unknown, mask_len, fill_ties=not model_dtype)
+
+    def fused(self):
+        return self  # reads the confidence and the count, which the fused pass provides

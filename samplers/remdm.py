@@ -189,6 +189,9 @@ class RemdmLoopReveal(RevealSchedule):
             return torch.minimum(count, ctx.unknown.sum(dim=-1, keepdim=True)).long()
         return clip_mask_len(count, ctx.unknown)
 
+    def fused(self):
+        return self  # the count reads the step and the mask only
+
 
 def _decimal(value: float) -> Fraction:
     """The exact fraction of a parameter's decimal spelling (0.05 → 1/20, not the nearest double)."""

@@ -2,7 +2,7 @@
 
 Every schedule is a mask ratio γ(r) of progress r = (i+1)/T (pure functions in `schedules.py`); the
 count that stays masked is floor(N·γ(r)) clipped to [1, masked − 1], the vanilla step's rule
-(reference §1 step 3e, diffusers AmusedScheduler.step). The adaptive, model-dependent count
+(diffusers AmusedScheduler.step: reveal at least one token a step, and never re-mask all of them). The adaptive, model-dependent count
 (`entropy-bounded`) lives in `adaptive.py`.
 """
 from __future__ import annotations
@@ -96,6 +96,9 @@ class _LengthDependentReveal(RevealSchedule):
     def mask_len(self, ctx):
         progress = schedules.progress(ctx.step, ctx.total_steps).to(ctx.device)
         return clip_mask_len((ctx.seq_len * self.mask_ratio_n(progress, ctx.seq_len)).floor(), ctx.unknown)
+
+    def fused(self):
+        return self  # the count reads the step, N and the mask only
 
 
 @register_component("reveal_schedule", "exponential")

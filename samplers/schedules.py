@@ -4,7 +4,7 @@ Mask-ratio schedules map progress r = (i+1)/T ∈ (0, 1] to the fraction of the 
 masked after step i (MaskGIT, Chang et al. 2022, arXiv 2202.04200, §3.3 "mask scheduling function" γ). They take and
 return tensors so that the vanilla schedule is evaluated in float32 exactly as diffusers does. The
 count that stays masked is floor(N · γ(r)) clipped to [1, masked − 1] (`components.clip_mask_len`),
-the rule of the vanilla step (reference §1 step 3e); `scheduled_mask_len` evaluates it for a plain
+the rule of the vanilla step (diffusers' AmusedScheduler.step); `scheduled_mask_len` evaluates it for a plain
 count, without a sampler.
 
 Step schedules map the step index i ∈ [0, T) to a scalar (a temperature, a guidance scale, a noise
@@ -78,7 +78,7 @@ def sigmoid_mask_ratio(progress: torch.Tensor, start: float = -3.0, end: float =
 
 
 def scheduled_mask_len(mask_ratio: torch.Tensor, seq_len: int, masked: int) -> int:
-    """floor(N · γ) clipped to [1, masked − 1]: the count that stays masked (reference §1 step 3e)."""
+    """floor(N · γ) clipped to [1, masked − 1]: the count that stays masked (diffusers' AmusedScheduler.step)."""
     return max(1, min(masked - 1, int(torch.floor(seq_len * mask_ratio).item())))
 
 
@@ -136,7 +136,7 @@ def maskgit_temperature(tau0: float, step: int, total_steps: int) -> float:
 
 
 def noise_regularization_sigma(shape: str, scale: float, step: int, total_steps: int) -> float:
-    """σ of noise regularization (Shao et al. 2024, arXiv 2411.10781 §3; reference §2.1), t = T − 1 − i:
+    """σ of noise regularization (Shao et al. 2024, arXiv 2411.10781 §3, and its code), t = T − 1 − i:
 
     - cosine:   s · |cos(π t / (T − 1))|   (the paper's code: s = 2, largest at the first and last steps;
                 computed in float32 exactly as the reference code does)

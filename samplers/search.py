@@ -63,8 +63,8 @@ class BestOfN(Loop):
         require(bool(self.reward), self.kind, self.name, "reward must name a per-image metric (e.g. hpsv2)")
         self._inner = _inner_loop(self.inner, self.name)
 
-    def forward_passes(self, total_steps: int) -> int:
-        return self.n * _inner_loop(self.inner, self.name).forward_passes(total_steps)
+    def forward_passes(self, total_steps, step_passes):
+        return self.n * _inner_loop(self.inner, self.name).forward_passes(total_steps, step_passes)
 
     def run(self, engine, generation: Generation) -> None:
         reward = require_reward(generation, self.name, self.reward)
@@ -141,8 +141,8 @@ class SequentialMonteCarlo(Loop):
         require(self.select in SELECTIONS, self.kind, self.name,
                 f"select must be one of {', '.join(SELECTIONS)}, got {self.select!r}")
 
-    def forward_passes(self, total_steps: int) -> int:
-        return self.particles * total_steps
+    def forward_passes(self, total_steps, step_passes):
+        return self.particles * super().forward_passes(total_steps, step_passes)
 
     def run(self, engine, generation: Generation) -> None:
         reward = require_reward(generation, self.name, self.reward)

@@ -1,11 +1,15 @@
 """Token samplers: draw a token for every position from the step's probabilities (token_sampler kind).
 
-Every stochastic sampler here accepts a *sampling* temperature schedule (reference §2.4: neither
-reference code base anneals it; MaskGIT-family ablations do): tokens are drawn from
+Every stochastic sampler here accepts a *sampling* temperature schedule (neither Meissonic code base
+anneals it: both draw at temperature 1 and anneal only the Gumbel noise of the confidence;
+MaskGIT-family ablations do): tokens are drawn from
 softmax(log p / T_i) ∝ p^(1/T_i), with T_i from `temperature` (first step) to `temperature_end` (last
 step, default = `temperature`) along `temperature_schedule` (constant, linear, cosine). Only the draw
 is tempered: the confidence still sees the untempered probabilities. At T_i = 1 the probabilities
 pass through untouched, so the vanilla path is bit-identical.
+
+Each sampler also declares its fused form for the `fast` step mode (`fused()`): a `DrawKernel` that
+draws from the guided logits inside the single pass (samplers/fused_step.py), next to its exact form.
 """
 from __future__ import annotations
 
@@ -13,14 +17,16 @@ import dataclasses
 
 import torch
 
+from . import counter_random as cr
 from . import randomness, schedules
 from .components import TokenSampler, register_component, require
+from .fused_step import DrawKernel, FusedTokenSampler, race_bits
 
 SAMPLING_TEMPERATURE_SCHEDULES = ("constant", "linear", "cosine")
 
-#: entries per chunk of positions when a sampler transforms the probabilities (issue 7: a tempered,
-#: truncated or sorted copy of the whole (B, N, V) tensor is 128 MiB per image at Meissonic's size; one
-#: chunk of 2^20 entries is 4 MiB in float32, so even the sort's temporaries stay a fraction of a copy).
+#: entries per chunk of positions when a sampler transforms the probabilities (a tempered, truncated or
+#: sorted copy of the whole (B, N, V) tensor is 128 MiB per image at Meissonic's size; one chunk of 2^20
+#: entries is 4 MiB in float32, so even the sort's temporaries stay a fraction of a copy).
 _CHUNK_ENTRIES = 1 << 20
 
 
@@ -94,6 +100,9 @@ class MultinomialSampler(TemperedSampler):
             return randomness.multinomial(ctx.generators, probs)
         return sample_transformed(ctx.generators, probs, lambda chunk: _temper(chunk, tau))
 
+    def fused(self):
+        return FusedTokenSampler(DrawKernel(), self.sampling_temperature)
+
 
 @register_component("token_sampler", "gumbel-max-f64")
 class GumbelMaxFloat64(TemperedSampler):
@@ -109,13 +118,25 @@ class GumbelMaxFloat64(TemperedSampler):
         tau = self.sampling_temperature(ctx)
         out = torch.empty(probs.shape[:-1], dtype=torch.long, device=probs.device)
         # One image at a time, and on the CPU one chunk of positions at a time: an (N, V) float64 draw per
-        # image is 268 MB at Meissonic's 4096 × 8192 and its log temporaries as many again (issue 7). The
+        # image is 268 MB at Meissonic's 4096 × 8192 and its log temporaries as many again. The
         # chunks' uniforms come from the row's generator in position order, the same numbers as one draw.
         step = _position_step(probs.shape[-1]) if _chunkable(probs, ctx.generators) else probs.shape[1]
         for row, generator in enumerate(ctx.generators):
             for start in range(0, probs.shape[1], step):
                 out[row, start:start + step] = _gumbel_argmax(_temper(probs[row, start:start + step], tau), generator)
         return out
+
+    def fused(self):
+        return FusedTokenSampler(Float64Race(), self.sampling_temperature)
+
+
+@dataclasses.dataclass(frozen=True)
+class Float64Race(DrawKernel):
+    """The race in float64 with 53-bit uniforms (Gumbel up to 36.7), as the exact float64 sampler."""
+
+    def tokens(self, logits, inv_temp, index, keys):
+        bits = race_bits(index, keys)
+        return ((logits * inv_temp).double() + cr.gumbel64_from_bits(bits, cr.second_stream(bits))).argmax(dim=-1)
 
 
 def _gumbel_argmax(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -148,6 +169,22 @@ class TopKSampler(TemperedSampler):
 
         return sample_transformed(ctx.generators, probs, truncate)
 
+    def fused(self):
+        return FusedTokenSampler(TopKRace(self.k), self.sampling_temperature)
+
+
+@dataclasses.dataclass(frozen=True)
+class TopKRace(DrawKernel):
+    """The race among the entries ≥ the k-th largest tempered logit (ties at the k-th value kept, as the
+    exact sampler keeps them)."""
+
+    k: int
+    materialises = True
+
+    def truncate(self, tempered):
+        kth = tempered.topk(min(self.k, tempered.shape[-1]), dim=-1).values[..., -1:]
+        return torch.where(tempered >= kth, tempered, float("-inf"))
+
 
 @register_component("token_sampler", "top-p")
 class TopPSampler(TemperedSampler):
@@ -161,8 +198,28 @@ class TopPSampler(TemperedSampler):
 
     def sample(self, probs, ctx):
         tau = self.sampling_temperature(ctx)
-        # Chunked: the sort, its int64 order and the cumulative sums cost 7.5 copies at full size (issue 7).
+        # Chunked: the sort, its int64 order and the cumulative sums cost 7.5 copies at full size.
         return sample_transformed(ctx.generators, probs, lambda chunk: nucleus(_temper(chunk, tau), self.p))
+
+    def fused(self):
+        return FusedTokenSampler(TopPRace(float(self.p)), self.sampling_temperature)
+
+
+@dataclasses.dataclass(frozen=True)
+class TopPRace(DrawKernel):
+    """The race within the nucleus of softmax(ℓ/T), from a sort of the block (Holtzman et al. 2020, §3.1):
+    the entries whose tempered logit ≥ the smallest one the nucleus keeps."""
+
+    p: float
+    materialises = True
+
+    def truncate(self, tempered):
+        ordered = tempered.sort(dim=-1, descending=True).values
+        mass = torch.softmax(ordered, dim=-1)
+        before = mass.cumsum(dim=-1) - mass
+        kept = (before < self.p).sum(dim=-1, keepdim=True).clamp(min=1)
+        smallest = ordered.gather(-1, kept - 1)
+        return torch.where(tempered >= smallest, tempered, float("-inf"))
 
 
 def nucleus(probs: torch.Tensor, p: float) -> torch.Tensor:
@@ -184,3 +241,14 @@ class GreedySampler(TokenSampler):
 
     def sample(self, probs, ctx):
         return probs.argmax(dim=-1)
+
+    def fused(self):
+        return FusedTokenSampler(Argmax())
+
+
+@dataclasses.dataclass(frozen=True)
+class Argmax(DrawKernel):
+    """argmax_v ℓ_v of the guided logits: no temperature, no random numbers."""
+
+    def tokens(self, logits, inv_temp, index, keys):
+        return logits.argmax(dim=-1)

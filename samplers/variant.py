@@ -1,4 +1,4 @@
-"""Sampler variants: named compositions of components, built from config (DESIGN.md, "The sampler").
+"""Sampler variants: named compositions of components, built from config (docs/design.md, "The sampler").
 
 A variant is written in TOML as a table whose keys are decision kinds::
 
@@ -8,8 +8,8 @@ A variant is written in TOML as a table whose keys are decision kinds::
     logits_processors = []                            # lists for the two list kinds
     description = "CFG rising from 1 to the run's scale"
 
-Unnamed kinds come from `base` (default: "vanilla"). Built-in variants ("presets") are registered in
-`VARIANT_PRESETS` by name, so `samplers = ["vanilla", "cfg-linear"]` works without any table.
+Unnamed kinds come from `base` (default: "vanilla"). Built-in variants ("presets", all in samplers/presets.py)
+are registered in `VARIANT_PRESETS` by name, so `samplers = ["vanilla", "cfg-linear"]` works without any table.
 """
 from __future__ import annotations
 
@@ -20,10 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from mgt_common.errors import ConfigError
-from mgt_common.registry import Registry
 
-from .model_transforms import ModelTransform
-from .fast_step import STEP_MODES, fast_support
 from .components import (
     Confidence,
     Guidance,
@@ -35,44 +32,15 @@ from .components import (
     TokenSampler,
     build_component,
 )
+from .fast_step import STEP_MODES, fast_support
+from .model_transforms import ModelTransform
+# re-exported: plugins and configs register named variants through samplers.variant.register_variant
+from .presets import VANILLA_SPEC, VARIANT_PRESETS, register_variant  # noqa: F401
 
 SINGLE_KINDS = ("guidance", "token_sampler", "confidence", "reveal_schedule", "remask", "loop")
 LIST_KINDS = {"logits_processors": "logits_processor", "probability_correctors": "probability_corrector",
               "model_transforms": "model_transform"}
 VARIANT_KEYS = ("base", "description", "mode", *SINGLE_KINDS, *LIST_KINDS)
-
-VANILLA_SPEC: dict[str, Any] = {
-    "description": "Meissonic's vanilla sampler (= diffusers AmusedScheduler): constant CFG, cosine reveal, "
-                   "multinomial tokens, Gumbel confidence with temperature 2 → 0",
-    "guidance": "constant",
-    "logits_processors": [],
-    "probability_correctors": [],
-    "token_sampler": "multinomial",
-    "confidence": {"name": "gumbel", "start": 2.0, "end": 0.0},
-    "reveal_schedule": "cosine",
-    "remask": "lowest-confidence",
-    "loop": "standard",
-}
-
-#: Built-in named variants: name → spec (same format as a config table).
-VARIANT_PRESETS: Registry[dict] = Registry("sampler variant", "built-in sampler variants")
-
-
-def register_variant(name: str, spec: Mapping[str, Any]) -> None:
-    """Register a named variant spec (plugins may call this too)."""
-    VARIANT_PRESETS.register(name, dict(spec))
-
-
-register_variant("vanilla", VANILLA_SPEC)
-register_variant("cfg-linear", {"base": "vanilla", "guidance": {"name": "linear", "start": 1.0},
-                                "description": "CFG rising linearly from 1 to the run's guidance scale"})
-register_variant("linear-reveal", {"base": "vanilla", "reveal_schedule": "linear",
-                                   "description": "the same number of tokens revealed at every step"})
-register_variant("random-order", {"base": "vanilla", "confidence": "random",
-                                  "description": "positions revealed in uniformly random order"})
-register_variant("no-gumbel", {"base": "vanilla", "confidence": {"name": "gumbel", "start": 0.0, "end": 0.0},
-                               "description": "pure confidence order: Gumbel temperature 0 throughout"})
-# The rest of the catalogue's presets (one per design choice) live in samplers/presets.py.
 
 
 @dataclass
@@ -86,11 +54,11 @@ class SamplerVariant:
     loop: Loop
     logits_processors: list[LogitsProcessor] = field(default_factory=list)
     probability_correctors: list[ProbabilityCorrector] = field(default_factory=list)
-    #: model-side choices applied to the backend's network while the variant runs (issue 13).
+    #: model-side choices applied to the backend's network while the variant runs (samplers/model_transforms.py).
     model_transforms: list[ModelTransform] = field(default_factory=list)
     description: str = ""
     #: "exact" (the default: token-identical reference arithmetic) or "fast" (one fused pass over the
-    #: logits, distribution-equivalent; samplers/fast_step.py, issue 12).
+    #: logits, distribution-equivalent; samplers/fast_step.py).
     mode: str = "exact"
 
     def components(self):
@@ -125,10 +93,20 @@ class SamplerVariant:
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.resolved(), sort_keys=True).encode()).hexdigest()[:16]
 
+    def step_forward_passes(self, step: int, total_steps: int) -> int:
+        """Transformer calls per image of one `SamplerEngine.step` at index `step`: its guided forward plus
+        the extra passes of the components it calls. Every step calls the guidance, the logits processors,
+        the probability correctors and the token sampler; the last step reveals everything, so only the
+        others call the confidence, the reveal schedule and the re-mask policy (`SamplerEngine.commit`)."""
+        every_step = [self.guidance, *self.logits_processors, *self.probability_correctors, self.token_sampler]
+        before_last = [self.confidence, self.reveal_schedule, self.remask]
+        called = every_step if step == total_steps - 1 else every_step + before_last
+        return 1 + sum(component.extra_forward_passes() for component in called)
+
     def forward_passes(self, total_steps: int) -> int:
-        """Declared transformer calls per image (the engine also counts the real ones)."""
-        extra = sum(c.extra_forward_passes_per_step for c in self.components() if c is not self.loop)
-        return self.loop.forward_passes(total_steps) + extra * total_steps
+        """Declared transformer calls per image: the loop's steps at their `step_forward_passes` (the engine
+        counts the real calls, and for every fixed reveal schedule the two are equal)."""
+        return self.loop.forward_passes(total_steps, lambda step: self.step_forward_passes(step, total_steps))
 
     def summary(self) -> str:
         parts = [c.describe() for c in self.components()]
@@ -165,7 +143,7 @@ def resolve_spec(name: str, tables: Mapping[str, Mapping[str, Any]] | None = Non
     merged = {**base, **own}
     if "description" not in own and base:
         # Derived from the components that differ, so a variant registered without a description still
-        # says what it is in --list and the report (issue 15).
+        # says what it is in --list and the report.
         changed = "; ".join(f"{key} = {_label(value)}" for key, value in own.items()) or "no changes"
         merged["description"] = f"{base_name} with {changed}"
     return merged
@@ -207,5 +185,3 @@ def build_variant(name: str, tables: Mapping[str, Mapping[str, Any]] | None = No
             raise ConfigError(f"variants.{name}: {exc}") from None
     return variant
 
-
-from . import presets as _presets  # noqa: E402,F401  (registers the catalogue presets)

@@ -1,6 +1,7 @@
 """Masked Z-sampling: zig-zag with inversion (Shao et al. 2024, "Bag of Design Choices …", arXiv
-2411.10781, §3 "Enhanced Inference"; reference §2.3), the MGT form of Z-sampling (Bai et al. 2024,
-arXiv 2412.10891), which alternates strong-guidance denoising with weak-guidance inversion.
+2411.10781, §3 "Enhanced Inference"; the reference is its code, `pipeline.forward_ours` and
+`scheduler_inv.step_zigzag`), the MGT form of Z-sampling (Bai et al. 2024, arXiv 2412.10891), which
+alternates strong-guidance denoising with weak-guidance inversion.
 
 For every step i < T − 1, with m_i positions masked at its start:
 
@@ -49,8 +50,10 @@ class ZigZagLoop(Loop):
         require(self.inversion_guidance >= 0, self.kind, self.name,
                 f"inversion_guidance must be >= 0 (0 = unconditional), got {self.inversion_guidance}")
 
-    def forward_passes(self, total_steps: int) -> int:
-        return 3 * (total_steps - 1) + 1
+    def forward_passes(self, total_steps, step_passes):
+        """Two steps and one inversion forward for every i < T − 1, then the last step: 3(T − 1) + 1 calls
+        when a step is one forward."""
+        return sum(2 * step_passes(step) + 1 for step in range(total_steps - 1)) + step_passes(total_steps - 1)
 
     def run(self, engine, generation) -> None:
         inversion = FixedGuidance(scale_value=self.inversion_guidance)

@@ -1,12 +1,16 @@
-"""Issue 15: a component whose methods cannot take the engine's arguments fails at registration, and a
-context attribute that does not exist names the nearest one."""
+"""A component whose methods cannot take the engine's arguments fails at registration, and a context
+attribute that does not exist names the nearest one. The contract is read off the kinds' base classes."""
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 
 from mgt_common.errors import ConfigError
 from samplers.components import (
+    KIND_BASES,
     REGISTRIES,
+    Component,
     Confidence,
     Guidance,
     LogitsProcessor,
@@ -14,11 +18,69 @@ from samplers.components import (
     RevealSchedule,
     register_component,
 )
-from samplers.contract import METHODS, PluginContractError
+from samplers.contract import PluginContractError, check_component_class, engine_methods
 
 
-def test_every_kind_has_a_contract():
-    assert set(METHODS) == set(REGISTRIES)
+def test_every_kind_has_a_base_class_and_a_registry():
+    assert set(KIND_BASES) == set(REGISTRIES)
+    assert all(issubclass(base, Component) and base.kind == kind for kind, base in KIND_BASES.items())
+
+
+def test_the_contract_is_the_base_class_signatures():
+    """A method added to a base class is part of the contract with the arguments it declares, without
+    being listed anywhere else; private helpers and non-methods are not."""
+
+    @dataclasses.dataclass
+    class Base(Component):
+        kind = "made-up"
+        required_methods = ("draw",)
+        limit = 3
+
+        def draw(self, probs, ctx):
+            raise NotImplementedError
+
+        def _helper(self, anything):
+            pass
+
+    methods = engine_methods(Base)
+    assert methods["draw"] == ("probs", "ctx")
+    assert methods["check_composition"] == ("variant",) and methods["validate"] == ()
+    assert "_helper" not in methods and "limit" not in methods
+
+    class Wrong(Base):
+        def draw(self, probs):
+            return probs
+
+    with pytest.raises(PluginContractError, match=r"draw\(self, probs\) cannot be called as draw\(probs, ctx\)"):
+        check_component_class("made-up", "wrong", Wrong, Base)
+    with pytest.raises(PluginContractError, match=r"defines no draw\(self, probs, ctx\)"):
+        check_component_class("made-up", "empty", type("Empty", (Base,), {}), Base)
+
+
+CONTRACT = [(kind, method, args) for kind, base in sorted(KIND_BASES.items())
+            for method, args in sorted(engine_methods(base).items())]
+
+
+@pytest.mark.parametrize("kind, method, args", CONTRACT, ids=[f"{k}.{m}" for k, m, _ in CONTRACT])
+def test_every_method_of_every_kind_is_checked(kind, method, args):
+    """For each kind and each method its base class defines: one argument too many fails at registration,
+    the right number under other names registers."""
+    base = KIND_BASES[kind]
+    name = f"contract-{kind}-{method}".replace("_", "-")
+
+    def make(arity: int, suffix: str) -> type:
+        namespace: dict = {}
+        exec(f"def {method}({', '.join(['self', *(f'a{i}' for i in range(arity))])}):\n    return None", namespace)
+        members = {"__doc__": "a test component"}
+        members.update({other: (lambda self, *anything: None) for other in base.required_methods[:1]})
+        members[method] = namespace[method]
+        return register_component(kind, name + suffix)(type(f"Made{suffix}", (base,), members))
+
+    with pytest.raises(PluginContractError, match=rf"{method}\(self, .*\) cannot be called as"):
+        make(len(args) + 1, "-extra")
+    assert name + "-extra" not in REGISTRIES[kind]
+    made = make(len(args), "-ok")
+    assert REGISTRIES[kind].get(name + "-ok") is made
 
 
 def test_scale_without_ctx_fails_at_registration():

@@ -1,4 +1,5 @@
-"""Issue 15: docs/plugins.md covers every decision kind, and every example on it registers and runs."""
+"""docs/plugins.md covers every decision kind and every method of its contract, and every example on it
+registers and runs (in fast mode too where it declares a fused form)."""
 from __future__ import annotations
 
 import re
@@ -8,8 +9,8 @@ import pytest
 from bench.check import run_variant, tiny_model
 from helpers import REPO
 from mgt_common.registry import load_plugin_file
-from samplers.components import REGISTRIES, list_components
-from samplers.contract import METHODS
+from samplers.components import KIND_BASES, REGISTRIES, fused_form, list_components
+from samplers.contract import engine_methods
 from samplers.variant import VARIANT_PRESETS, build_variant
 
 DOC = REPO / "docs" / "plugins.md"
@@ -42,13 +43,14 @@ def test_every_kind_has_a_section_and_an_example(examples):
     for kinds, variants in examples:
         assert len(kinds) == 1 and len(variants) == 1, "each example registers one component and one variant"
         covered |= kinds
-    assert covered == set(METHODS) == set(REGISTRIES)
-    for kind in METHODS:
+    assert covered == set(KIND_BASES) == set(REGISTRIES)
+    for kind, base in KIND_BASES.items():
         heading = {"logits_processor": "logits_processors", "probability_corrector": "probability_correctors",
                    "model_transform": "model_transforms"}.get(kind, kind)
         assert re.search(rf"^### {heading}:", text, re.M), f"docs/plugins.md has no section for {kind}"
-        for method in METHODS[kind]:
-            assert f"{method}(self" in text, f"docs/plugins.md does not show {kind}.{method}"
+        for method, args in engine_methods(base).items():
+            signature = f"{method}({', '.join(('self', *args))})"
+            assert signature in text, f"docs/plugins.md does not show {kind}.{signature}"
 
 
 def test_every_example_runs(examples):
@@ -59,6 +61,9 @@ def test_every_example_runs(examples):
             check_model_transform(variant.model_transforms, model)
         result = run_variant(variant, model, prompts, steps=8, guidance=3.0)
         assert result.forward_passes >= 1
+        if all(fused_form(component) is not None for component in variant.components()):
+            fast = build_variant("fast", {"fast": {"base": variant_name, "mode": "fast"}})
+            assert run_variant(fast, model, prompts, steps=8, guidance=3.0).forward_passes >= 1
 
 
 def check_model_transform(transforms, tiny):
