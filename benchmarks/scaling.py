@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The same benchmark run with 1, 2, … processes on this machine: wall time, throughput, and equality (issue 7).
+"""The same benchmark run with 1, 2, … processes on this machine: wall time, throughput, and equality (docs/scaling.md).
 
 For each process count n it runs ``run_bench.py`` afresh into its own run directory — one process for
 n = 1, ``torchrun --standalone --nproc_per_node n`` otherwise — and reports the whole command's wall

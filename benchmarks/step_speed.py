@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""One sampler step at Meissonic's real shape, ours against ``diffusers.AmusedScheduler.step`` (issue 7).
+"""One sampler step at Meissonic's real shape, ours against ``diffusers.AmusedScheduler.step`` (docs/scaling.md, "The sampler step is not the bottleneck").
 
 For every batch size and dtype asked for, the same conditional and unconditional logits ``(B, 4096,
 8192)`` (Meissonic-1024: a 64×64 token grid, an 8192-entry codebook) go through
@@ -161,7 +161,7 @@ def run(args) -> list[dict]:
     for name in names:
         if args.mode in ("exact", "both"):
             variants[name] = build_variant(name)
-        # the fused step (issue 12) for every composition it can express: NAME@fast
+        # the fused step (docs/plugins.md, "Fast mode") for every composition it can express: NAME@fast
         if args.mode in ("fast", "both") and fast_support(build_variant(name)) is None:
             variants[f"{name}@fast"] = build_variant(f"{name}@fast", {f"{name}@fast": {"base": name, "mode": "fast"}})
     names = list(variants)
@@ -227,7 +227,7 @@ def main(argv=None) -> int:
     parser.add_argument("--dtype", type=lambda s: s.split(","), default=["fp32", "bf16"])
     parser.add_argument("--variants", default="vanilla", help="comma-separated preset names, or 'all'")
     parser.add_argument("--mode", choices=("exact", "fast", "both"), default="exact",
-                        help="step mode: exact (reference arithmetic), fast (fused, issue 12; NAME@fast rows), both")
+                        help="step mode: exact (reference arithmetic), fast (fused; NAME@fast rows), both")
     parser.add_argument("--reps", type=int, default=5, help="timed repetitions (after one warm-up)")
     parser.add_argument("--seq-len", type=int, default=4096, help="token positions (Meissonic-1024: 4096)")
     parser.add_argument("--vocab", type=int, default=8192, help="codebook size (Meissonic: 8192)")

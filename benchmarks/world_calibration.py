@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Calibration of the synthetic world's trained network against the world's exact conditional (issue 14).
+"""Calibration of the synthetic world's trained network against the world's exact conditional (docs/world.md).
 
 For each prompt of the default prompt set (and the empty prompt, the unconditional branch) it draws
 exact samples x ~ p(x | prompt), hides a fraction of their tokens at random, and compares at every

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Generation time of the default run (issue 14: "about a minute or less on 2 idle cores").
+"""Generation time of the default run (docs/world.md, "Generation time").
 
 Generates every unit of a config (default: the shipped ``default``) in memory, variant by variant, in
 the config's batch size, exactly as the runner's generate stage does (same engine, same seeds), without

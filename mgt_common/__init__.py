@@ -1,4 +1,4 @@
 """Tiny shared pieces that `samplers`, `metrics` and `bench` all need: registries and user errors.
 
-Kept separate so that `samplers` and `metrics` never import `bench` (see DESIGN.md, "The rooms").
+Kept separate so that `samplers` and `metrics` never import `bench` (docs/design.md, "The rooms").
 """
