@@ -1,111 +1,79 @@
 """The field's named prompt sets, registered with `bench.prompts.register_prompt_set`.
 
-Sources (facts in shared/reference/ecosystem-notes.md and meissonic-and-design-choices.md §3):
+Without ``path`` each set's upstream file is fetched on first use, verified by sha256 and cached
+(`bench.prompt_files`, docs/scorers.md "Prompt sets"); ``path`` (a file, or a folder holding it) overrides.
+The loaders read the files as their authors wrote them: prompt texts are byte-exact (leading and trailing
+spaces, inner newlines kept, as the reference pipelines feed them; ``strip = true`` trims them), category
+labels are trimmed (they only group results).
 
-- ``hpsv2-benchmark``: HPSv2's benchmark (Wu et al., arXiv 2306.09341), 4 styles x 800 prompts, files
-  ``benchmark/<style>.json`` (a JSON list of strings) of the hub dataset ``zhwang/HPDv2``. The style is
-  the category; ids are ``<style>-<idx:05d>`` so that an export can write ``<style>/<idx:05d>.jpg``.
-- ``drawbench``: DrawBench (Saharia et al., Imagen, arXiv 2205.11487), 200 prompts in 11 categories;
-  the sheet's CSV has columns ``Prompts`` and ``Category``. Without a file, HPDv2's
-  ``benchmark/drawbench.json`` (prompts only, no categories).
-- ``partiprompts``: PartiPrompts (Yu et al., Parti, arXiv 2206.10789), ``PartiPrompts.tsv`` with columns
-  ``Prompt``, ``Category``, ``Challenge``, ``Note`` (category from ``Category`` or ``Challenge``).
+- ``hpsv2-benchmark``: HPSv2's benchmark (Wu et al., arXiv 2306.09341), 4 styles x 800 prompts,
+  ``benchmark/<style>.json`` of the hub dataset zhwang/HPDv2 (a JSON list of strings). The style is the
+  category; ids are ``<style>-<idx:05d>``, so that an export can write ``<style>/<idx:05d>.jpg``.
+- ``drawbench``: DrawBench (Saharia et al., Imagen, arXiv 2205.11487), 200 prompts in 11 categories,
+  the Imagen sheet's CSV (``Prompts``, ``Category``). HPDv2's ``drawbench.json`` holds the same 200
+  prompts without categories; a folder given as ``path`` is read from the CSV when it has both.
+- ``partiprompts``: PartiPrompts (Yu et al., Parti, arXiv 2206.10789), ``PartiPrompts.tsv`` (``Prompt``,
+  ``Category``, ``Challenge``, ``Note``), tab-separated without quoting: a prompt may start with ``"``.
 - ``geneval``: GenEval (Ghosh et al., arXiv 2310.11513), ``evaluation_metadata.jsonl``: one object per
-  line with ``prompt`` and ``tag`` (the category); ids ``<idx:05d>`` as GenEval's own layout.
-- ``challengebench``: the design-choices paper's 220 hard prompts, listed twice (440 lines), one per line.
-  With ``seeds`` (the paper's ``HPD_prompt2seed.json``: index -> seed) line k gets seed k mod len(seeds),
-  as the paper's evaluation code does, so the two copies of a prompt get different seeds.
-- ``prompt2seed``: the paper's ``hpsv2_prompt2seed.txt`` format, lines ``idx, prompt, seed`` (the prompt
-  may itself hold commas).
-
-Sets that live on the hub are read from a local path, or from the Hugging Face cache (downloaded only
-when allowed); otherwise the loader fails with a `ConfigError` that names the file and how to get it.
-
-None of the files ships with the package (issue 15): no package on PyPI carries them, so a user fetches
-each once with the command in `GET` (also in docs/scorers.md) and points ``path`` at it.
+  line with ``prompt``, ``tag`` (the category) and the ``include`` / ``exclude`` objects its evaluator
+  checks; the whole object stays attached as `Prompt.metadata`. Ids ``<idx:05d>`` are GenEval's folders.
+- ``challengebench``: the design-choices paper's (Shao et al., arXiv 2411.10781) 220 hard prompts listed
+  twice, one per line, read as the paper's ``load_prompt`` reads them (each line stripped, empty lines
+  dropped); its seeds ``HPD_prompt2seed.json`` give line k the seed k mod len(seeds), so the two copies of
+  a prompt get different seeds.
+- ``prompt2seed``: the paper's ``hpsv2_prompt2seed.txt``, lines ``idx, prompt, seed`` split on ", " as the
+  paper's code does (the prompt may itself hold ", ").
 """
 from __future__ import annotations
 
-import csv
 import io
 import json
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Sequence
 
-from mgt_common.errors import ConfigError, UserError
+from mgt_common.errors import ConfigError
 
-from .prompts import Prompt, register_prompt_set
-
-HPDV2_REPO = "zhwang/HPDv2"
-HPSV2_STYLES = ("anime", "concept-art", "paintings", "photo")
-
-#: name → (where the file lives, the commands that fetch it, the config lines that use it).
-GET = {
-    "partiprompts": ("PartiPrompts.tsv (1632 prompts) in github.com/google-research/parti",
-                     "git clone --depth 1 https://github.com/google-research/parti",
-                     'prompts = { source = "partiprompts", path = "parti/PartiPrompts.tsv" }'),
-    "geneval": ("prompts/evaluation_metadata.jsonl (553 prompts) in github.com/djghosh13/geneval",
-                "git clone --depth 1 https://github.com/djghosh13/geneval",
-                'prompts = { source = "geneval", path = "geneval/prompts/evaluation_metadata.jsonl" }'),
-    "challengebench": ("challengebench/challengebench.txt (220 prompts listed twice, 440 lines) and the seeds "
-                       "quantization/HPD_prompt2seed.json in github.com/xie-lab-ml/Bags_of_Tricks_Meissonic",
-                       "git clone --depth 1 https://github.com/xie-lab-ml/Bags_of_Tricks_Meissonic",
-                       'prompts = { source = "challengebench", path = "Bags_of_Tricks_Meissonic/challengebench/'
-                       'challengebench.txt", seeds = "Bags_of_Tricks_Meissonic/quantization/HPD_prompt2seed.json" }'),
-    "prompt2seed": ("quantization/hpsv2_prompt2seed.txt (150 prompts with seeds) in "
-                    "github.com/xie-lab-ml/Bags_of_Tricks_Meissonic",
-                    "git clone --depth 1 https://github.com/xie-lab-ml/Bags_of_Tricks_Meissonic",
-                    'prompts = { source = "prompt2seed", path = "Bags_of_Tricks_Meissonic/quantization/'
-                    'hpsv2_prompt2seed.txt" }'),
-}
-
-
-def _missing(name: str) -> ConfigError:
-    """The error for a set whose file was not given: where it lives, how to fetch it, how to use it."""
-    where, command, config = GET[name]
-    return ConfigError(f"{name}: no prompt file given, and none ships with mgt-bench. The set is {where}. "
-                       f"On a machine with network access run `{command}`, then set in the config: {config}")
+from .prompt_files import HPSV2_STYLES, fetch  # noqa: F401  (HPSV2_STYLES: bench.export names the styles)
+from .prompts import Prompt, read_table, register_prompt_set
 
 
 # -- helpers -------------------------------------------------------------------------------------------
 def _read_text(path: Path, what: str) -> str:
+    """The file's text exactly: bytes decoded as UTF-8 (a leading BOM dropped), no newline translation."""
     try:
-        return path.read_text(encoding="utf-8-sig")
+        return path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{what}: {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); re-save it as UTF-8") from None
     except OSError as exc:
         raise ConfigError(f"{what}: cannot read {path}: {exc.strerror}") from None
 
 
-def _hub_dataset_file(repo_id: str, filename: str, what: str) -> Path:
-    """A file of a hub dataset from the cache (or downloaded when allowed), else a clear ConfigError."""
-    from metrics.weights import resolve_hub_file
-
-    try:
-        return resolve_hub_file(repo_id, filename, repo_type="dataset", what=what)
-    except UserError as exc:
-        raise ConfigError(str(exc)) from None
-
-
-def _locate(path: str | None, default_repo: str | None, filename: str, what: str) -> Path:
-    """``path`` as a file, as a folder holding ``filename`` (or ``benchmark/filename``), as a hub dataset id;
-    without ``path``, ``filename`` from ``default_repo``."""
+def _source(path: str | None, key: str, names: Sequence[str], what: str) -> Path:
+    """``path`` as a file, or the first of ``names`` inside the folder ``path``; without ``path``, the
+    upstream file ``key`` (fetched and verified)."""
     if path is None:
-        if default_repo is None:
-            raise ConfigError(f"{what}: give `path`, the local file {filename!r}")
-        return _hub_dataset_file(default_repo, filename, what)
+        return fetch(key, what)
     local = Path(path).expanduser()
     if local.is_file():
         return local
     if local.is_dir():
-        name = Path(filename).name
-        for candidate in (local / filename, local / name, local / "benchmark" / name):
-            if candidate.is_file():
-                return candidate
-        raise ConfigError(f"{what}: folder {local} has no {name!r} (nor {filename!r})")
-    if str(path).count("/") == 1 and not str(path).startswith((".", "/", "~")):
-        return _hub_dataset_file(str(path), filename, what)
-    raise ConfigError(f"{what}: {path!r} is neither an existing file or folder nor a hub dataset id 'owner/name'")
+        for name in names:
+            if (local / name).is_file():
+                return local / name
+        raise ConfigError(f"{what}: folder {local} holds none of {', '.join(repr(n) for n in names)}; "
+                          "give the file itself as `path`, or leave `path` out to fetch the upstream file")
+    raise ConfigError(f"{what}: path {path!r} is neither an existing file nor a folder; "
+                      "leave `path` out to fetch the upstream file")
+
+
+def _check_strip(strip: Any, what: str) -> bool:
+    if not isinstance(strip, bool):
+        raise ConfigError(f"{what}: strip must be true or false, got {strip!r}")
+    return strip
+
+
+def _text(raw: str, strip: bool) -> str:
+    return raw.strip() if strip else raw
 
 
 def _json_string_list(path: Path, what: str) -> list[str]:
@@ -118,25 +86,29 @@ def _json_string_list(path: Path, what: str) -> list[str]:
     return data
 
 
-def _table_rows(path: Path, what: str) -> list[dict[str, str]]:
-    text = _read_text(path, what)
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    # io.StringIO keeps quoted fields that span lines intact (splitlines() would drop their newlines)
-    return list(csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter))
-
-
-def _column(rows: Sequence[dict], candidates: Iterable[str], path: Path, what: str, required: bool = True) -> str | None:
-    header = list(rows[0]) if rows else []
-    lowered = {str(h).strip().lower(): h for h in header if h is not None}
+def _column(header: Sequence[str], candidates: Sequence[str], path: Path, what: str, required: bool = True) -> str | None:
     for name in candidates:
-        if name.lower() in lowered:
-            return lowered[name.lower()]
+        if name in header:
+            return name
     if required:
-        raise ConfigError(f"{what}: {path} has no {' / '.join(candidates)} column (columns: {', '.join(map(str, header)) or 'none'})")
+        raise ConfigError(f"{what}: {path} has no {' / '.join(candidates)} column (columns: {', '.join(header) or 'none'})")
     return None
 
 
-def _nonempty(prompts: list[Prompt], source: str, what: str) -> list[Prompt]:
+def _table(path: Path, what: str) -> tuple[list[str], list[dict[str, str]]]:
+    """Header and rows of a .csv / .tsv; a row with more or fewer fields than the header is an error."""
+    rows = read_table(_read_text(path, what), path.suffix)
+    if not rows:
+        raise ConfigError(f"{what}: {path} holds no rows")
+    header = [h for h in rows[0] if h is not None]
+    for number, row in enumerate(rows):
+        if None in row or None in row.values():  # csv.DictReader's marks for extra / missing fields
+            fields = len(header) + len(row.get(None) or ()) - sum(v is None for v in row.values())
+            raise ConfigError(f"{what}: {path} data row {number + 1}: {fields} field(s), the header has {len(header)}")
+    return header, rows
+
+
+def _nonempty(prompts: list[Prompt], source: Path, what: str) -> list[Prompt]:
     if not prompts:
         raise ConfigError(f"{what}: {source} holds no prompts")
     return prompts
@@ -152,154 +124,176 @@ def _seed(value, where: str) -> int | None:
         raise ConfigError(f"{where}: seed {text!r} is not an integer") from None
 
 
+def _lines(text: str) -> list[str]:
+    """Lines as Python's text-mode ``for line in file`` gives them (universal newlines), without the ends;
+    unlike ``str.splitlines`` it does not split at U+2028, U+0085 and the like."""
+    return [line.rstrip("\r\n") for line in io.StringIO(text, newline=None)]
+
+
 # -- the sets ------------------------------------------------------------------------------------------
 @register_prompt_set("hpsv2-benchmark")
-def hpsv2_benchmark(path: str | None = None, styles: Sequence[str] | str = HPSV2_STYLES, limit: int | None = None) -> list[Prompt]:
+def hpsv2_benchmark(path: str | None = None, styles: Sequence[str] | str = HPSV2_STYLES, limit: int | None = None,
+                    strip: bool = False) -> list[Prompt]:
     """HPSv2 benchmark: anime, concept-art, paintings, photo x 800 prompts (zhwang/HPDv2 benchmark/<style>.json).
 
-    ``path``: a folder with ``<style>.json`` (or ``benchmark/<style>.json``), or a hub dataset id (default
-    zhwang/HPDv2, read from the Hugging Face cache when offline). ``limit``: the first n prompts per style.
+    ``path``: a folder with ``<style>.json`` (or ``benchmark/<style>.json``); default: fetched from the hub
+    dataset at a pinned revision. ``limit``: the first n prompts per style.
     """
+    strip = _check_strip(strip, "hpsv2-benchmark")
     styles = [styles] if isinstance(styles, str) else list(styles)
     unknown = [s for s in styles if s not in HPSV2_STYLES]
     if unknown or not styles:
         raise ConfigError(f"hpsv2-benchmark: unknown style(s) {unknown}; styles are {', '.join(HPSV2_STYLES)}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"hpsv2-benchmark: limit must be a positive integer (prompts per style), got {limit!r}")
+    if path is not None and not Path(path).expanduser().is_dir():
+        raise ConfigError(f"hpsv2-benchmark: path {path!r} must be a folder holding <style>.json (or "
+                          "benchmark/<style>.json); leave it out to fetch the upstream files")
     prompts = []
     for style in styles:
-        file = _locate(path if path is not None else HPDV2_REPO, None, f"benchmark/{style}.json", "hpsv2-benchmark")
+        file = _source(path, f"hpsv2-benchmark/{style}.json", (f"{style}.json", f"benchmark/{style}.json"),
+                       "hpsv2-benchmark")
         texts = _json_string_list(file, "hpsv2-benchmark")
         if not texts:
             raise ConfigError(f"hpsv2-benchmark: {file} holds no prompts")
         for index, text in enumerate(texts[:limit] if limit else texts):
-            # empty prompts keep their index: the benchmark's image names are positional
-            prompts.append(Prompt(id=f"{style}-{index:05d}", text=text.strip(), category=style))
+            if text.strip():  # a blank prompt is skipped; the others keep their index (image names are positional)
+                prompts.append(Prompt(id=f"{style}-{index:05d}", text=_text(text, strip), category=style))
     return prompts
 
 
 @register_prompt_set("drawbench")
-def drawbench(path: str | None = None) -> list[Prompt]:
-    """DrawBench: 200 prompts, 11 categories (a CSV/TSV with Prompts and Category columns, or a JSON list).
+def drawbench(path: str | None = None, strip: bool = False) -> list[Prompt]:
+    """DrawBench: 200 prompts in 11 categories (the Imagen sheet's CSV: Prompts, Category).
 
-    ``path``: the CSV (the Imagen sheet's export) or a JSON list; default HPDv2's benchmark/drawbench.json
-    (from the Hugging Face cache; prompts only, no categories).
+    ``path``: the CSV (or a .tsv), HPDv2's JSON list (no categories), or a folder holding them (the CSV is
+    preferred); default: the CSV, fetched at a pinned commit.
     """
-    file = _locate(path, HPDV2_REPO, "benchmark/drawbench.json", "drawbench")
+    strip = _check_strip(strip, "drawbench")
+    file = _source(path, "drawbench/DrawBench.csv", ("DrawBench.csv", "drawbench.json", "benchmark/drawbench.json"),
+                   "drawbench")
     if file.suffix.lower() == ".json":
-        prompts = [Prompt(id=f"{i:05d}", text=t.strip()) for i, t in enumerate(_json_string_list(file, "drawbench"))]
-        return _nonempty([p for p in prompts if p.text], str(file), "drawbench")
-    rows = _table_rows(file, "drawbench")
-    if not rows:
-        raise ConfigError(f"drawbench: {file} holds no rows")
-    text_col = _column(rows, ("Prompts", "Prompt", "prompt", "text"), file, "drawbench")
-    cat_col = _column(rows, ("Category", "category"), file, "drawbench", required=False)
-    prompts = [Prompt(id=f"{i:05d}", text=(row.get(text_col) or "").strip(), category=(row.get(cat_col) or "").strip() if cat_col else "")
-               for i, row in enumerate(rows)]
-    return _nonempty([p for p in prompts if p.text], str(file), "drawbench")
+        prompts = [Prompt(id=f"{i:05d}", text=_text(t, strip))
+                   for i, t in enumerate(_json_string_list(file, "drawbench")) if t.strip()]
+        return _nonempty(prompts, file, "drawbench")
+    header, rows = _table(file, "drawbench")
+    text_col = _column(header, ("Prompts", "Prompt", "prompt", "text"), file, "drawbench")
+    cat_col = _column(header, ("Category", "category"), file, "drawbench", required=False)
+    prompts = [Prompt(id=f"{i:05d}", text=_text(row[text_col], strip), category=row[cat_col].strip() if cat_col else "")
+               for i, row in enumerate(rows) if row[text_col].strip()]
+    return _nonempty(prompts, file, "drawbench")
 
 
 @register_prompt_set("partiprompts")
-def partiprompts(path: str | None = None, category_column: str = "Category") -> list[Prompt]:
-    """PartiPrompts: about 1.6k prompts (PartiPrompts.tsv: Prompt, Category, Challenge, Note).
+def partiprompts(path: str | None = None, category_column: str = "Category", strip: bool = False) -> list[Prompt]:
+    """PartiPrompts: 1632 prompts, 12 categories / 11 challenges (PartiPrompts.tsv: Prompt, Category, Challenge, Note).
 
-    ``path``: the TSV file (github.com/google-research/parti), a folder holding it, or a hub dataset id
-    that holds ``PartiPrompts.tsv``. ``category_column``: "Category" (12 topics) or "Challenge" (11 kinds).
+    ``path``: the TSV or a folder holding it; default: fetched at a pinned commit. ``category_column``:
+    "Category" (12 topics) or "Challenge" (11 kinds). The row's other fields are the prompt's metadata.
     """
-    if path is None:
-        raise _missing("partiprompts")
-    file = _locate(path, None, "PartiPrompts.tsv", "partiprompts")
-    rows = _table_rows(file, "partiprompts")
-    if not rows:
-        raise ConfigError(f"partiprompts: {file} holds no rows")
-    text_col = _column(rows, ("Prompt", "prompt"), file, "partiprompts")
-    cat_col = _column(rows, (category_column,), file, "partiprompts")
-    prompts = [Prompt(id=f"{i:05d}", text=(row.get(text_col) or "").strip(), category=(row.get(cat_col) or "").strip())
-               for i, row in enumerate(rows)]
-    return _nonempty([p for p in prompts if p.text], str(file), "partiprompts")
+    strip = _check_strip(strip, "partiprompts")
+    file = _source(path, "partiprompts/PartiPrompts.tsv", ("PartiPrompts.tsv",), "partiprompts")
+    header, rows = _table(file, "partiprompts")
+    text_col = _column(header, ("Prompt",), file, "partiprompts")
+    cat_col = _column(header, (category_column,), file, "partiprompts")
+    prompts = [Prompt(id=f"{i:05d}", text=_text(row[text_col], strip), category=row[cat_col].strip(),
+                      metadata={k: v for k, v in row.items() if k != text_col})
+               for i, row in enumerate(rows) if row[text_col].strip()]
+    return _nonempty(prompts, file, "partiprompts")
 
 
 @register_prompt_set("geneval")
-def geneval(path: str | None = None) -> list[Prompt]:
-    """GenEval: 553 prompts in 6 tags (evaluation_metadata.jsonl: one object per line with prompt and tag).
+def geneval(path: str | None = None, strip: bool = False) -> list[Prompt]:
+    """GenEval: 553 prompts in 6 tags (evaluation_metadata.jsonl), each with its include/exclude objects.
 
-    ``path``: the JSONL file (github.com/djghosh13/geneval, prompts/evaluation_metadata.jsonl) or its folder.
-    Ids are the line numbers ``<idx:05d>``, as GenEval's own output layout.
+    ``path``: the JSONL file or a folder holding it (or its ``prompts/``); default: fetched at a pinned
+    commit. Ids are GenEval's folder indices ``<idx:05d>``; `Prompt.metadata` is the line's whole object,
+    as GenEval's evaluator reads it from each folder's ``metadata.jsonl``.
     """
-    if path is None:
-        raise _missing("geneval")
-    file = _locate(path, None, "evaluation_metadata.jsonl", "geneval")
+    strip = _check_strip(strip, "geneval")
+    file = _source(path, "geneval/evaluation_metadata.jsonl",
+                   ("evaluation_metadata.jsonl", "prompts/evaluation_metadata.jsonl"), "geneval")
     prompts = []
-    for number, line in enumerate(_read_text(file, "geneval").splitlines()):
+    for number, line in enumerate(_read_text(file, "geneval").split("\n")):
         if not line.strip():
             continue
+        where = f"geneval: {file} line {number + 1}"
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"geneval: {file} line {number + 1}: not valid JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or not str(row.get("prompt") or "").strip():
-            raise ConfigError(f"geneval: {file} line {number + 1}: every line needs a 'prompt' (got {line[:60]!r})")
-        prompts.append(Prompt(id=f"{len(prompts):05d}", text=str(row["prompt"]).strip(), category=str(row.get("tag") or ""),
-                              seed=_seed(row.get("seed"), f"geneval: {file} line {number + 1}")))
-    return _nonempty(prompts, str(file), "geneval")
+            raise ConfigError(f"{where}: not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
+            raise ConfigError(f"{where}: every line needs a 'prompt' string (got {line[:60]!r})")
+        prompts.append(Prompt(id=f"{len(prompts):05d}", text=_text(row["prompt"], strip), category=str(row.get("tag") or ""),
+                              seed=_seed(row.get("seed"), where), metadata=row))
+    return _nonempty(prompts, file, "geneval")
 
 
-def _seed_list(seeds: str | Sequence[int], what: str) -> list[int]:
+def _seed_list(seeds: Any, what: str) -> list[int] | None:
+    """``"paper"``: the paper's HPD_prompt2seed.json (fetched); ``"config"``: None (the run's seeds); a file
+    (JSON list, or an object index -> seed as the paper's, read in its order as the paper's code does);
+    or a list of integers."""
     if isinstance(seeds, (list, tuple)):
-        return [int(s) for s in seeds]
-    file = Path(seeds).expanduser()
+        if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+            raise ConfigError(f"{what}: seeds must be a non-empty list of integers, got {seeds!r}")
+        return list(seeds)
+    if seeds == "config":
+        return None
+    if not isinstance(seeds, str):
+        raise ConfigError(f"{what}: seeds must be \"paper\", \"config\", a file path or a list of integers, got {seeds!r}")
+    file = fetch("challengebench/HPD_prompt2seed.json", what) if seeds == "paper" else Path(seeds).expanduser()
     if not file.is_file():
         raise ConfigError(f"{what}: seeds file {file} does not exist")
     try:
         data = json.loads(_read_text(file, what))
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{what}: {file} line {exc.lineno}: not valid JSON ({exc.msg})") from None
-    if isinstance(data, dict):  # HPD_prompt2seed.json: {"0": seed, "1": seed, ...}
-        try:
-            return [int(data[k]) for k in sorted(data, key=int)]
-        except (TypeError, ValueError):
-            raise ConfigError(f"{what}: {file}: keys must be indices and values integer seeds") from None
-    if isinstance(data, list):
-        return [int(s) for s in data]
-    raise ConfigError(f"{what}: {file} must be a JSON list of seeds or an object index -> seed")
+    values = list(data.values()) if isinstance(data, dict) else data if isinstance(data, list) else None
+    if not values or not all(isinstance(s, int) and not isinstance(s, bool) for s in values):
+        raise ConfigError(f"{what}: {file} must be a non-empty JSON list of integer seeds or an object index -> seed")
+    return values
 
 
 @register_prompt_set("challengebench")
-def challengebench(path: str | None = None, seeds: str | Sequence[int] | None = None) -> list[Prompt]:
-    """ChallengeBench (the design-choices paper): 220 hard prompts listed twice, one per line.
+def challengebench(path: str | None = None, seeds: str | Sequence[int] = "paper") -> list[Prompt]:
+    """ChallengeBench (the design-choices paper): 220 hard prompts listed twice (440 lines), with the paper's seeds.
 
-    ``path``: the text file (required). ``seeds``: optional JSON (list, or object index -> seed, as the
-    paper's HPD_prompt2seed.json); line k gets seeds[k mod len(seeds)].
+    ``path``: the text file or a folder holding it; default: fetched at a pinned commit. ``seeds``:
+    "paper" (HPD_prompt2seed.json, fetched the same way; line k gets seeds[k mod len]), "config" (the
+    run's seeds; the second copy of each prompt then repeats the first and is dropped), a JSON file, or
+    a list of integers.
     """
-    if path is None:
-        raise _missing("challengebench")
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise ConfigError(f"challengebench: {file} does not exist")
-    lines = [line.strip() for line in _read_text(file, "challengebench").splitlines()]
-    lines = [line for line in lines if line]  # the paper's loader drops empty lines before seeding
-    seed_list = _seed_list(seeds, "challengebench") if seeds is not None else None
-    if seed_list is not None and not seed_list:
-        raise ConfigError("challengebench: the seeds list is empty")
+    file = _source(path, "challengebench/challengebench.txt", ("challengebench.txt", "challengebench/challengebench.txt"),
+                   "challengebench")
+    # the paper's load_prompt: each line stripped (356 of the 440 end in spaces), empty lines dropped
+    lines = [line.strip() for line in _lines(_read_text(file, "challengebench"))]
+    lines = [line for line in lines if line]
+    seed_list = _seed_list(seeds, "challengebench")
     prompts = [Prompt(id=f"{i:05d}", text=text, seed=seed_list[i % len(seed_list)] if seed_list else None)
                for i, text in enumerate(lines)]
-    return _nonempty(prompts, str(file), "challengebench")
+    return _nonempty(prompts, file, "challengebench")
 
 
 @register_prompt_set("prompt2seed")
 def prompt2seed(path: str | None = None) -> list[Prompt]:
-    """Prompt-seed pairs in the paper's hpsv2_prompt2seed.txt format: lines ``idx, prompt, seed``."""
-    if path is None:
-        raise _missing("prompt2seed")
-    file = Path(path).expanduser()
+    """The paper's 150 HPSv2-style prompts with seeds (hpsv2_prompt2seed.txt: lines ``idx, prompt, seed``).
+
+    ``path``: the text file or a folder holding it; default: fetched at a pinned commit. Lines are split
+    at ", " as the paper's code splits them. (The paper's script takes the seeds from HPD_prompt2seed.json
+    instead; its first 150 values equal this file's third column.)
+    """
+    file = _source(path, "prompt2seed/hpsv2_prompt2seed.txt", ("hpsv2_prompt2seed.txt", "quantization/hpsv2_prompt2seed.txt"),
+                   "prompt2seed")
     prompts = []
-    for number, line in enumerate(_read_text(file, "prompt2seed").splitlines()):
+    for number, line in enumerate(_lines(_read_text(file, "prompt2seed"))):
         if not line.strip():
             continue
-        parts = line.split(",")
-        if len(parts) < 3:
-            raise ConfigError(f"prompt2seed: {file} line {number + 1}: expected 'idx, prompt, seed' (got {line[:60]!r})")
         where = f"prompt2seed: {file} line {number + 1}"
-        text = ",".join(parts[1:-1]).strip()
-        if not text:
+        parts = line.strip().split(", ")
+        if len(parts) < 3:
+            raise ConfigError(f"{where}: expected 'idx, prompt, seed' (got {line[:60]!r})")
+        text = ", ".join(parts[1:-1])
+        if not text.strip():
             raise ConfigError(f"{where}: empty prompt")
-        prompts.append(Prompt(id=parts[0].strip() or f"{number:05d}", text=text, seed=_seed(parts[-1], where)))
-    return _nonempty(prompts, str(file), "prompt2seed")
+        prompts.append(Prompt(id=parts[0] or f"{number:05d}", text=text, seed=_seed(parts[-1], where)))
+    return _nonempty(prompts, file, "prompt2seed")

@@ -1,8 +1,8 @@
 """Prompt sets: the world's own, registered named sets, and plain text / CSV / JSONL files.
 
-A prompt set is a list of `Prompt` (id, text, category, optional fixed seed). The paper fixes one seed
-per prompt (its hpsv2_prompt2seed.txt); files may give a `seed` column, and such prompts are generated
-with that seed only.
+A prompt set is a list of `Prompt` (id, text, category, optional fixed seed, optional metadata). The
+paper fixes one seed per prompt (its hpsv2_prompt2seed.txt); files may give a `seed` column, and such
+prompts are generated with that seed only.
 
 Named sets are registered in `PROMPT_SETS` as loader functions ``loader(**params) -> list[Prompt]``;
 anything else given as `prompts` in a config is read as a file path.
@@ -12,9 +12,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from mgt_common.errors import ConfigError
 from mgt_common.registry import Registry
@@ -26,6 +26,9 @@ class Prompt:
     text: str
     category: str = ""
     seed: int | None = None
+    #: the source row's other fields, for an evaluator that needs them (e.g. GenEval's ``include`` /
+    #: ``exclude`` objects); not part of a prompt's identity, so it takes no part in equality or hashing
+    metadata: Mapping[str, Any] | None = field(default=None, compare=False, hash=False)
 
 
 PROMPT_SETS: Registry[Callable[..., list[Prompt]]] = Registry("prompt set", "named prompt sets", builtins=(
@@ -60,7 +63,8 @@ def read_prompt_file(path: Path) -> list[Prompt]:
     """One prompt per line (.txt), a `prompt` column (.csv/.tsv), or objects with a `prompt` key (.jsonl/.json).
 
     Optional columns/keys: `id`, `category`, `seed`. Blank prompts are skipped; ids default to the
-    row number (zero-padded, so that they sort).
+    row number (zero-padded, so that they sort). A .tsv is tab-separated values as IANA defines them:
+    no quoting, so a field may start with a double quote (PartiPrompts does); a .csv follows RFC 4180.
     """
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -70,8 +74,7 @@ def read_prompt_file(path: Path) -> list[Prompt]:
         raise ConfigError(f"prompts: cannot read {path}: {exc.strerror}") from None
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
-        # io.StringIO, not splitlines(): a quoted field may span lines, and splitlines() drops its newlines
-        rows = list(csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ","))
+        rows = read_table(text, suffix)
         if rows and "prompt" not in rows[0]:
             raise ConfigError(f"prompts: {path} has no 'prompt' column (columns: {', '.join(rows[0])}); "
                               "name the prompt column 'prompt'")
@@ -87,6 +90,14 @@ def read_prompt_file(path: Path) -> list[Prompt]:
         prompts.append(Prompt(id=str(row.get("id") or f"{index:05d}"), text=prompt_text,
                               category=str(row.get("category") or ""), seed=_seed(row.get("seed"), path, index)))
     return prompts
+
+
+def read_table(text: str, suffix: str) -> list[dict[str, str]]:
+    """Rows of a .csv (RFC 4180 quoting) or a .tsv (IANA TSV: tabs, no quoting; csv.QUOTE_NONE)."""
+    if suffix.lower() == ".tsv":
+        return list(csv.DictReader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE))
+    # io.StringIO, not splitlines(): a quoted field may span lines, and splitlines() drops its newlines
+    return list(csv.DictReader(io.StringIO(text, newline=""), delimiter=","))
 
 
 def _read_json_rows(path: Path, text: str) -> list[dict]:

@@ -21,6 +21,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from mgt_common.errors import ConfigError
+
 from .grammar import COLOURS, SceneGrammar
 
 
@@ -58,6 +60,13 @@ class TokenWorld:
         if key not in self._prompt_cache:
             mask = torch.ones(self.num_scenes, dtype=torch.bool) if prompt is None else \
                 torch.from_numpy(self.grammar.scene_mask(prompt))
+            if not bool(mask.any()):
+                # Any text maps to the scenes whose attributes it names (none named: all scenes); only a
+                # text whose attributes contradict each other (a shape on a background of its own colour)
+                # describes none, and π(s | c) would be 0/0.
+                attributes = ", ".join(f"{k} {v}" for k, v in self.grammar.parse(prompt).items())
+                raise ConfigError(f"prompt {prompt!r} describes no scene of the synthetic world (it names {attributes}; "
+                                  "a shape never has its background's colour); rephrase or remove it")
             log_prior = torch.full((self.num_scenes,), -math.inf, dtype=torch.float64)
             log_prior[mask] = -math.log(int(mask.sum()))
             self._prompt_cache[key] = log_prior
