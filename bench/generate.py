@@ -127,9 +127,9 @@ def save_batch(store: RunDirectory, chunk: Sequence[Unit], generation, images: t
     records = []
     for row, unit in enumerate(chunk):
         tokens = generation.tokens[row].to(torch.int32).cpu().numpy().reshape(grid)
-        digest = store.save_unit_files(unit.key, to_png(images[row]), tokens)
+        digests = store.save_unit_files(unit.key, to_png(images[row]), tokens)
         records.append({
-            "image_sha256": digest,  # checked on reuse: a damaged or replaced PNG is regenerated
+            **digests,  # image_sha256, tokens_sha256: checked on reuse, a damaged or missing file is regenerated
             "unit_key": unit.key, "variant": unit.variant, "prompt_id": unit.prompt.id,
             "seed": unit.seed, "steps": steps, "forward_passes": int(generation.forward_passes[row]),
             "scorer_calls": scorer_calls(generation, row),

@@ -114,8 +114,9 @@ def set_metric_rows(samples: pd.DataFrame, metrics: dict[str, Any], store: RunDi
             for category, key in keys.items():
                 if key not in known:
                     results = metric.compute_from_features(features.select(subsets[category]))
-                    known[key] = [{"metric": _row_name(label, name, len(results)), "value": r.value, "std": r.std,
-                                   "n": r.n, "warnings": r.warnings} for name, r in results.items()]
+                    known[key] = [{"metric": _row_name(label, name, len(results)), "value": _number(r.value),
+                                   "std": _number(r.std), "n": int(r.n), "warnings": [str(w) for w in r.warnings or []]}
+                                  for name, r in results.items()]
                     store.append("set_metrics", [{"key": key, "rows": known[key]}])
                 for r in known[key]:
                     out.append({"variant": variant, "category": category, "metric": r["metric"],
@@ -133,6 +134,11 @@ def set_metric_rows(samples: pd.DataFrame, metrics: dict[str, Any], store: RunDi
     frame = pd.DataFrame(out)
     frame["value"] = frame["value"].map(lambda v: v if v is None or not math.isnan(v) else None)
     return frame
+
+
+def _number(value) -> float | None:
+    """A plain float for the journal (a plugin's numpy scalar would be journalled as text)."""
+    return None if value is None else float(value)
 
 
 def _set_key(label: str, metric: SetMetric, subset: pd.DataFrame) -> str:
