@@ -8,13 +8,15 @@ refused (naming the keys that changed), and the marker and the first manifest ar
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from mgt_common.errors import UserError
 
 from .lock import GuardLock, RunLock
 from .manifest import generation_values
-from .store import LOCK_FILES, MARKER, RunDirectory
+from .store import LOCK_FILES, MARKER, RunDirectory, atomic_write_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import BenchConfig
@@ -68,6 +70,8 @@ class RunGuard:
         if self._run_lock is None:
             role = f"shard {self.shard}" if self.shard.is_sharded else "run"
             self._run_lock = RunLock(root, exclusive=not self.shard.is_sharded, role=role).acquire()
+            if not self.shard.is_sharded:  # alone in the directory: no other writer's temporary file can be live
+                self.store.sweep_temp_files()
         with GuardLock(root):
             if fresh and any(p.name not in (MARKER, *LOCK_FILES) for p in root.iterdir()):
                 self.store.clear()
@@ -105,10 +109,60 @@ class RunGuard:
             self.prepare(False, None)
 
     def lock_for_merge(self) -> None:
-        """``--merge``: the run lock, exclusively (no shard may still be writing)."""
+        """``--merge``: the run lock, exclusively (no shard may still be writing); then the killed shards'
+        temporary files are swept."""
         self._run_lock = RunLock(self.store.root, exclusive=True, role="merge").acquire()
+        self.store.sweep_temp_files()
 
     def release(self) -> None:
         if self._run_lock is not None:
             self._run_lock.release()
             self._run_lock = None
+
+
+#: the marker of a folder written by ``--compare`` (the only kind of folder, besides a run directory, it writes into)
+COMPARISON_MARKER = ".mgt-bench-comparison"
+#: what every comparison writes: a folder holding all of them (and nothing else) predates the marker
+_COMPARISON_FILES = ("comparison.html", "comparison.md", "tables/comparison_win_rates.csv")
+
+
+def check_comparison_out(out: Path) -> None:
+    """``--compare … --out OUT``: a new or empty folder, a comparison folder or a run directory; nothing else.
+
+    A regular file, or a folder of the user's own (which may hold a ``comparison.md`` of theirs), is
+    refused before anything is written.
+    """
+    if out.is_symlink() and not out.is_dir():
+        raise UserError(f"--compare --out {out}: a symbolic link, not a directory; pass a directory for --out")
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UserError(f"--compare --out {out}: it is a file, not a directory; pass a new or empty directory")
+    entries = {p.name for p in out.iterdir()}
+    if not entries or COMPARISON_MARKER in entries or RunDirectory(out).is_run_directory():
+        return
+    if _written_by_compare(out):
+        return  # a comparison written before the marker existed
+    raise UserError(f"--compare --out {out}: the folder exists and was not written by --compare (it holds "
+                    f"{sorted(entries)[0]!r} and no {COMPARISON_MARKER} marker); pass a new or empty directory")
+
+
+def _written_by_compare(out: Path) -> bool:
+    """Every file a comparison writes, and nothing else (a comparison folder made before its marker)."""
+    if not all((out / name).is_file() for name in _COMPARISON_FILES):
+        return False
+    for entry in out.iterdir():
+        if entry.name in ("tables", "plots") and entry.is_dir() and not entry.is_symlink():
+            if all(p.name.startswith("comparison_") for p in entry.iterdir()):
+                continue
+        elif entry.name in ("comparison.html", "comparison.md"):
+            continue
+        return False
+    return True
+
+
+def mark_comparison(out: Path) -> None:
+    """Mark a folder that ``--compare`` wrote (so a later comparison may replace its files)."""
+    path = out / COMPARISON_MARKER
+    if not path.exists():
+        atomic_write_text(path, json.dumps({"tool": "mgt-bench", "note": "an mgt-bench comparison"}) + "\n")
