@@ -13,21 +13,35 @@ batches that scored them were composed.
 Storage: one SQLite file (in the run directory, or a shared user cache); every batch of new scores is
 one transaction, so a killed run keeps what it finished and never leaves a half-written entry. WAL mode
 lets several shards write to the same file.
+
+Trust (docs/rundir.md, "What is verified on read"): each row carries a checksum of its key and value,
+verified on every read, so an edited value (``UPDATE scores SET value = value + 100``) is never used:
+the score is recomputed, with a warning (rows of older versions have none and are trusted). A damaged
+database file is moved aside, with a warning, and rebuilt. The file is created with the permissions
+the umask allows (SQLite gives its -wal and -shm files the database's mode), so the members of a
+group sharing a run directory can all resume it, and it is never opened through a symbolic link.
 """
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 import os
 import sqlite3
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
 import torch
 
+from mgt_common.errors import UserError
+
 from .base import PerImageMetric, ScoreBatch
 
 Key = tuple[str, str]  # (image sha256, prompt sha256)
+#: SQLite's result codes for a file that is not (or no longer) a valid database
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
 def image_sha256(source: str | os.PathLike | bytes) -> str:
@@ -45,16 +59,92 @@ def prompt_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _file_mode() -> int:
+    """What a plain ``open()`` would give a new file under the current umask (0o666 & ~umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def row_checksum(scorer_id: str, image: str, prompt: str, value: float) -> str:
+    """A cache row's checksum: its key and the exact bits of its value."""
+    return hashlib.sha256(f"{scorer_id}\0{image}\0{prompt}\0{float(value).hex()}".encode()).hexdigest()[:16]
+
+
+def is_corrupt(exc: BaseException) -> bool:
+    """SQLite says the file is not a database, or a damaged one (not: locked, full, read-only)."""
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+    text = str(exc)
+    return "malformed" in text or "not a database" in text
+
+
 class ScoreCache:
     """``(image hash, prompt hash, scorer id) -> float`` in a SQLite file."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path).expanduser()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._warned: set[str] = set()
+        try:
+            self._open()
+        except sqlite3.DatabaseError as exc:
+            if not is_corrupt(exc):
+                raise
+            self._rebuild(exc)
+
+    def _open(self) -> None:
+        for suffix in ("", *_SIDE_FILES):
+            linked = Path(f"{self.path}{suffix}")
+            if linked.is_symlink():
+                raise UserError(f"{linked} is a symbolic link; the score cache is never opened through a link (in a "
+                                "shared directory it may point at another user's file): delete it and re-run")
+        try:  # created here, with the umask's mode; SQLite would make it 0644 whatever the umask
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, _file_mode()))
+        except FileExistsError:
+            pass
         self._db = sqlite3.connect(str(self.path), timeout=60, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS scores (image TEXT NOT NULL, prompt TEXT NOT NULL, scorer TEXT NOT NULL,"
-                         " value REAL NOT NULL, created REAL NOT NULL, PRIMARY KEY (scorer, image, prompt))")
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS scores (image TEXT NOT NULL, prompt TEXT NOT NULL, "
+                             "scorer TEXT NOT NULL, value REAL NOT NULL, created REAL NOT NULL, checksum TEXT, "
+                             "PRIMARY KEY (scorer, image, prompt))")
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(scores)")}
+            if "checksum" not in columns:  # a cache of an older version: its rows stay, without checksums
+                self._db.execute("ALTER TABLE scores ADD COLUMN checksum TEXT")
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _rebuild(self, exc: BaseException) -> None:
+        """Move a damaged database (and its side files) aside, say so, and start an empty one."""
+        stamp = _dt.datetime.now().strftime("%Y%m%dT%H%M%S")
+        aside = Path(f"{self.path}.damaged-{stamp}")
+        for suffix in ("", *_SIDE_FILES):
+            source = Path(f"{self.path}{suffix}")
+            if source.exists() and not source.is_symlink():
+                os.replace(source, Path(f"{aside}{suffix}"))
+        print(f"mgt-bench: warning: the score cache {self.path} is damaged ({exc}); moved aside to {aside.name}; "
+              "its scores are recomputed", file=sys.stderr)
+        self._open()
+
+    def _retry_if_corrupt(self, call):
+        """Run `call`; if the database turns out damaged, rebuild it once and run `call` again."""
+        try:
+            return call()
+        except sqlite3.DatabaseError as exc:
+            if not is_corrupt(exc):
+                if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc):
+                    raise UserError(f"the score cache {self.path} cannot be written ({exc}): made by another user "
+                                    "without group write permission? Ask its owner to `chmod g+w` it and its -wal "
+                                    "and -shm files, or delete them (the scores are recomputed)") from None
+                raise
+            self._db.close()
+            self._rebuild(exc)
+            return call()
 
     def close(self) -> None:
         self._db.close()
@@ -66,32 +156,60 @@ class ScoreCache:
         self.close()
 
     def get(self, scorer_id: str, keys: Iterable[Key]) -> dict[Key, float]:
-        """The cached scores among ``keys`` (missing keys are absent from the result)."""
+        """The cached scores among ``keys`` (missing keys are absent from the result).
+
+        A row whose checksum does not match its value (an edit) is left out, so it is recomputed.
+        """
+        return self._retry_if_corrupt(lambda: self._get(scorer_id, keys))
+
+    def _get(self, scorer_id: str, keys: Iterable[Key]) -> dict[Key, float]:
         wanted = set(keys)
         found: dict[Key, float] = {}
+        edited = 0
         images = sorted({image for image, _ in wanted})
         for start in range(0, len(images), 500):  # SQLite limits the number of bound parameters
             chunk = images[start:start + 500]
-            rows = self._db.execute(f"SELECT image, prompt, value FROM scores WHERE scorer = ? AND image IN "
+            rows = self._db.execute(f"SELECT image, prompt, value, checksum FROM scores WHERE scorer = ? AND image IN "
                                     f"({','.join('?' * len(chunk))})", (scorer_id, *chunk))
-            for image, prompt, value in rows:
-                if (image, prompt) in wanted:
-                    found[(image, prompt)] = value
+            for image, prompt, value, checksum in rows:
+                if (image, prompt) not in wanted:
+                    continue
+                if checksum is not None and not _matches(checksum, scorer_id, image, prompt, value):
+                    edited += 1
+                    continue
+                found[(image, prompt)] = value
+        if edited and scorer_id not in self._warned:
+            self._warned.add(scorer_id)
+            print(f"mgt-bench: warning: {edited} cached scores of {scorer_id} in {self.path} do not match their "
+                  "checksums (edited or damaged): they are recomputed", file=sys.stderr)
         return found
 
     def put(self, scorer_id: str, scores: Mapping[Key, float]) -> None:
-        """Store scores in one transaction (all or nothing)."""
+        """Store scores, each with its checksum, in one transaction (all or nothing)."""
         now = time.time()
-        with self._db:  # BEGIN ... COMMIT, rolled back on error
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?)",
-                                 [(image, prompt, scorer_id, float(value), now) for (image, prompt), value in scores.items()])
+        rows = [(image, prompt, scorer_id, float(value), now, row_checksum(scorer_id, image, prompt, value))
+                for (image, prompt), value in scores.items()]
+
+        def write():
+            with self._db:  # BEGIN ... COMMIT, rolled back on error
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany("INSERT OR REPLACE INTO scores (image, prompt, scorer, value, created, checksum) "
+                                     "VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+        self._retry_if_corrupt(write)
 
     def scorers(self) -> list[str]:
         return [row[0] for row in self._db.execute("SELECT DISTINCT scorer FROM scores ORDER BY scorer")]
 
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM scores").fetchone()[0]
+
+
+def _matches(checksum: str, scorer_id: str, image: str, prompt: str, value) -> bool:
+    try:
+        return checksum == row_checksum(scorer_id, image, prompt, value)
+    except (TypeError, ValueError):  # a value edited into text
+        return False
 
 
 def read_image(path: str | os.PathLike) -> torch.Tensor:
