@@ -188,6 +188,20 @@ def folder_key(folder: Path, extractor_id: str) -> str:
     return digest.hexdigest()
 
 
+_folder_digests: dict[tuple, str] = {}
+
+
+def folder_sha256_memo(folder: Path) -> str:
+    """`folder_key` of a reference folder without a feature network, remembered in this process while no
+    file of it changed (name, inode, size, mtime, ctime): FID and KID of one run hash it once."""
+    files = list_images(folder)
+    identity = (str(folder.resolve()), tuple((str(p.relative_to(folder)), s.st_ino, s.st_size, s.st_mtime_ns,
+                                              s.st_ctime_ns) for p, s in ((p, p.stat()) for p in files)))
+    if identity not in _folder_digests:
+        _folder_digests[identity] = folder_key(folder, "")
+    return _folder_digests[identity]
+
+
 # -- the metrics --------------------------------------------------------------------------------------
 class _FeatureSetMetric(SetMetric):
     """Shared machinery of FID and KID: feature extraction (memoised per image content), reference sets.
@@ -220,9 +234,41 @@ class _FeatureSetMetric(SetMetric):
                            reference=reference, reference_per_prompt=self.reference_per_prompt, reference_seed=self.reference_seed)
         self._inception: InceptionFeatures | None = None
         self._world_reference: dict[tuple, ReferenceStats] = {}
+        #: whether "auto" means the world's features (known once `check_weights` saw the world, or not)
+        self._world_given: bool | None = None
+        self._content: dict[str, str] | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """The parameters, and the content they name: the reference set's bytes and the feature network's
+        weights (`content`), so that a journalled value is reused only for the same reference and network,
+        as per-image scores are keyed by their weights (`PerImageMetric.cache_id`)."""
+        described = super().describe()
+        content = self.content()
+        if content:
+            described["content"] = content
+        return described
+
+    def content(self) -> dict[str, str]:
+        """sha256 of the reference (a statistics file, or every image of a folder with its relative name) and
+        of the Inception weights when they are used; hashed once per metric object (`file_sha256` memoises
+        each file by inode, size, mtime and ctime across runs)."""
+        if self._content is None:
+            content = {}
+            if self.reference:
+                path = Path(self.reference).expanduser()
+                if path.is_file():
+                    content["reference_sha256"] = file_sha256(path)
+                elif path.is_dir():
+                    content["reference_sha256"] = folder_sha256_memo(path)
+            if self.feature == "inception" or (self.feature == "auto" and self._world_given is False):
+                content["feature_weights_sha256"] = file_sha256(resolve_inception_weights(self.inception_weights))
+            self._content = content
+        return self._content
 
     def check_weights(self, world: ExactWorld | None = None) -> None:
         """Find what `compute` will need (Inception weights, the reference set) before any image is generated."""
+        self._world_given = world is not None
+        self._content = None
         if self.reference:
             path = Path(self.reference).expanduser()
             if not (path.is_file() or path.is_dir()):
