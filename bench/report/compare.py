@@ -24,6 +24,8 @@ from metrics import stats, validation  # noqa: E402
 
 from mgt_common.errors import UserError  # noqa: E402
 
+from ..rundir.store import atomic_write_csv  # noqa: E402
+
 from . import format as fmt  # noqa: E402
 from . import pairing  # noqa: E402
 from .document import Section, provenance_line  # noqa: E402
@@ -212,11 +214,10 @@ def render_comparison(run_a: Path | str, run_b: Path | str, out_dir: Path | str 
     (own_a, note_a), (own_b, note_b) = own_win_rates(a), own_win_rates(b)
     sbs = side_by_side(a, b, s.n_boot, s.bootstrap_seed, s.confidence, own=(own_a, own_b))
     pac = paired_across(a, b, s.n_boot, s.bootstrap_seed, s.confidence, s.correction, s.alpha)
-    (out / "tables").mkdir(parents=True, exist_ok=True)
-    paths = {"tables/comparison_win_rates": out / "tables" / "comparison_win_rates.csv",
-             "tables/comparison_paired": out / "tables" / "comparison_paired.csv"}
-    sbs.assign(run_a=la, run_b=lb).to_csv(paths["tables/comparison_win_rates"], index=False, float_format="%.6g")
-    pac.to_csv(paths["tables/comparison_paired"], index=False, float_format="%.6g")
+    paths = {"tables/comparison_win_rates": atomic_write_csv(out / "tables" / "comparison_win_rates.csv",
+                                                             sbs.assign(run_a=la, run_b=lb), float_format="%.6g"),
+             "tables/comparison_paired": atomic_write_csv(out / "tables" / "comparison_paired.csv", pac,
+                                                          float_format="%.6g")}
     plot = _plot(a, sbs, la, lb, out / "plots" / "comparison_win_rates.png") if len(sbs) else None
     if plot is not None:
         paths["plots/comparison_win_rates"] = plot

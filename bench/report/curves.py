@@ -32,7 +32,9 @@ import pandas as pd  # noqa: E402
 from metrics import stats  # noqa: E402
 
 from . import format as fmt  # noqa: E402
+from ..rundir.store import atomic_write_csv  # noqa: E402
 from .pairing import baseline_label, sweep_record  # noqa: E402
+from .plots import _save  # noqa: E402
 from .rundir import Run  # noqa: E402
 
 #: Run-level axes first, in this order; a variant parameter's axis follows under its own label.
@@ -211,9 +213,7 @@ def plot_axis(run: Run, curves: pd.DataFrame, axis: str, path: Path) -> Path | N
                 ax.set_xticks(ticks, [_fmt_value(t) for t in ticks])
         grid[0, 0].legend(fontsize=7, loc="best")
         fig.suptitle(f"Sweep over {AXIS_TITLES.get(axis, axis)}: one line per variant, other swept values fixed")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
-        plt.close(fig)
+        _save(fig, path)
     return path
 
 
@@ -240,9 +240,7 @@ def plot_cost(run: Run, curves: pd.DataFrame, path: Path) -> Path | None:
                     grid[row, col].set_xscale("log", base=2)
             grid[row, 0].set_title(f"mean {run.display_name(m)} vs cost")
         grid[0, 0].legend(fontsize=7, loc="best")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
-        plt.close(fig)
+        _save(fig, path)
     return path
 
 
@@ -275,8 +273,7 @@ def render_curves(run: Run, win_rates: pd.DataFrame, out_dir: Path) -> tuple[dic
         return {}, []
     paths: dict[str, Path] = {}
     table_path = out_dir / "tables" / "curves.csv"
-    table_path.parent.mkdir(parents=True, exist_ok=True)
-    curves.to_csv(table_path, index=False, float_format="%.6g")
+    atomic_write_csv(table_path, curves, float_format="%.6g")
     paths["tables/curves"] = table_path
     axes = axes_of(run)
     record = sweep_record(run)

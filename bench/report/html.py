@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..rundir.store import atomic_write_text
 from .document import Section
 
 CSS = """
@@ -66,5 +67,5 @@ def render_html(title: str, provenance_line: str, sections: list[Section], path:
             # paths as text, not links: the page stays free of any href
             parts.append("<p class='csv'>Data: " + ", ".join(f"<code>tables/{html.escape(c)}</code>" for c in s.csv) + "</p>")
     parts.append("</body></html>")
-    path.write_text("\n".join(parts), encoding="utf-8")
+    atomic_write_text(path, "\n".join(parts))  # replaced, never written through a planted link
     return path

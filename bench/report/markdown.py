@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..rundir.store import atomic_write_text
 from .document import Section
 
 
@@ -39,5 +40,5 @@ def render_markdown(title: str, provenance_line: str, sections: list[Section], p
             out += ["```json", s.code, "```", ""]
         if s.csv:
             out += ["Data: " + ", ".join(f"`tables/{c}`" for c in s.csv), ""]
-    path.write_text("\n".join(out), encoding="utf-8")
+    atomic_write_text(path, "\n".join(out))  # replaced, never written through a planted link
     return path

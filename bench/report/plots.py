@@ -5,6 +5,7 @@ re-render from stored tables draws the same plots.
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import textwrap
@@ -18,6 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from ..rundir.store import atomic_write_bytes  # noqa: E402
 from .rundir import Run  # noqa: E402
 from .tables import ReportTables  # noqa: E402
 
@@ -63,9 +65,11 @@ def _grid(n: int, max_cols: int = 3) -> tuple[int, int]:
 
 
 def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    """Save and close a figure; the file is replaced atomically (a link planted at `path` is replaced, not followed)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 

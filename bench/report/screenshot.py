@@ -61,12 +61,18 @@ def _run(args: list[str], timeout: float) -> BrowserResult:
 def screenshot(html_path: Path | str, png_path: Path | str, width: int = 1400, height: int = 4000,
                timeout: float = 120.0) -> BrowserResult:
     """Save a PNG screenshot of ``html_path`` as rendered by headless Chromium."""
-    html_path, png_path = Path(html_path).resolve(), Path(png_path).resolve()
+    html_path, png_path = Path(html_path).resolve(), Path(png_path).absolute()
     png_path.parent.mkdir(parents=True, exist_ok=True)
-    res = _run([f"--screenshot={png_path}", f"--window-size={width},{height}", "--virtual-time-budget=10000",
-                html_path.as_uri()], timeout)
-    if res and not png_path.exists():
-        return BrowserResult(False, "the browser exited cleanly but wrote no screenshot", res.output)
+    # the browser writes into a scratch folder, then the file is renamed into place: a link planted at
+    # png_path is replaced, never written through
+    with tempfile.TemporaryDirectory(dir=png_path.parent, prefix=".screenshot-") as scratch:
+        shot = Path(scratch) / "shot.png"
+        res = _run([f"--screenshot={shot}", f"--window-size={width},{height}", "--virtual-time-budget=10000",
+                    html_path.as_uri()], timeout)
+        if res and not shot.exists():
+            return BrowserResult(False, "the browser exited cleanly but wrote no screenshot", res.output)
+        if res:
+            os.replace(shot, png_path)
     return res
 
 

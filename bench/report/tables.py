@@ -14,6 +14,7 @@ import pandas as pd
 
 from metrics import ranking, stats
 
+from ..rundir.store import atomic_write_csv
 from . import pairing
 from .rundir import Run
 
@@ -42,12 +43,10 @@ class ReportTables:
         }
 
     def write(self, out_dir: Path) -> dict[str, Path]:
-        out_dir.mkdir(parents=True, exist_ok=True)
         paths = {}
         for name, df in self.csv_tables().items():
-            path = out_dir / f"{name}.csv"
-            df.to_csv(path, index=False, float_format="%.6g")
-            paths[f"tables/{name}"] = path
+            # atomic replace: a link planted at the path is replaced, never written through
+            paths[f"tables/{name}"] = atomic_write_csv(out_dir / f"{name}.csv", df, float_format="%.6g")
         return paths
 
 
