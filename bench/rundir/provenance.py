@@ -24,14 +24,20 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def git_commit() -> str:
-    """The commit of the mgt-bench source tree (with '+dirty' when it has local changes), if it is a clone."""
-    source = Path(__file__).resolve().parents[2]
+def git_commit(source: Path | None = None) -> str:
+    """The commit of the mgt-bench source tree (with '+dirty' when it has local changes), if it is a clone.
+
+    Read without touching the user's repository: ``git status`` normally refreshes the index, which takes
+    ``.git/index.lock`` and can make the user's own git command fail at that moment;
+    ``--no-optional-locks`` (git ≥ 2.15) reads the index without refreshing it.
+    """
+    source = source or Path(__file__).resolve().parents[2]
+    git = ["git", "--no-optional-locks"]
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, timeout=5)
+        commit = subprocess.run([*git, "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, timeout=5)
         if commit.returncode != 0:
             return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=source,
+        dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], cwd=source,
                                capture_output=True, text=True, timeout=5).stdout.strip()
         return commit.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
