@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import errno
+import signal
 import sqlite3
 import sys
+import threading
 from pathlib import Path
 
 from mgt_common.errors import UserError
@@ -103,7 +105,27 @@ def overrides_from(args: argparse.Namespace) -> dict:
     return overrides
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what SLURM, Kubernetes and `kill` send), handled as Ctrl-C is: the stage in progress stops,
+    an interrupted generation's time is recorded, and the run resumes when started again."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    # SIGTERM ends the run as Ctrl-C does (message, timings kept, exit 128 + 15) instead of dying silently
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None
+    try:
+        return _main(argv)
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -133,9 +155,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mgt-bench: error: disk full at {where}; nothing lost: every finished file is complete and journalled. "
               "Free space (or pass another --out), then re-run the same command to resume", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("mgt-bench: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signal_name = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+        print(f"mgt-bench: interrupted ({signal_name}); run the same command again to resume", file=sys.stderr)
+        return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
 
 
 def config_from(args: argparse.Namespace):
@@ -202,43 +225,31 @@ def merge(run_dir: Path) -> int:
 
 
 def report_only(run_dir: Path) -> int:
-    from .runner import render
+    from .rundir.finished import check_finished
+    from .rundir.lock import RunLock
     from .rundir.store import RunDirectory
+    from .runner import render
 
     store = RunDirectory(run_dir)
     manifest = store.read_manifest() if run_dir.is_dir() else None
     if manifest is None:
         raise UserError(f"--report-only {run_dir}: not an mgt-bench run directory (no manifest.json)")
-    check_finished(store, manifest, "--report-only")
-    paths = render(run_dir)
+    # alone in the directory (no run may be rewriting the tables meanwhile), and only once every table is
+    # verified: nothing is rewritten for a run that is not finished or whose tables were damaged
+    with RunLock(run_dir, exclusive=True, role="report-only"):
+        store.sweep_temp_files()
+        check_finished(store, store.read_manifest() or manifest, "--report-only")
+        paths = render(run_dir)
     for kind, path in paths.items():
         if kind in ("html", "markdown"):
             print(f"mgt-bench: report ({kind}): {path}")
     return 0
 
 
-def check_finished(store, manifest: dict, flag: str) -> None:
-    """A run whose tables are complete; otherwise say what to run (the tables are rebuilt from the journals)."""
-    import pandas as pd
-
-    again = ("finish it by running the same command again (it resumes), or for a sharded run "
-             f"`python run_bench.py --merge {store.root}`")
-    for name in ("samples", "scores"):
-        if not (store.root / f"{name}.csv").exists():
-            raise UserError(f"{flag} {store.root}: the run is not finished (status {manifest.get('status', '?')!r}, "
-                            f"no {name}.csv yet); {again}")
-    try:
-        rows = len(pd.read_csv(store.root / "samples.csv", usecols=["unit_key"]))
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise UserError(f"{flag} {store.root}: samples.csv is damaged ({str(exc).splitlines()[0][:100]}); "
-                        f"the journals still hold the run: {again}") from None
-    if isinstance(manifest.get("units"), int) and rows != manifest["units"]:
-        raise UserError(f"{flag} {store.root}: samples.csv has {rows} rows but the run has {manifest['units']} units "
-                        f"(truncated or edited); the journals still hold the run: {again}")
-
-
 def compare(run_a: Path, run_b: Path, out: Path | None) -> int:
     from .report import render_comparison
+    from .rundir.finished import check_finished
+    from .rundir.guard import check_comparison_out, mark_comparison
     from .rundir.store import RunDirectory
 
     for run_dir in (run_a, run_b):
@@ -247,7 +258,9 @@ def compare(run_a: Path, run_b: Path, out: Path | None) -> int:
             raise UserError(f"--compare {run_dir}: not an mgt-bench run directory (no manifest.json)")
         check_finished(RunDirectory(run_dir), manifest, "--compare")
     out = out or Path("results") / f"compare-{run_a.name}-vs-{run_b.name}"
+    check_comparison_out(out)
     paths = render_comparison(run_a, run_b, out)
+    mark_comparison(out)
     for kind, path in paths.items():
         if kind in ("html", "markdown"):
             print(f"mgt-bench: comparison ({kind}): {path}")

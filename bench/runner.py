@@ -214,7 +214,8 @@ class Benchmark:
             set_metric_rows(samples, self.metrics, store, world=world), samples, self.metrics, store, world,
             baseline=self.config.baseline, confidence=float((self.config.report or {}).get("confidence", 0.95))))
         timings["score_seconds"] = round(time.perf_counter() - t0, 3)
-        self.manifest.write(units, timings, "scored", throughput)
+        tables = store.table_digests()  # --report-only verifies the tables against these (bench/rundir/finished.py)
+        self.manifest.write(units, timings, "scored", throughput, tables)
 
         paths: dict[str, Path] = {}
         if report:
@@ -222,7 +223,7 @@ class Benchmark:
             announce(f"rendering the report (tables, plots, HTML, Markdown) in {store.root}")
             paths = render(store.root)
             timings["report_seconds"] = round(time.perf_counter() - t0, 3)
-        self.manifest.write(units, timings, "complete", throughput)
+        self.manifest.write(units, timings, "complete", throughput, tables)
         return paths
 
 

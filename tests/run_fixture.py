@@ -62,6 +62,7 @@ def make_run_dir(root: Path, n_prompts: int = 16, seeds: tuple[int, ...] = (0, 1
             sets.append({"variant": v, "category": c, "metric": "fid", "value": 25 - 5 * eff, "std": "", "n": n_prompts * len(seeds) // 4})
     pd.DataFrame(sets).to_csv(root / "set_metrics.csv", index=False)
     manifest = {
+        "status": "complete",
         "config": {"model": "synthetic", "steps": steps, "report": {"n_boot": 200, "bootstrap_seed": 7}},
         "config_hash": "abc123def456",
         "baseline": "vanilla",

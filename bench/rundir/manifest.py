@@ -54,7 +54,10 @@ class Manifest:
         return {key: round(self.prior_timings.get(key, 0.0) + value, 3) if key in CUMULATIVE_TIMINGS else value
                 for key, value in timings.items()}
 
-    def build(self, units: Sequence["Unit"], timings: dict[str, float], status: str, throughput=None) -> dict[str, Any]:
+    def build(self, units: Sequence["Unit"], timings: dict[str, float], status: str, throughput=None,
+              tables: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """The manifest; `tables` (name → sha256, once the tables are written) is what `--report-only`
+        verifies them against (bench/rundir/finished.py)."""
         previous = self.store.read_manifest() or {}
         config, sweep = self.config, self.sweep
         return {
@@ -86,6 +89,7 @@ class Manifest:
             "last_run_timings": timings,
             "throughput": throughput or previous.get("throughput"),
             "shards": ShardRecords(self.store.root).summary() or previous.get("shards"),
+            **({"tables": dict(tables)} if tables else {}),
         }
 
     def variant_entry(self, name: str, variant) -> dict[str, Any]:
@@ -96,8 +100,9 @@ class Manifest:
             entry["model_side"] = [f"{t.name}: {t.cost_effect}" for t in variant.model_transforms]
         return entry
 
-    def write(self, units: Sequence["Unit"], timings: dict[str, float], status: str, throughput=None) -> None:
-        self.store.write_manifest(self.build(units, timings, status, throughput))
+    def write(self, units: Sequence["Unit"], timings: dict[str, float], status: str, throughput=None,
+              tables: Mapping[str, str] | None = None) -> None:
+        self.store.write_manifest(self.build(units, timings, status, throughput, tables))
 
     def write_interrupted(self, units: Sequence["Unit"], generate_seconds: float) -> None:
         """Best effort: keep an interrupted invocation's generation time (not possible after kill -9)."""
