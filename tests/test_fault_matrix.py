@@ -28,7 +28,7 @@ from PIL import Image
 
 import bench.rundir.store
 from bench.cli import main
-from bench.rundir.lock import LOCK_NAME, RunLock
+from bench.rundir.lock import HOLDERS_NAME, RunLock
 from bench.runner import render as REAL_RENDER
 from bench.rundir.store import MARKER, RunDirectory
 from helpers import assert_same_run, image_bytes, write_tiny_config
@@ -179,7 +179,8 @@ def test_a_second_writer_is_refused_naming_the_holder(tmp_path, capsys, world):
         code, _, err = cli(capsys, "--config", config, "--out", out, "--steps", "4")
         line = one_error_line(err)
         assert code == 2 and f"pid {os.getpid()}" in line and "in use" in line
-        assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]  # the loser wrote nothing
+        assert sorted(p.name for p in out.iterdir()) == [HOLDERS_NAME]  # the loser wrote nothing
+        assert len(list((out / HOLDERS_NAME).iterdir())) == 1  # (the holder's own record)
         code, _, err = cli(capsys, "--config", config, "--out", out, "--shard", "0/2")
         assert code == 2 and "in use" in one_error_line(err)
     finally:
@@ -585,6 +586,11 @@ def test_truncated_samples_csv(tmp_path, capsys, world):
     out = finished_copy(reference, tmp_path / "run")
     samples = out / "samples.csv"
     samples.write_text("\n".join(samples.read_text().splitlines()[:3]) + "\n")
+    code, _, err = cli(capsys, "--report-only", out)
+    assert code == 2 and "samples.csv does not match the sha256" in one_error_line(err)
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["tables"]  # a run made before the tables' checksums: their rows are counted instead
+    (out / "manifest.json").write_text(json.dumps(manifest))
     code, _, err = cli(capsys, "--report-only", out)
     assert code == 2 and "samples.csv has 2 rows but the run has 4 units" in one_error_line(err)
     assert run(config, out) == 0  # the tables are rebuilt from the journals
