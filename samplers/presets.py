@@ -122,8 +122,15 @@ _PRESETS: dict[str, dict] = {
     "remdm-conf": {"remask": {"name": "remdm", "strategy": "conf"},
                    "description": "ReMDM-conf: σ_max spread over committed tokens by low confidence"},
     # -- re-scoring committed tokens: path planning and a self-critic ----------------------------------------
-    "p2": {"remask": {"name": "p2", "eta": 1.0},
-           "description": "P2 self-planning: committed tokens re-scored by the model compete for the masked slots"},
+    # P2 as the authors' p2_sampling (pengzhangzhi/path_planning; its defaults τ = 1, η = 1, κ(t) = t): every
+    # position scored by the log-softmax of its Gumbel-perturbed logits at its draw, committed ones × η
+    "p2": {"token_sampler": "gumbel-max-scored", "confidence": "draw-score", "reveal_schedule": "linear",
+           "remask": {"name": "p2-confidence", "eta": 1.0},
+           "description": "P2 as published: Gumbel-max draws scored by their perturbed log-probability at every "
+                          "position, committed ones × η = 1 compete for the masked slots, linear schedule"},
+    "p2-remask": {"remask": {"name": "p2", "eta": 1.0},
+                  "description": "vanilla with P2's re-planning: committed tokens, re-scored by η·log p of their token "
+                                 "(noise-free), compete with the vanilla confidence for the masked slots"},
     "self-critic": {"remask": "self-critic",
                     "description": "Token-Critic with the MGT as critic: one extra forward re-scores the completed draw"},
     # -- guidance variants on logits --------------------------------------------------------------------------
