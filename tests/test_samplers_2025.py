@@ -195,6 +195,19 @@ def test_remdm_loop_alpha_schedule_by_hand():
     assert schedule.masked_ratio(19, 20) == 0.0
 
 
+def test_remdm_loop_has_no_finish_phase_below_20_steps_in_either_code():
+    """The last step starts at t = 1/T, a hold step while 1/T > t_off = 0.05; the reference's time grid
+    (torch.linspace(1, 1e-5, T + 1), the phase read off t = timesteps[i]) puts it later still."""
+    schedule = build_component("reveal_schedule", "remdm-loop")
+    for steps in (8, 16, 19):
+        reference_t = torch.linspace(1, 1e-5, steps + 1, dtype=torch.float64)[steps - 1]
+        assert schedule.phase(steps - 1, steps) == "hold" and float(reference_t) > 0.05
+        assert "finish" not in {schedule.phase(i, steps) for i in range(steps)}
+    assert schedule.phase(19, 20) == "finish"
+    generation = generate(FixedLogits(16, 64, 8, seed=2), "remdm-loop", seeds=[0])
+    assert generation.trajectory[-2] == [6] and generation.trajectory[-1] == [0]  # held at 1 − α_on, then all revealed
+
+
 def test_remdm_loop_holds_the_masked_count_while_it_remasks():
     model = FixedLogits(20, 100, 8, seed=4)
     generation = generate(model, "remdm-loop", seeds=[0, 1], grid=(10, 10))
