@@ -11,8 +11,8 @@ every committed position for free, and the mask_len lowest scores over all N pos
 Two forms of the score:
 
 - as the authors' code (`p2_sampling` with `score_fn = logP`, pengzhangzhi/path_planning), remask
-  `p2-confidence` with the `gumbel-max-scored` token sampler and the `draw-score` confidence (preset
-  `p2`): every position j, masked or committed, draws x̂_j = argmax_v(ℓ_jv/τ + g_jv) (Gumbel-max,
+  `p2-confidence` with the `gumbel-max-scored` token sampler (token_samplers.py) and the `draw-score`
+  confidence (confidence.py) (preset `p2`): every position j, masked or committed, draws x̂_j = argmax_v(ℓ_jv/τ + g_jv) (Gumbel-max,
   float64) and is scored by log softmax(ℓ_j/τ + g_j)[x̂_j], the log-probability of its draw under the
   *perturbed* logits; committed positions' scores are multiplied by η (the scores are ≤ 0, so η > 1
   re-masks committed tokens more readily, η = 0 gives them 0, the top: kept). A committed position is
@@ -42,10 +42,8 @@ from __future__ import annotations
 
 import torch
 
-from . import randomness
-from .components import ConfigError, Confidence, RemaskPolicy, register_component, require
+from .components import RemaskPolicy, register_component, require
 from .remasking import lowest_confidence
-from .token_samplers import TemperedSampler, _chunkable, _position_step, _temper
 
 
 def chosen_log_prob(probs: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -61,69 +59,6 @@ def p2_scores(confidence: torch.Tensor, committed_log_prob: torch.Tensor, unknow
     else:
         committed = eta * committed_log_prob.to(confidence.dtype)
     return torch.where(unknown, confidence, committed)
-
-
-#: the ε of the reference's Gumbel noise −log(−log(u + ε) + ε) (its `stochastic_sample_from_categorical`)
-P2_GUMBEL_EPSILON = 1e-8
-
-
-def scored_gumbel_argmax(probs: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x̂, log softmax(log p + g)[x̂]) per row of probs ``(n, V)``, g = −log(−log(u + ε) + ε), u float64 uniforms
-    of `generator` (P2's `stochastic_sample_from_categorical` and `logP` on the perturbed logits, arXiv 2502.03540).
-
-    log p differs from the logits by a constant per row, which neither the argmax nor the log-softmax sees.
-    """
-    u = randomness.uniform([generator], tuple(probs.shape), probs.device, torch.float64)[0]
-    perturbed = torch.log(probs.double()) - torch.log(-torch.log(u + P2_GUMBEL_EPSILON) + P2_GUMBEL_EPSILON)
-    tokens = perturbed.argmax(dim=-1)
-    score = perturbed.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(perturbed, dim=-1)
-    return tokens, score
-
-
-@register_component("token_sampler", "gumbel-max-scored")
-class ScoredGumbelMax(TemperedSampler):
-    """Gumbel-max draws in float64 that also score themselves: log softmax(ℓ/T + g)[x̂], for `draw-score` (P2, arXiv 2502.03540).
-
-    x̂_j = argmax_v(log p_jv/T + g_jv), an exact categorical draw from softmax(ℓ/T), at every position
-    (committed ones included: P2 judges them by this fresh draw); the score of each draw is kept for
-    the step's `draw-score` confidence. The noise is P2's, −log(−log(u + 1e-8) + 1e-8) with float64 u.
-    """
-
-    def sample(self, probs, ctx):
-        tau = self.sampling_temperature(ctx)
-        tokens = torch.empty(probs.shape[:-1], dtype=torch.long, device=probs.device)
-        scores = torch.empty(probs.shape[:-1], dtype=torch.float64, device=probs.device)
-        # as gumbel-max-f64: one image at a time, on the CPU one chunk of positions at a time (the same
-        # uniforms as one draw), so that no (N, V) float64 tensor exists at full size
-        step = _position_step(probs.shape[-1]) if _chunkable(probs, ctx.generators) else probs.shape[1]
-        for row, generator in enumerate(ctx.generators):
-            for start in range(0, probs.shape[1], step):
-                part = slice(start, start + step)
-                tokens[row, part], scores[row, part] = scored_gumbel_argmax(_temper(probs[row, part], tau), generator)
-        ctx.state(self)["draw_score"] = scores
-        return tokens
-
-
-@register_component("confidence", "draw-score")
-class DrawScore(Confidence):
-    """The token sampler's own score of its draw at every position: log softmax(ℓ/T + g)[x̂] (needs `gumbel-max-scored`; P2, arXiv 2502.03540).
-
-    P2's confidence (`score_fn = logP` applied to the Gumbel-perturbed logits its draw came from),
-    coupled with the draw through the same noise, so it can only come from the sampler that drew.
-    At committed positions it is the score of the fresh draw there, which `p2-confidence` uses.
-    """
-
-    def check_composition(self, variant) -> None:
-        if not isinstance(variant.token_sampler, ScoredGumbelMax):
-            raise ConfigError(f"confidence 'draw-score' reads the token sampler's score of its own draw: use it with "
-                              f"token_sampler 'gumbel-max-scored', not {variant.token_sampler.name!r}")
-
-    def score(self, probs, sampled, ctx):
-        state = ctx.state(ctx.generation.variant.token_sampler)
-        if "draw_score" not in state:
-            raise ConfigError("confidence 'draw-score' needs this step's draw by token_sampler 'gumbel-max-scored'; "
-                              "run it through SamplerEngine.step")
-        return state.pop("draw_score").to(probs.device)  # popped: a later step can never read a stale score
 
 
 @register_component("remask", "p2-confidence")

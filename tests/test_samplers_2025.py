@@ -13,11 +13,12 @@ from samplers.differential import kl_reference, smallest_fraction
 from samplers.engine import SamplerEngine
 from samplers.guidance_projection import apg_update, cfg_zero_star
 from samplers.halton import halton_maskgit_revealed, halton_order, halton_rank, radical_inverse
-from samplers.planning import p2_scores, scored_gumbel_argmax
+from samplers.planning import p2_scores
 from samplers.randomness import make_generator
 from samplers.schedules import noise_regularization_sigma
 from samplers.search import effective_sample_size, permute_state, systematic_resample
 from samplers.threshold import above_threshold_count
+from samplers.token_samplers import scored_gumbel_argmax
 from samplers.variant import build_variant
 from catalogue_fakes import MASK, FixedLogits, generate, make_ctx
 
