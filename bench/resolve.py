@@ -14,7 +14,7 @@ from samplers.variant import SamplerVariant
 from .config import BenchConfig
 from .prompts import Prompt, load_prompts
 from .rewards import check_reward_metrics
-from .scoring import build_metrics
+from .scoring import build_metrics, require_per_image_metric
 from .sweep import Sweep, build_variants, steps_by_variant
 
 
@@ -38,4 +38,6 @@ def resolve_config(config: BenchConfig, device: str) -> ResolvedConfig:
     source, params = config.prompt_source
     prompts = load_prompts(source, **params)
     prompts = prompts[: config.limit] if config.limit else prompts
-    return ResolvedConfig(sweep, variants, steps_by_variant(sweep), prompts, build_metrics(config.metrics, device))
+    metrics = build_metrics(config.metrics, device)
+    require_per_image_metric(metrics)
+    return ResolvedConfig(sweep, variants, steps_by_variant(sweep), prompts, metrics)

@@ -52,6 +52,17 @@ def build_metrics(entries, device: str) -> dict[str, PerImageMetric | SetMetric]
     return metrics
 
 
+def require_per_image_metric(metrics: dict[str, Any]) -> None:
+    """Refuse, before anything is generated, a metric list with no per-image metric: the report's comparisons
+    (win rates, tests, rankings) pair each image with its baseline image and have nothing to pair without one."""
+    if any(isinstance(m, PerImageMetric) for m in metrics.values()):
+        return
+    what = f"only set metrics: {', '.join(metrics)}" if metrics else "none"
+    raise ConfigError(f"metrics: no per-image metric (got {what}); the report compares every variant with the baseline "
+                      "image by image, so list at least one, e.g. metrics = [\"hpsv2\"] (\"world-loglik\" on the "
+                      "synthetic world); --list shows them all")
+
+
 def score_images(samples: pd.DataFrame, metrics: dict[str, Any], store: RunDirectory, world=None) -> pd.DataFrame:
     """One row per sample × per-image metric: unit_key, variant, prompt_id, seed, metric, value."""
     per_image = {label: m for label, m in metrics.items() if isinstance(m, PerImageMetric)}

@@ -26,7 +26,7 @@ import dataclasses
 import torch
 
 from . import randomness, schedules
-from .components import Confidence, register_component, require
+from .components import ConfigError, Confidence, register_component, require
 from .fused_step import FusedConfidence, StatisticKernel, model_free_confidence
 
 TEMPERATURE_SCHEDULES = ("linear", "constant", "cosine", "exponential", "maskgit")
@@ -159,3 +159,27 @@ class RandomOrder(Confidence):
 
     def fused(self):
         return model_free_confidence(self)
+
+
+@register_component("confidence", "draw-score")
+class DrawScore(Confidence):
+    """The token sampler's own score of its draw at every position: log softmax(ℓ/T + g)[x̂] (needs `gumbel-max-scored`; P2, arXiv 2502.03540).
+
+    P2's confidence (`score_fn = logP` applied to the Gumbel-perturbed logits its draw came from),
+    coupled with the draw through the same noise, so it can only come from the sampler that drew.
+    At committed positions it is the score of the fresh draw there, which `p2-confidence` uses.
+    """
+
+    def check_composition(self, variant) -> None:
+        from .token_samplers import ScoredGumbelMax  # imported here: the confidence kind loads no token sampler
+
+        if not isinstance(variant.token_sampler, ScoredGumbelMax):
+            raise ConfigError(f"confidence 'draw-score' reads the token sampler's score of its own draw: use it with "
+                              f"token_sampler 'gumbel-max-scored', not {variant.token_sampler.name!r}")
+
+    def score(self, probs, sampled, ctx):
+        state = ctx.state(ctx.generation.variant.token_sampler)
+        if "draw_score" not in state:
+            raise ConfigError("confidence 'draw-score' needs this step's draw by token_sampler 'gumbel-max-scored'; "
+                              "run it through SamplerEngine.step")
+        return state.pop("draw_score").to(probs.device)  # popped: a later step can never read a stale score

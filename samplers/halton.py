@@ -8,15 +8,18 @@ n = n₀, n₀ + 1, …, mapped to grid cells (floor(x·rows), floor(y·cols)); 
 gives its rank. The reference (valeoai/Halton-MaskGIT, `Sampler/halton_sampler.py`) starts at
 n₀ = 1 (its generator's first point is (1/2, 1/3)), so that is the component's default; n₀ = 0 puts
 cell (0, 0) first (this component's order before version 2). Integer arithmetic throughout, so the
-order is exact for any grid size, and the sequence runs until every cell is visited: the reference
-draws a fixed 10 000 points, which at 64 × 64 (4 096 cells) leave 6 cells unvisited — its sampler
-then never predicts them and decodes the mask value clamped to the last codebook entry there. Our
-completion visits them last, in Halton order, which is the sequence's own continuation. How many
+order is exact for any grid size, and the sequence runs until every cell is visited. The reference
+draws a fixed 10 000 points: they visit every cell of every grid up to 49 × 49 (aMUSEd's 16 × 16,
+Meissonic-512's 32 × 32), where its cell list is exactly our order; at 64 × 64 (Meissonic-1024) they
+leave 6 of 4 096 cells unvisited, and the reference sampler fails there with a shape error (it puts
+its 4 090-row list into an (N, 2) tensor, with or without the roll), so it has no 64 × 64 behaviour.
+Our order visits the missing cells last, in Halton order, the sequence's own continuation. How many
 positions a step reveals is still the reveal schedule's business (the reference's count is the
 `halton-maskgit` reveal schedule below); Halton only decides which.
 
-Randomisation: the reference rolls the 1-D point list by a random offset k ∈ {0, …, N − 1} per image
-(`roll = true` here); `shift = true` is our 2-D toroidal shift of the grid, kept as an alternative.
+Randomisation: the reference rolls its cell list by a random offset k ∈ {0, …, N − 1} per image
+(`roll = true` here: the same roll of the same order wherever the reference runs; at 64 × 64 we roll
+the completed order); `shift = true` is our 2-D toroidal shift of the grid, kept as an alternative.
 """
 from __future__ import annotations
 

@@ -29,7 +29,9 @@ class PerturbedAttentionGuidance(ConstantGuidance):
 
     Parameters: ``pag_scale`` s (the paper's default for SD is 3.0); ``layers``: indices of the blocks
     whose attention is perturbed — Meissonic's dual-stream (MM) blocks, aMUSEd's transformer layers
-    (default [1], diffusers' default for MM-DiT PAG, "blocks.1").
+    (default [1]: MM block 1 alone. diffusers' SD3 PAG default "blocks.1" names that block, but its
+    regex search over module names also matches blocks 10–19, 11 of a 24-block MM-DiT; we perturb
+    exactly the listed indices).
     """
 
     pag_scale: float = 3.0

@@ -7,17 +7,23 @@ schedule's mask_len, so the pace is kept (a re-opened committed token takes one 
 P2, self-planning (Peng et al. 2025, "Path Planning for Masked Diffusion Model Sampling", arXiv
 2502.03540, its sampler with the denoiser as its own planner): the step's forward already gives
 probabilities at committed positions (their tokens were visible in its input), so the model re-scores
-every committed token for free:
+every committed position for free, and the mask_len lowest scores over all N positions are masked.
+Two forms of the score:
 
-    score_j = confidence_j                (masked j: the variant's confidence, e.g. log p + τ·Gumbel)
-    score_j = η · log p_j(x_j)            (committed j: the model's own re-scoring of its token)
+- as the authors' code (`p2_sampling` with `score_fn = logP`, pengzhangzhi/path_planning), remask
+  `p2-confidence` with the `gumbel-max-scored` token sampler (token_samplers.py) and the `draw-score`
+  confidence (confidence.py) (preset `p2`): every position j, masked or committed, draws x̂_j = argmax_v(ℓ_jv/τ + g_jv) (Gumbel-max,
+  float64) and is scored by log softmax(ℓ_j/τ + g_j)[x̂_j], the log-probability of its draw under the
+  *perturbed* logits; committed positions' scores are multiplied by η (the scores are ≤ 0, so η > 1
+  re-masks committed tokens more readily, η = 0 gives them 0, the top: kept). A committed position is
+  judged by a fresh draw there, not by its token (they coincide for a denoiser that copies visible
+  tokens). Its count is linear, κ(t) = t: floor(N(1 − (i+1)/T)) masked after step i.
+- ours, remask `p2` on the vanilla sampler (preset `p2-remask`, "vanilla with one change"):
 
-and the mask_len lowest scores are masked. η > 1 re-masks committed tokens more readily, η < 1 less;
-η = 0 keeps them (the vanilla step, exactly). Differences from the reference code (the authors'
-`p2_sampling`): it scores a committed position by a *fresh draw* x̂_j from the model there, we by the
-committed token itself (for a denoiser that copies visible tokens they coincide; for an MGT trained
-on masked positions only, the committed token is what the planner must judge); its η = 0 gives
-committed positions score 0, the top of its noise-free log-probability scale, which is our "keep".
+    score_j = confidence_j                (masked j: the variant's confidence, e.g. log p + τ_i·Gumbel)
+    score_j = η · log p_j(x_j)            (committed j: the noise-free log-probability of its token)
+
+  η = 0 keeps committed tokens (the vanilla step, exactly); the count is the variant's (cosine).
 
 Self-critic (Token-Critic, Lezama et al. 2022, "Improved Masked Image Generation with Token-Critic",
 arXiv 2209.04439, with the MGT itself as the critic instead of a trained critic network): after
@@ -55,9 +61,32 @@ def p2_scores(confidence: torch.Tensor, committed_log_prob: torch.Tensor, unknow
     return torch.where(unknown, confidence, committed)
 
 
+@register_component("remask", "p2-confidence")
+class PathPlanningConfidence(RemaskPolicy):
+    """P2 as the authors' code: mask the lowest of one score everywhere, the confidence, committed positions' × η (arXiv 2502.03540).
+
+    score_j = confidence_j for masked j, η · confidence_j for committed j (`p2_sampling`: ``score[unmask_t]
+    *= eta``). With the `draw-score` confidence (≤ 0) η = 0 keeps committed tokens; a confidence that can
+    be positive (e.g. the annealed Gumbel one) has no such reading, so prefer `p2` with it.
+    """
+
+    eta: float = 1.0
+
+    def validate(self) -> None:
+        require(self.eta >= 0, self.kind, self.name, f"eta must be >= 0, got {self.eta}")
+
+    def select(self, confidence, mask_len, ctx):
+        score = torch.where(ctx.unknown, confidence, self.eta * confidence)
+        return lowest_confidence(score, torch.ones_like(ctx.unknown), mask_len)
+
+
 @register_component("remask", "p2")
 class PathPlanning(RemaskPolicy):
-    """P2 self-planning: mask the lowest of (masked: confidence; committed: η·log p of its token) over all positions (arXiv 2502.03540)."""
+    """P2 self-planning on any sampler: mask the lowest of (masked: confidence; committed: η·log p of its token) over all positions (arXiv 2502.03540).
+
+    Our form (see the module doc): the committed token itself is judged, noise-free; the reference's
+    form is `p2-confidence` with `draw-score`.
+    """
 
     eta: float = 1.0
 

@@ -110,25 +110,41 @@ _PRESETS: dict[str, dict] = {
     "cfg-interval": {"guidance": {"name": "interval", "start": 0.25, "stop": 0.75},
                      "description": "CFG only in the middle half of the steps"},
     # -- re-masking committed tokens (ReMDM) ---------------------------------------------------------------
-    # η from the official scripts (kuleshov-group/remdm scripts/remdm-{cap,rescale,loop}.sh, 1024 steps on text)
+    # η (and ReMDM-loop's t_on, t_off, α_on) from the official scripts (kuleshov-group/remdm
+    # scripts/remdm-{cap,rescale,loop}.sh, 1024 steps on text). The scripts also draw the tokens with nucleus
+    # p = 0.9 (sampling.nucleus_p); these presets keep vanilla's multinomial draw, so that each differs from
+    # vanilla by its re-masking alone (add token_sampler = {name = "top-p", p = 0.9} for the scripts' draw).
     "remdm-cap": {"remask": {"name": "remdm", "strategy": "cap", "eta": 0.008},
-                  "description": "ReMDM-cap: re-mask committed tokens with σ = min(0.008, σ_max) (official η)"},
+                  "description": "ReMDM-cap: re-mask committed tokens with σ = min(0.008, σ_max) (the official "
+                                 "script's η; its nucleus p = 0.9 not applied)"},
     "remdm-rescale": {"remask": {"name": "remdm", "strategy": "rescale", "eta": 0.015},
-                      "description": "ReMDM-rescale: σ = 0.015 · σ_max (official η)"},
+                      "description": "ReMDM-rescale: σ = 0.015 · σ_max (the official script's η; its nucleus p = 0.9 "
+                                     "not applied)"},
     "remdm-loop": {"reveal_schedule": {"name": "remdm-loop", "alpha_on": 0.9, "t_on": 0.55, "t_off": 0.05},
                    "remask": {"name": "remdm", "strategy": "loop", "eta": 0.02},
                    "description": "ReMDM-loop: α rises to 0.9, is held for t in (0.05, 0.55] re-masking with σ = 0.02, "
-                                  "then finishes (official settings)"},
+                                  "then finishes (the official script's settings; its nucleus p = 0.9 not applied)"},
     "remdm-conf": {"remask": {"name": "remdm", "strategy": "conf"},
                    "description": "ReMDM-conf: σ_max spread over committed tokens by low confidence"},
     # -- re-scoring committed tokens: path planning and a self-critic ----------------------------------------
-    "p2": {"remask": {"name": "p2", "eta": 1.0},
-           "description": "P2 self-planning: committed tokens re-scored by the model compete for the masked slots"},
+    # P2 as the authors' p2_sampling (pengzhangzhi/path_planning; its defaults τ = 1, η = 1, κ(t) = t): every
+    # position scored by the log-softmax of its Gumbel-perturbed logits at its draw, committed ones × η
+    "p2": {"token_sampler": "gumbel-max-scored", "confidence": "draw-score", "reveal_schedule": "linear",
+           "remask": {"name": "p2-confidence", "eta": 1.0},
+           "description": "P2 as published: Gumbel-max draws scored by their perturbed log-probability at every "
+                          "position, committed ones × η = 1 compete for the masked slots, linear schedule"},
+    "p2-remask": {"remask": {"name": "p2", "eta": 1.0},
+                  "description": "vanilla with P2's re-planning: committed tokens, re-scored by η·log p of their token "
+                                 "(noise-free), compete with the vanilla confidence for the masked slots"},
     "self-critic": {"remask": "self-critic",
                     "description": "Token-Critic with the MGT as critic: one extra forward re-scores the completed draw"},
     # -- guidance variants on logits --------------------------------------------------------------------------
+    # APG's projection alone (η = 0). The paper's listing also defaults to momentum β = −0.75 and norm
+    # threshold r = 2.5, an image-space norm that has no meaning for logits; both stay off here, so that the
+    # preset isolates the projection ({name = "apg", momentum = -0.75} adds the listing's momentum).
     "apg": {"guidance": {"name": "apg", "eta": 0.0},
-            "description": "APG on logits: the CFG update without its part parallel to the conditional logits"},
+            "description": "APG on logits: the CFG update without its part parallel to the conditional logits "
+                           "(η = 0; no momentum, no norm threshold)"},
     "cfg-zero-star": {"guidance": "cfg-zero-star",
                       "description": "CFG-Zero* on logits: CFG around the optimally scaled unconditional logits"},
     # -- Halton-MaskGIT as published ---------------------------------------------------------------------------
@@ -138,8 +154,12 @@ _PRESETS: dict[str, dict] = {
     # -- reward-guided search (inference-time scaling) ----------------------------------------------------------
     "best-of-4": {"loop": {"name": "best-of-n", "n": 4, "reward": "world-loglik"},
                   "description": "best of 4 images by the world's exact log-likelihood (4× passes, 4 scorer calls)"},
+    # SMC in FK steering's framework (arXiv 2501.06848: difference potential, K = 4 and λ = 10 as its configs),
+    # not a transcription of its code: ESS-adaptive systematic resampling at every step but the last, with the
+    # log-weights accumulated; its code resamples multinomially at scheduled steps and the last (docs/catalogue.md §14)
     "smc-4": {"loop": {"name": "smc", "particles": 4, "reward": "world-loglik", "strength": 10.0},
-              "description": "SMC / FK steering with 4 particles, λ = 10 on the world's log-likelihood"},
+              "description": "SMC in FK steering's framework, 4 particles, λ = 10 on the world's log-likelihood "
+                             "(systematic resampling when the ESS < K/2, none at the last step)"},
     # -- beyond the paper ------------------------------------------------------------------------------------
     # γ is in nats summed over the tokens revealed together; 16 lets a confident model reveal ~20 tokens
     # a step on the synthetic world (≈ 0.7 nats a token) and finish early; scale it with N × entropy.

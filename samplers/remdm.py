@@ -18,7 +18,8 @@ start of step i, α_s = 1 − mask_len/N with mask_len the schedule's count afte
 
 η of the official scripts (kuleshov-group/remdm, scripts/remdm-*.sh, 1024 steps on OpenWebText):
 cap 0.008, rescale 0.015, loop 0.02 (t_on 0.55, t_off 0.05, α_on 0.9); conf has no η. Those are the
-`remdm-cap`, `remdm-rescale` and `remdm-loop` presets. The component's default η = 0.02 is the loop
+`remdm-cap`, `remdm-rescale` and `remdm-loop` presets, which leave out the scripts' nucleus draw
+(p = 0.9) so that they differ from vanilla by the re-masking alone. The component's default η = 0.02 is the loop
 script's value; for cap and rescale it is *not* an official setting.
 
 Re-masking is on only for steps with start ≤ i/T < stop (the paper's t_on/t_off switch, in step

@@ -10,6 +10,7 @@ pass through untouched, so the vanilla path is bit-identical.
 
 Each sampler also declares its fused form for the `fast` step mode (`fused()`): a `DrawKernel` that
 draws from the guided logits inside the single pass (samplers/fused_step.py), next to its exact form.
+`gumbel-max-scored` (P2's draw, which also scores itself for the `draw-score` confidence) has none.
 """
 from __future__ import annotations
 
@@ -145,6 +146,47 @@ def _gumbel_argmax(probs: torch.Tensor, generator: torch.Generator) -> torch.Ten
     u = randomness.uniform([generator], tuple(probs.shape), probs.device, torch.float64)[0]
     gumbel = -torch.log(-torch.log(u.clamp(min=tiny)))
     return (torch.log(probs.double()) + gumbel).argmax(dim=-1)
+
+
+#: the ε of the reference's Gumbel noise −log(−log(u + ε) + ε) (its `stochastic_sample_from_categorical`)
+P2_GUMBEL_EPSILON = 1e-8
+
+
+def scored_gumbel_argmax(probs: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x̂, log softmax(log p + g)[x̂]) per row of probs ``(n, V)``, g = −log(−log(u + ε) + ε), u float64 uniforms
+    of `generator` (P2's `stochastic_sample_from_categorical` and `logP` on the perturbed logits, arXiv 2502.03540).
+
+    log p differs from the logits by a constant per row, which neither the argmax nor the log-softmax sees.
+    """
+    u = randomness.uniform([generator], tuple(probs.shape), probs.device, torch.float64)[0]
+    perturbed = torch.log(probs.double()) - torch.log(-torch.log(u + P2_GUMBEL_EPSILON) + P2_GUMBEL_EPSILON)
+    tokens = perturbed.argmax(dim=-1)
+    score = perturbed.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(perturbed, dim=-1)
+    return tokens, score
+
+
+@register_component("token_sampler", "gumbel-max-scored")
+class ScoredGumbelMax(TemperedSampler):
+    """Gumbel-max draws in float64 that also score themselves: log softmax(ℓ/T + g)[x̂], for `draw-score` (P2, arXiv 2502.03540).
+
+    x̂_j = argmax_v(log p_jv/T + g_jv), an exact categorical draw from softmax(ℓ/T), at every position
+    (committed ones included: P2 judges them by this fresh draw); the score of each draw is kept for
+    the step's `draw-score` confidence. The noise is P2's, −log(−log(u + 1e-8) + 1e-8) with float64 u.
+    """
+
+    def sample(self, probs, ctx):
+        tau = self.sampling_temperature(ctx)
+        tokens = torch.empty(probs.shape[:-1], dtype=torch.long, device=probs.device)
+        scores = torch.empty(probs.shape[:-1], dtype=torch.float64, device=probs.device)
+        # as gumbel-max-f64: one image at a time, on the CPU one chunk of positions at a time (the same
+        # uniforms as one draw), so that no (N, V) float64 tensor exists at full size
+        step = _position_step(probs.shape[-1]) if _chunkable(probs, ctx.generators) else probs.shape[1]
+        for row, generator in enumerate(ctx.generators):
+            for start in range(0, probs.shape[1], step):
+                part = slice(start, start + step)
+                tokens[row, part], scores[row, part] = scored_gumbel_argmax(_temper(probs[row, part], tau), generator)
+        ctx.state(self)["draw_score"] = scores
+        return tokens
 
 
 @register_component("token_sampler", "top-k")

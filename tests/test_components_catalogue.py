@@ -14,18 +14,18 @@ CATALOGUE = {
     "guidance": {"constant", "linear", "linear-decreasing", "cosine", "power", "interval", "fixed", "apg", "cfg-zero-star"},
     "logits_processor": {"noise-regularization"},
     "probability_corrector": {"differential"},
-    "token_sampler": {"multinomial", "gumbel-max-f64", "top-k", "top-p", "greedy"},
-    "confidence": {"gumbel", "random", "margin", "entropy", "halton"},
+    "token_sampler": {"multinomial", "gumbel-max-f64", "gumbel-max-scored", "top-k", "top-p", "greedy"},
+    "confidence": {"gumbel", "random", "margin", "entropy", "halton", "draw-score"},
     "reveal_schedule": {"cosine", "linear", "power", "square", "cubic", "root", "arccos", "exponential",
                         "logarithmic", "sigmoid", "entropy-bounded", "confidence-threshold", "remdm-loop",
                         "halton-maskgit"},
-    "remask": {"lowest-confidence", "remdm", "p2", "self-critic"},
+    "remask": {"lowest-confidence", "remdm", "p2", "p2-confidence", "self-critic"},
     "loop": {"standard", "zigzag", "best-of-n", "smc"},
 }
 REQUIRED_PRESETS = ["vanilla", "noise-reg", "differential", "zigzag", "zigzag+noise-reg", "zigzag+differential",
                     "halton", "cfg-linear", "cfg-cosine", "remdm-cap", "eb-adaptive", "gumbel-max-f64", "top-k",
                     "top-p", "margin", "entropy", "remdm-rescale", "remdm-loop", "fast-dllm", "threshold-parallel", "p2",
-                    "self-critic", "apg", "cfg-zero-star", "halton-maskgit", "best-of-4", "smc-4", "differential-reference"]
+                    "p2-remask", "self-critic", "apg", "cfg-zero-star", "halton-maskgit", "best-of-4", "smc-4", "differential-reference"]
 
 
 def test_the_whole_catalogue_is_registered_and_documented():

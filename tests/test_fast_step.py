@@ -156,7 +156,8 @@ def test_fast_mode_is_declared_and_keyed():
     ({"base": "apg"}, "guidance 'apg' has no fused form"),
     ({"base": "pag"}, "guidance 'pag' has no fused form"),
     ({"base": "remdm-cap"}, "remask 'remdm' has no fused form"),
-    ({"base": "p2"}, "remask 'p2' has no fused form"),
+    ({"base": "p2-remask"}, "remask 'p2' has no fused form"),
+    ({"base": "p2"}, "token_sampler 'gumbel-max-scored' has no fused form"),
     ({"logits_processors": ["noise-regularization", {"name": "noise-regularization", "scale": 1.0}]},
      "the fused pass has one logits-processor slot"),
 ])

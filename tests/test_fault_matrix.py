@@ -384,6 +384,9 @@ def test_bad_flags(tmp_path, capsys, world, args, expected):
     ('samplers = ["vanilla", "bad"]\n[variants.bad]\nguidance = { name = "linear", slope = 2.0 }\n',
      "unknown parameter 'slope'"),
     ('this is not toml = = =\n', "not valid TOML"),
+    # nothing to compare image by image: the report used to crash after generation and scoring
+    ('metrics = []\n', "metrics: no per-image metric (got none)"),
+    ('metrics = [{ name = "fid", reference_per_prompt = 2 }]\n', "no per-image metric (got only set metrics: fid)"),
 ])
 def test_bad_config_files(tmp_path, capsys, body, expected):
     config = tmp_path / "bad.toml"

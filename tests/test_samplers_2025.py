@@ -12,15 +12,17 @@ from samplers.components import build_component
 from samplers.differential import kl_reference, smallest_fraction
 from samplers.engine import SamplerEngine
 from samplers.guidance_projection import apg_update, cfg_zero_star
-from samplers.halton import halton_maskgit_revealed, halton_order, radical_inverse
+from samplers.halton import halton_maskgit_revealed, halton_order, halton_rank, radical_inverse
 from samplers.planning import p2_scores
+from samplers.randomness import make_generator
 from samplers.schedules import noise_regularization_sigma
 from samplers.search import effective_sample_size, permute_state, systematic_resample
 from samplers.threshold import above_threshold_count
+from samplers.token_samplers import scored_gumbel_argmax
 from samplers.variant import build_variant
-from catalogue_fakes import MASK, FixedLogits, generate
+from catalogue_fakes import MASK, FixedLogits, generate, make_ctx
 
-NEW_PRESETS = ["remdm-loop", "threshold-parallel", "fast-dllm", "p2", "self-critic", "apg", "cfg-zero-star",
+NEW_PRESETS = ["remdm-loop", "threshold-parallel", "fast-dllm", "p2", "p2-remask", "self-critic", "apg", "cfg-zero-star",
                "halton-maskgit", "differential-reference"]
 
 
@@ -89,10 +91,81 @@ def test_p2_scores_by_hand():
     assert p2_scores(confidence, committed_log_prob, unknown, 0.0).tolist() == [[-0.5, -2.0, math.inf, math.inf]]
 
 
-@pytest.mark.parametrize("name, passes", [("p2", 8), ("self-critic", 15)])
+def reference_p2_sampling(model: FixedLogits, seed: int, guidance: float, eta: float) -> torch.Tensor:
+    """The authors' `p2_sampling` (pengzhangzhi/path_planning; score_fn = logP, no planner, τ = 1, κ(t) = t),
+    transcribed for one image: its logits are log p of the engine's float32 CFG softmax (a constant per
+    position away from the guided logits), in float64 as its `.double()`, and its `rand_like` draws come
+    from the image's generator."""
+    steps, positions = model.cond.shape[:2]
+    generator = make_generator(seed)
+    xt = torch.full((1, positions), MASK)
+    for i in range(1, steps + 1):
+        kappa = i * (1 / steps)
+        cond, uncond = model.cond[i - 1][None], model.uncond[i - 1][None]
+        logits = (uncond + guidance * (cond - uncond)).softmax(dim=-1).double().log()
+        last_mask = xt == MASK
+        u = torch.empty(logits.shape[1:], dtype=torch.float64).uniform_(0, 1, generator=generator)[None]
+        perturbed = logits + -torch.log(-torch.log(u + 1e-8) + 1e-8)
+        score, x0 = perturbed.log_softmax(dim=-1).max(dim=-1)  # = logP(perturbed, x0)
+        score = torch.where(~last_mask, score * eta, score)
+        num_to_mask = (torch.tensor([[positions]]).float() * (1 - kappa)).long()
+        cutoff = score.sort(dim=-1).values.gather(-1, num_to_mask)
+        to_mask = score < cutoff
+        xt = torch.where(to_mask, MASK, torch.where(last_mask, x0, xt))
+    return xt
+
+
+@pytest.mark.parametrize("eta", [1.0, 2.5, 0.0])
+def test_p2_preset_is_the_authors_p2_sampling(eta):
+    tables = {"x": {"base": "p2", "remask": {"name": "p2-confidence", "eta": eta}}}
+    reopened = 0
+    for seed in range(4):
+        model = FixedLogits(8, 64, 16, seed=seed)
+        generation = generate(model, "x", seeds=[seed], tables=tables)
+        assert torch.equal(generation.tokens, reference_p2_sampling(FixedLogits(8, 64, 16, seed=seed), seed, 3.0, eta))
+        assert generation.trajectory == [[64 - 8 * (i + 1)] for i in range(8)]  # κ(t) = t: linear
+        inputs = [tokens for tokens, _, _ in model.calls]
+        reopened += sum(int(((a != MASK) & (b == MASK)).sum()) for a, b in zip(inputs, inputs[1:]))
+    assert (reopened > 0) == (eta > 0)  # η = 0: committed positions score 0, above every log-probability
+
+
+def test_linear_count_is_p2s_float32_count_on_every_image_grid():
+    """P2's count (N·(1 − κ)).long() in float32 with κ = i·(1/T) in float64, vs `linear`'s floor(N·(1 − (i+1)/T)),
+    both clipped to [1, N − 1] as the step clips: equal for every power-of-two N (every image grid)."""
+    linear = build_component("reveal_schedule", "linear")
+    for positions in (64, 256, 1024, 4096):
+        for steps in range(2, 129):
+            # RevealSchedule.mask_len's arithmetic for every step at once (elementwise, so the same roundings)
+            ours = (positions * linear.mask_ratio(torch.arange(1, steps)[:, None] / steps)).floor().clamp(1, positions - 1)
+            code = [(torch.tensor([[positions]]).float() * (1 - i * (1 / steps))).long() for i in range(1, steps)]
+            assert ours.long().flatten().tolist() == torch.cat(code).clamp(1, positions - 1).flatten().tolist(), steps
+    # and the step's own call gives the same: floor(4096·(1 − 47/48)) = floor(85.3) at step 46 of 48
+    assert int(linear.mask_len(make_ctx(46, 48, torch.ones(1, 4096, dtype=torch.bool), seeds=[0]))) == 85
+
+
+def test_scored_gumbel_max_draws_from_p_and_scores_its_draw():
+    probs = torch.tensor([[0.5, 0.3, 0.2, 0.0]]).expand(20_000, -1)
+    tokens, score = scored_gumbel_argmax(probs, make_generator(0))
+    frequencies = torch.bincount(tokens, minlength=4) / 20_000
+    assert torch.allclose(frequencies, probs[0], atol=0.015) and frequencies[3] == 0
+    # the score is the log-softmax of the perturbed logits at the draw: log of a probability, at most 0
+    assert bool((score <= 0).all()) and bool((score > -30).all())
+    generator = make_generator(0)
+    u = torch.empty(4, dtype=torch.float64).uniform_(0, 1, generator=generator)
+    perturbed = torch.log(probs[0].double()) - torch.log(-torch.log(u + 1e-8) + 1e-8)
+    assert tokens[0] == perturbed.argmax() and score[0] == pytest.approx(float(perturbed.log_softmax(-1).max()))
+
+
+def test_draw_score_needs_the_scoring_sampler():
+    with pytest.raises(ConfigError, match="confidence 'draw-score' reads the token sampler's score of its own draw: "
+                                          "use it with token_sampler 'gumbel-max-scored', not 'multinomial'"):
+        build_variant("x", {"x": {"confidence": "draw-score"}})
+
+
+@pytest.mark.parametrize("name, passes", [("p2-remask", 8), ("self-critic", 15)])
 def test_replanning_reopens_committed_tokens_and_keeps_the_pace(name, passes):
     model = FixedLogits(8, 64, 8, seed=6)
-    tables = {"x": {"base": name, "remask": {"name": "p2", "eta": 4.0}}} if name == "p2" else None
+    tables = {"x": {"base": name, "remask": {"name": "p2", "eta": 4.0}}} if name == "p2-remask" else None
     generation = generate(model, "x" if tables else name, seeds=[0, 1], tables=tables)
     vanilla = generate(FixedLogits(8, 64, 8, seed=6), "vanilla", seeds=[0, 1])
     assert generation.trajectory == vanilla.trajectory
@@ -121,6 +194,19 @@ def test_remdm_loop_alpha_schedule_by_hand():
     assert schedule.masked_ratio(8, 20) == pytest.approx(0.1)                      # capped at α_on
     assert schedule.masked_ratio(12, 20) == pytest.approx(0.1)                     # held
     assert schedule.masked_ratio(19, 20) == 0.0
+
+
+def test_remdm_loop_has_no_finish_phase_below_20_steps_in_either_code():
+    """The last step starts at t = 1/T, a hold step while 1/T > t_off = 0.05; the reference's time grid
+    (torch.linspace(1, 1e-5, T + 1), the phase read off t = timesteps[i]) puts it later still."""
+    schedule = build_component("reveal_schedule", "remdm-loop")
+    for steps in (8, 16, 19):
+        reference_t = torch.linspace(1, 1e-5, steps + 1, dtype=torch.float64)[steps - 1]
+        assert schedule.phase(steps - 1, steps) == "hold" and float(reference_t) > 0.05
+        assert "finish" not in {schedule.phase(i, steps) for i in range(steps)}
+    assert schedule.phase(19, 20) == "finish"
+    generation = generate(FixedLogits(16, 64, 8, seed=2), "remdm-loop", seeds=[0])
+    assert generation.trajectory[-2] == [6] and generation.trajectory[-1] == [0]  # held at 1 − α_on, then all revealed
 
 
 def test_remdm_loop_holds_the_masked_count_while_it_remasks():
@@ -206,19 +292,43 @@ def test_halton_maskgit_reveal_count_by_hand():
     assert halton_maskgit_revealed(0, 100, 64) == 1  # max(i + 1, ·): never fewer than one token a step
 
 
-def test_halton_order_equals_the_reference_points_and_completes_them():
-    # The reference takes 10 000 points from n = 1 and keeps each cell's first visit (floor of the float
-    # coordinate times the size). At 64 × 64 that misses 6 of 4096 cells; our order continues the sequence.
-    size, seen, reference = 64, set(), []
-    for n in range(1, 10_001):
-        (xn, xd), (yn, yd) = radical_inverse(n, 2), radical_inverse(n, 3)
-        cell = math.floor(xn / xd * size) * size + math.floor(yn / yd * size)
+REFERENCE_HALTON_POINTS = [(xn / xd, yn / yd) for (xn, xd), (yn, yd) in
+                           ((radical_inverse(n, 2), radical_inverse(n, 3)) for n in range(1, 10_001))]
+
+
+def reference_halton_cells(size: int) -> list[int]:
+    """valeoai/Halton-MaskGIT `build_halton_mask`: 10 000 points from n = 1, each cell's first visit (floor of
+    the float coordinate times the size), row-major."""
+    seen, cells = set(), []
+    for x, y in REFERENCE_HALTON_POINTS:
+        cell = math.floor(x * size) * size + math.floor(y * size)
         if cell not in seen:
             seen.add(cell)
-            reference.append(cell)
+            cells.append(cell)
+    return cells
+
+
+def test_halton_order_equals_the_reference_points_and_completes_them():
+    # At 64 × 64 the reference's points miss 6 of 4096 cells; our order continues the sequence.
+    size, reference = 64, reference_halton_cells(64)
     ours = halton_order(size, size, 1)
     assert len(reference) == size * size - 6
     assert ours[:len(reference)] == tuple(reference) and sorted(ours) == list(range(size * size))
+
+
+def test_halton_roll_is_the_references_on_every_grid_it_runs():
+    """The reference rolls its cell list by k = randint(0, N) per image. Its 10 000 points visit every cell of
+    every grid up to 49 × 49 (aMUSEd's 16 × 16, Meissonic-512's 32 × 32), where the list *is* our order, so
+    the rolled orders are equal. From 50 × 50 on some grids are incomplete; at 64 × 64 the list has 4 090
+    rows for an (N, 2) tensor of 4 096, and the reference sampler stops at that assignment (or at its
+    `expand` without the roll): it has no 64 × 64 behaviour to match, and we roll the completed order."""
+    complete = [size for size in range(1, 65) if len(reference_halton_cells(size)) == size * size]
+    assert complete == list(range(1, 50)) + [51, 54]
+    for size in (16, 32):
+        reference = torch.tensor(reference_halton_cells(size))
+        for k in (0, 1, 7, size * size // 3, size * size - 1):
+            rank = halton_rank(size, size, 1, k)
+            assert torch.equal(rank[torch.roll(reference, k, 0)], torch.arange(size * size)), (size, k)
 
 
 def test_halton_maskgit_reveals_the_references_sets_step_by_step():
