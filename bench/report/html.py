@@ -30,9 +30,8 @@ nav.toc ol{columns:3 15em;column-gap:2em;margin:.3em 0;padding-left:1.6em}nav.to
 .scroll{overflow-x:auto;max-width:100%;margin:.6em 0}
 table{border-collapse:collapse;font-size:.88em}
 th,td{border:1px solid #ccc;padding:3px 7px;text-align:left;vertical-align:top}th{background:#f1f3f5}
-td.n,th.n{white-space:nowrap}
-tr:nth-child(even) td{background:#fafafa}tr:nth-child(odd) td{background:#fff}
-.scroll th:first-child,.scroll td:first-child{position:sticky;left:0;z-index:1;box-shadow:1px 0 0 #ccc}
+td.n,th.n{white-space:nowrap}tr:nth-child(even) td{background:#fafafa}
+tbody tr:hover td{background:#eef4fb}
 img{max-width:100%;height:auto;display:block;margin:.5em 0}
 .csv{color:#666;font-size:.85em}pre{background:#f6f6f6;padding:.8em;overflow-x:auto;font-size:.8em}
 ul.readings li{margin:.15em 0}
