@@ -29,7 +29,7 @@ def _retext(run, prompts: dict[str, str] | None = None, categories: dict[str, st
     samples.to_csv(run / "samples.csv", index=False)
 
 
-def _one_metric_primary(run) -> None:
+def _primary_hpsv2(run) -> None:
     # primary metric first so that the image grid (which prints prompts) shows the retexted prompts
     manifest = json.loads((run / "manifest.json").read_text())
     manifest["config"]["report"]["primary_metric"] = "hpsv2"
@@ -39,9 +39,9 @@ def _one_metric_primary(run) -> None:
 def test_dollar_signs_in_prompts_and_variant_names_are_drawn_literally(tmp_path, monkeypatch):
     run = make_run_dir(tmp_path / "r", n_prompts=6, seeds=(0,), variants={"vanilla": 0.0, VALID_MATH: 1.0, "a$b": -0.5})
     _retext(run, prompts={f"{p:03d}": UNBALANCED if p % 2 == 0 else f"{VALID_MATH} and $y$ number {p}" for p in range(6)})
-    _one_metric_primary(run)
-    parsed_as_math = []
-    original = matplotlib.text.Text._preprocess_math
+    _primary_hpsv2(run)
+    parsed_as_math, drawn = [], []
+    original, original_draw = matplotlib.text.Text._preprocess_math, matplotlib.text.Text.draw
 
     def spy(self, s):
         out = original(self, s)
@@ -49,21 +49,17 @@ def test_dollar_signs_in_prompts_and_variant_names_are_drawn_literally(tmp_path,
             parsed_as_math.append(s)
         return out
 
-    monkeypatch.setattr(matplotlib.text.Text, "_preprocess_math", spy)
-    paths = render_report(run, n_boot=20)  # raised ParseSyntaxException before every user text was literal
-    assert parsed_as_math == []
-    assert (run / "plots" / "image_grid.png").stat().st_size > 1000 and paths["html"].exists()
-    drawn = []
-
     def record(self, renderer):
         drawn.append(self.get_text())
         return original_draw(self, renderer)
 
-    original_draw = matplotlib.text.Text.draw
+    monkeypatch.setattr(matplotlib.text.Text, "_preprocess_math", spy)
     monkeypatch.setattr(matplotlib.text.Text, "draw", record)
-    render_report(run, n_boot=20)
-    joined = "\n".join(drawn)
-    assert VALID_MATH in joined and "$" + r"\frac" in joined.replace("\n", " ")  # the dollars themselves are drawn
+    paths = render_report(run, n_boot=20)  # raised ParseSyntaxException before every user text was literal
+    assert parsed_as_math == []
+    assert (run / "plots" / "image_grid.png").stat().st_size > 1000 and paths["html"].exists()
+    joined = "\n".join(drawn).replace("\n", " ")
+    assert VALID_MATH in joined and "$" + r"\frac" in joined  # the dollars themselves are drawn
 
 
 class _Tags(HTMLParser):
