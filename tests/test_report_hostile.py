@@ -73,7 +73,8 @@ class _Tags(HTMLParser):
 
 def test_markdown_report_escapes_hostile_names_and_categories(tmp_path):
     markdown_it = pytest.importorskip("markdown_it")
-    run = make_run_dir(tmp_path / "r", n_prompts=8, seeds=(0,), variants={"vanilla": 0.0, IMG: 1.0, "[x](javascript:alert(3))": 0.5})
+    variants = {"vanilla": 0.0, IMG: 1.0, "[x](javascript:alert(3))": 0.5}
+    run = make_run_dir(tmp_path / "r", n_prompts=8, seeds=(0,), variants=variants)
     _retext(run, categories={f"{p:03d}": (SCRIPT + "\x00nul") if p % 2 else "![t](http://example.invalid/t.png)"
                              for p in range(8)},
             prompts={"000": "line one\n<b>two</b>\x00"})

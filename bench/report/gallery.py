@@ -236,7 +236,8 @@ function rows(){
     else if(o==='abs')d=Math.abs(b[3])-Math.abs(a[3]);
     return d||a[0]-b[0];});
   return list;}
-function el(tag,cls,text){var e=document.createElement(tag);if(cls)e.className=cls;if(text!==undefined)e.textContent=text;return e;}
+function el(tag,cls,text){var e=document.createElement(tag);if(cls)e.className=cls;
+  if(text!==undefined)e.textContent=text;return e;}
 function picture(name,u){var box=el('div','g-img'),i=D.img[name]?D.img[name][u]:-1;
   if(i<0){box.appendChild(el('span','g-missing','image missing'));}
   else{var im=el('img');im.src=D.thumbs[i];im.alt=name;im.loading='lazy';
@@ -245,7 +246,8 @@ function picture(name,u){var box=el('div','g-img'),i=D.img[name]?D.img[name][u]:
   box.appendChild(el('div','g-name',name));return box;}
 function card(r,v,m){var V=D.variants[v],met=D.metrics[m],u=D.units[r[0]],oc=String(r[4]);
   var c=el('figure','g-card');c.setAttribute('data-outcome',oc);c.setAttribute('data-unit',String(r[0]));
-  var imgs=el('div','g-imgs');imgs.appendChild(picture(V.baseline,r[0]));imgs.appendChild(picture(V.name,r[0]));c.appendChild(imgs);
+  var imgs=el('div','g-imgs');imgs.appendChild(picture(V.baseline,r[0]));imgs.appendChild(picture(V.name,r[0]));
+  c.appendChild(imgs);
   var cap=el('figcaption');
   var s=el('div','g-score g-o'+oc.replace('.',''));s.appendChild(el('b',null,met.name));
   s.appendChild(document.createTextNode(': '+fmt(r[2])+' → '+fmt(r[1])+(met.unit?' '+met.unit:'')+

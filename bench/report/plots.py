@@ -178,7 +178,8 @@ def bradley_terry_forest(run: Run, t: ReportTables, path: Path) -> Path | None:
     with plt.rc_context(STYLE):
         rows, cols = _grid(len(metrics))
         height = min(MAX_INCHES, rows * _length(k, 0.4 if k <= 20 else 0.2, 1.0))
-        fig, axes = plt.subplots(rows, cols, figsize=(_panel_width([f"{v} (#00)" for v in run.variants], cols), height), squeeze=False, layout="constrained")
+        width = _panel_width([f"{v} (#00)" for v in run.variants], cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(width, height), squeeze=False, layout="constrained")
         for ax, m in zip(axes.flat, metrics):
             d = bt[bt["metric"] == m].sort_values("score")
             y = np.arange(len(d))
