@@ -70,6 +70,8 @@ class PerImageMetric(ABC):
     needs: ClassVar[frozenset[str]] = frozenset()
     #: paired differences with |Δ| at most this are ties in win rates (count half).
     tie_tolerance: ClassVar[float] = 1e-9
+    #: what one score measures, shown beside means and mean differences in the report ("nats/token").
+    unit: ClassVar[str] = ""
 
     def __init__(self, **params: Any):
         self.params = params
@@ -91,7 +93,7 @@ class PerImageMetric(ABC):
         """What the manifest records about this scorer."""
         return {"name": self.name, "version": self.version, "higher_is_better": self.higher_is_better,
                 "tie_tolerance": self.tie_tolerance, "params": self.params, "weights": self.weights_id(),
-                "kind": "per-image"}
+                "kind": "per-image", **({"unit": self.unit} if self.unit else {})}
 
     def check_weights(self, world: ExactWorld | None = None) -> None:
         """Find the weights `load` will need (raising `MissingWeightsError`), before any image is generated."""

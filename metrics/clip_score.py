@@ -40,6 +40,7 @@ class CLIPScore(PerImageMetric):
     """
 
     higher_is_better = True
+    unit = "100·cos"  # 100 · max(cosine, 0)
     version = "clip-score-1"
 
     def __init__(self, model: str = DEFAULT_MODEL, pretrained: str = DEFAULT_PRETRAINED, precision: str = "auto", **params: Any):

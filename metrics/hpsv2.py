@@ -121,6 +121,7 @@ class HPSv2(PerImageMetric):
     """
 
     higher_is_better = True
+    unit = "100·cos"  # 100 × cosine similarity (see the module docstring)
     #: code version of this scorer (preprocessing and score formula); enters the cache key.
     version = "hps-1"
     fixed_version: str | None = None

@@ -43,6 +43,7 @@ class PickScore(PerImageMetric):
     """
 
     higher_is_better = True
+    unit = "scaled cos"  # exp(logit_scale) · cosine
     version = "pickscore-1"
 
     def __init__(self, model: str = PICKSCORE_MODEL, processor: str = PICKSCORE_PROCESSOR, revision: str | None = None,

@@ -40,6 +40,7 @@ class WorldLogLikelihood(_WorldMetric):
     """Exact log-likelihood per token of the image under the world's true p(x | prompt) (higher is better)."""
 
     higher_is_better = True
+    unit = "nats/token"
 
     def score(self, batch: ScoreBatch) -> torch.Tensor:
         return batch.world.log_likelihood(self.tokens(batch), list(batch.prompts)).double()
@@ -50,6 +51,7 @@ class WorldAlignment(_WorldMetric):
     """Exact posterior probability that the image shows its prompt (the world's CLIP score; higher is better)."""
 
     higher_is_better = True
+    unit = "probability"
     # A probability: gaps below 1e-4 (e.g. 1 − 1e-7 vs 1) are not a better image, they are a tie.
     tie_tolerance = 1e-4
 
@@ -63,6 +65,7 @@ class WorldAttributes(_WorldMetric):
 
     higher_is_better = True
     tie_tolerance = 1e-4  # a probability, as world-alignment
+    unit = "share"  # of the attributes the prompt names
 
     def score(self, batch: ScoreBatch) -> torch.Tensor:
         errors = torch.stack(list(batch.world.attribute_errors(self.tokens(batch), list(batch.prompts)).values()))
@@ -77,6 +80,7 @@ class _AttributeError(_WorldMetric):
 
     higher_is_better = False
     tie_tolerance = 1e-4
+    unit = "probability"
     attribute = ""
 
     def score(self, batch: ScoreBatch) -> torch.Tensor:

@@ -102,16 +102,24 @@ def test_headline_sorted_and_read_aloud(rendered):
 
 
 def test_html_is_self_contained(rendered):
+    """Nothing is loaded from elsewhere: images are data: URIs, the one script is inline (the paired gallery's,
+    beside its inert JSON block), and the only links are the page's own anchors and the CSVs beside it."""
     _, paths = rendered
     parsed = _parse(paths["html"])
-    assert "script" not in parsed.tags and "link" not in parsed.tags and "iframe" not in parsed.tags
+    assert "link" not in parsed.tags and "iframe" not in parsed.tags and "object" not in parsed.tags
+    assert parsed.tags.count("script") == 2
+    assert sorted(v for t, k, v in parsed.attrs if t == "script") == ["application/json", "gallery-data"]  # no src
     srcs = [v for t, k, v in parsed.attrs if k == "src"]
     assert len(srcs) >= 7
     for src in srcs:
         assert src.startswith("data:image/png;base64,")
         with Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as im:
             im.verify()
-    assert not [v for t, k, v in parsed.attrs if k in ("href", "srcset", "data", "poster", "action")]
+    assert not [v for t, k, v in parsed.attrs if k in ("srcset", "data", "poster", "action")]
+    hrefs = [v for t, k, v in parsed.attrs if k == "href"]
+    assert hrefs and all(h.startswith("#") or (h.startswith("tables/") and h.endswith(".csv")) for h in hrefs)
+    anchors = {v for t, k, v in parsed.attrs if k == "id"}
+    assert all(h[1:] in anchors for h in hrefs if h.startswith("#"))  # the table of contents leads somewhere
     assert "url(" not in paths["html"].read_text()  # no CSS-loaded resources either
 
 
@@ -175,7 +183,8 @@ def test_renders_in_headless_browser(rendered):
     checked = image_load_check(paths["html"])
     assert isinstance(checked, tuple), checked.reason
     n_images, broken = checked
-    assert n_images == sum(1 for t, k, _ in _parse(paths["html"]).attrs if t == "img" and k == "src") and broken == 0
+    # the figures, and the thumbnails the gallery's script put on the page
+    assert n_images > sum(1 for t, k, _ in _parse(paths["html"]).attrs if t == "img" and k == "src") and broken == 0
     with Image.open(shot) as im:
         px = np.asarray(im.convert("L"), dtype=float)
     assert px.shape == (4000, 1400)

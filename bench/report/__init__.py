@@ -12,6 +12,7 @@ from typing import Any
 from .compare import render_comparison
 from .curves import render_curves
 from .document import build_sections, provenance_line
+from .gallery import gallery_section
 from .html import render_html
 from .markdown import render_markdown
 from .plots import render_all
@@ -26,7 +27,7 @@ def render_report(run_dir: Path | str, screenshot: bool = False, **settings: Any
 
     ``settings`` override the report settings of the manifest (``n_boot``, ``bootstrap_seed``,
     ``confidence``, ``correction`` ("holm" | "bh" | "none"), ``alpha``, ``test_unit``, ``primary_metric``,
-    ``grid_rows``). With ``screenshot=True`` a headless-Chromium screenshot ``report.png`` is added
+    ``grid_rows``, ``gallery_mib``). With ``screenshot=True`` a headless-Chromium screenshot ``report.png`` is added
     when a browser is available (key ``"screenshot"``). Returns the written paths by name.
     """
     run_dir = Path(run_dir)
@@ -42,6 +43,11 @@ def render_report(run_dir: Path | str, screenshot: bool = False, **settings: Any
     paths.update(curve_paths)
     at = next((i for i, sec in enumerate(sections) if sec.title == "Cost"), len(sections))
     sections[at:at] = curve_sections
+    # the paired gallery (bench/report/gallery.py) follows the static image grid it generalises
+    gallery = gallery_section(run, tables)
+    if gallery is not None:
+        at = next((i + 1 for i, sec in enumerate(sections) if sec.title == "Image grid"), len(sections))
+        sections.insert(at, gallery)
     title = f"mgt-bench report: {run_dir.name}" + (f" ({run.model_label})" if run.model_label else "")
     line = provenance_line(run)
     paths["html"] = render_html(title, line, sections, run_dir / "report.html")

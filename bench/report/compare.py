@@ -31,7 +31,7 @@ from . import pairing  # noqa: E402
 from .document import Section, provenance_line  # noqa: E402
 from .html import render_html  # noqa: E402
 from .markdown import render_markdown  # noqa: E402
-from .plots import STYLE, _grid, _save  # noqa: E402
+from .plots import PERCENT, STYLE, _grid, _save  # noqa: E402
 from .rundir import Run, load_run  # noqa: E402
 from .tables import CORRECTION_NAMES  # noqa: E402
 
@@ -159,7 +159,7 @@ def _plot(a: Run, sbs: pd.DataFrame, la: str, lb: str, path: Path) -> Path:
     with plt.rc_context(STYLE):
         rows, cols = _grid(max(1, len(metrics)))
         variants = list(dict.fromkeys(sbs["variant"]))
-        fig, axes = plt.subplots(rows, cols, figsize=(3.8 * cols, (0.5 * len(variants) + 1.2) * rows), squeeze=False, layout="constrained")
+        fig, axes = plt.subplots(rows, cols, figsize=(3.8 * cols, (0.5 * len(variants) + 1.2) * rows + 0.3), squeeze=False, layout="constrained")
         for ax, m in zip(axes.flat, metrics):
             d = sbs[sbs["metric"] == m].set_index("variant").reindex(variants[::-1])
             y = np.arange(len(d))
@@ -170,11 +170,14 @@ def _plot(a: Run, sbs: pd.DataFrame, la: str, lb: str, path: Path) -> Path:
             ax.axvline(0.5, color="black", lw=0.8)
             ax.set_yticks(y, d.index)
             ax.set_xlim(0, 1)
-            ax.set_xlabel("win rate vs own baseline")
+            ax.xaxis.set_major_formatter(PERCENT)
+            ax.set_xlabel("win rate vs own baseline (→ better)")
             ax.set_title(a.display_name(m))
-            ax.legend(fontsize=7, loc="lower right")
         for ax in list(axes.flat)[len(metrics):]:
             ax.axis("off")
+        # one legend for all panels, above them: inside a panel it covered the points
+        handles, labels = axes.flat[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside upper center", ncols=2, fontsize=8)
         return _save(fig, path)
 
 

@@ -27,6 +27,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import PercentFormatter  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from metrics import stats  # noqa: E402
@@ -41,7 +42,8 @@ from .rundir import Run  # noqa: E402
 RUN_AXES = ("steps", "guidance")
 AXIS_TITLES = {"steps": "sampling steps T", "guidance": "CFG scale w"}
 _STYLE = {"figure.dpi": 110, "savefig.dpi": 150, "font.size": 9, "axes.titlesize": 10, "axes.spines.top": False,
-          "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3, "legend.frameon": False}
+          "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3, "legend.frameon": False,
+          "text.parse_math": False}  # variant names and values are drawn as typed, never as mathtext
 # Okabe–Ito colours (colour-blind safe), as the report's other figures
 _PALETTE = ["#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7"]
 _MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
@@ -159,12 +161,31 @@ def _lines(frame: pd.DataFrame, x: str, axis: str, axes: list[str]):
         yield _line_label(key, axis, axes), sub.sort_values(x)
 
 
-def _errorbars(ax, sub: pd.DataFrame, x: str, y: str, colour: str, marker: str, label: str) -> None:
+def _errorbars(ax, sub: pd.DataFrame, x: str, y: str, colour: str, marker: str, label: str,
+               shift: float = 0.0, log: bool = False) -> None:
+    """One line with its whiskers; ``shift`` moves it sideways (a fraction of a tick step) so that lines
+    with equal values at the same x stay apart: additive on a linear axis, a factor on a log axis."""
     est = sub[y].to_numpy(float)
     lo, hi = sub[f"{y}_lo"].to_numpy(float), sub[f"{y}_hi"].to_numpy(float)
     err = np.vstack([np.where(np.isnan(lo), 0, est - lo), np.where(np.isnan(hi), 0, hi - est)])
-    ax.errorbar(sub[x].to_numpy(float), est, yerr=err, color=colour, marker=marker, ms=4, capsize=3, lw=1.2,
-                label=label)
+    xs = sub[x].to_numpy(float)
+    xs = xs * 2.0 ** shift if log else xs + shift
+    ax.errorbar(xs, est, yerr=err, color=colour, marker=marker, ms=4, capsize=3, lw=1.2, label=label)
+
+
+def _dodge(n_lines: int, values: np.ndarray, log: bool) -> list[float]:
+    """Sideways shifts of n lines, centred on the true x: 3 % of the smallest gap between swept values each."""
+    ticks = np.unique(values)
+    gaps = np.diff(np.log2(ticks)) if log else np.diff(ticks)
+    step = 0.03 * (float(gaps.min()) if len(gaps) else 1.0)
+    return [step * (i - (n_lines - 1) / 2) for i in range(n_lines)]
+
+
+def _legend_below(fig, ax) -> None:
+    """The lines' legend once, below the panels: inside a panel it covers points (above, the title)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(handles)), fontsize=7)
 
 
 def _readable_y(ax) -> None:
@@ -192,18 +213,22 @@ def plot_axis(run: Run, curves: pd.DataFrame, axis: str, path: Path) -> Path | N
         fig, grid = plt.subplots(len(metrics), 2, figsize=(9, 2.9 * len(metrics)), squeeze=False, layout="constrained")
         for row, m in enumerate(metrics):
             sub = data[data["metric"] == m]
-            for i, (label, line) in enumerate(_lines(sub, "_x", axis, axes)):
+            lines = list(_lines(sub, "_x", axis, axes))
+            log = _log_scale(data["_x"].to_numpy(float))
+            shifts = _dodge(len(lines), data["_x"].to_numpy(float), log)
+            for i, (label, line) in enumerate(lines):
                 colour, marker = _PALETTE[i % len(_PALETTE)], _MARKERS[i % len(_MARKERS)]
-                _errorbars(grid[row, 0], line, "_x", "mean", colour, marker, label)
+                _errorbars(grid[row, 0], line, "_x", "mean", colour, marker, label, shifts[i], log)
                 compared = line[~line["is_baseline"].astype(bool)]
                 if len(compared):
-                    _errorbars(grid[row, 1], compared, "_x", "win_rate", colour, marker, label)
-            grid[row, 0].set_ylabel(run.display_name(m))
+                    _errorbars(grid[row, 1], compared, "_x", "win_rate", colour, marker, label, shifts[i], log)
+            grid[row, 0].set_ylabel(run.metric_label(m))
             _readable_y(grid[row, 0])
             grid[row, 0].set_title(f"mean {run.display_name(m)} ({100 * run.settings.confidence:.0f} % CI)")
             grid[row, 1].axhline(0.5, color="black", lw=0.8)
             grid[row, 1].set_ylim(-0.02, 1.02)
-            grid[row, 1].set_ylabel("win rate")
+            grid[row, 1].yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+            grid[row, 1].set_ylabel("win rate (↑ = variant better)")
             grid[row, 1].set_title(f"win rate vs {baseline_label(run)}")
             for ax in grid[row]:
                 ax.set_xlabel(AXIS_TITLES.get(axis, axis))
@@ -211,8 +236,9 @@ def plot_axis(run: Run, curves: pd.DataFrame, axis: str, path: Path) -> Path | N
                     ax.set_xscale("log", base=2)
                 ticks = sorted(set(data["_x"]))
                 ax.set_xticks(ticks, [_fmt_value(t) for t in ticks])
-        grid[0, 0].legend(fontsize=7, loc="best")
-        fig.suptitle(f"Sweep over {AXIS_TITLES.get(axis, axis)}: one line per variant, other swept values fixed")
+        _legend_below(fig, grid[0, 0])
+        fig.suptitle(f"Sweep over {AXIS_TITLES.get(axis, axis)}: one line per variant, other swept values fixed "
+                     "(lines drawn slightly apart)")
         _save(fig, path)
     return path
 
@@ -234,12 +260,12 @@ def plot_cost(run: Run, curves: pd.DataFrame, path: Path) -> Path | None:
                     _errorbars(grid[row, col], line, x, "mean", _PALETTE[i % len(_PALETTE)],
                                _MARKERS[i % len(_MARKERS)], label)
                 grid[row, col].set_xlabel("forward passes per image (measured)" if col == 0 else "seconds per image (measured)")
-                grid[row, col].set_ylabel(run.display_name(m))
+                grid[row, col].set_ylabel(run.metric_label(m))
                 _readable_y(grid[row, col])
                 if col == 0 and _log_scale(sub[x].to_numpy(float)):
                     grid[row, col].set_xscale("log", base=2)
             grid[row, 0].set_title(f"mean {run.display_name(m)} vs cost")
-        grid[0, 0].legend(fontsize=7, loc="best")
+        _legend_below(fig, grid[0, 0])
         _save(fig, path)
     return path
 
@@ -252,7 +278,7 @@ def curve_table(run: Run, curves: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({"variant": d["base_variant"]})
     for a in axes:
         out[a] = [("" if _missing(v) else _fmt_value(v)) for v in d[a]]
-    out[f"mean {run.display_name(primary)}"] = [f"{fmt.num(x)} [{fmt.num(lo)}, {fmt.num(hi)}]"
+    out[f"mean {run.metric_label(primary)}"] = [f"{fmt.num(x)} [{fmt.num(lo)}, {fmt.num(hi)}]"
                                                 for x, lo, hi in zip(d["mean"], d["mean_lo"], d["mean_hi"])]
     out["win rate vs baseline"] = ["baseline" if b else fmt.pct_ci(x, lo, hi)
                                    for b, x, lo, hi in zip(d["is_baseline"], d["win_rate"], d["win_rate_lo"], d["win_rate_hi"])]
@@ -293,8 +319,10 @@ def render_curves(run: Run, win_rates: pd.DataFrame, out_dir: Path) -> tuple[dic
         if plot is not None:
             paths[f"plots/curves_{_file_label(a)}"] = plot
             sections.append(Section(f"Curves against {AXIS_TITLES.get(a, a)}", image=plot,
-                                    caption="Left: mean score; right: win rate against the baseline at the same "
-                                            "steps and guidance (50 % = no difference). Whiskers: bootstrap intervals.",
+                                    caption="Left: mean score, whiskers = cluster-bootstrap percentile intervals over "
+                                            "prompts; right: win rate against the baseline at the same steps and "
+                                            "guidance (50 % = no difference), whiskers = the win-rate table's clustered "
+                                            "Clopper–Pearson intervals.",
                                     csv=["curves.csv"]))
     plot = plot_cost(run, curves, out_dir / "plots" / "curves_cost.png")
     if plot is not None:

@@ -22,6 +22,7 @@ class Section:
     caption: str = ""
     csv: list[str] = field(default_factory=list)  # the tables/*.csv behind the numbers
     code: str = ""
+    html: str = ""  # an HTML-only block (the paired gallery), already escaped; Markdown shows the paragraphs
 
 
 def build_sections(run: Run, t: ReportTables, plots: dict[str, Path]) -> list[Section]:

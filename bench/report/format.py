@@ -8,7 +8,7 @@ import pandas as pd
 
 from metrics.stats import format_p
 
-from .pairing import baseline_label
+from .pairing import baseline_label, baseline_of
 from .rundir import Run
 from .tables import ReportTables
 
@@ -37,13 +37,18 @@ def num_ci(est, lo, hi, digits: int = 3) -> str:
     return f"{est:+.{digits}g} [{lo:+.{digits}g}, {hi:+.{digits}g}]"
 
 
+def is_baseline(run: Run, variant: str) -> bool:
+    """The run's baseline, or in a sweep any point's baseline (each steps/guidance value has its own)."""
+    return variant == run.baseline or baseline_of(run).get(variant) == variant
+
+
 def headline(run: Run, t: ReportTables) -> pd.DataFrame:
     rows = []
     for r in t.headline.to_dict("records"):
         row = {"variant": r["variant"]}
         for m in run.per_image_metrics:
             key = f"win_rate_{m}"
-            if r["variant"] == run.baseline:
+            if is_baseline(run, r["variant"]):
                 row[f"{run.display_name(m)} win rate"] = "baseline"
             elif r.get(f"status_{m}") != "tested":
                 row[f"{run.display_name(m)} win rate"] = "missing"
@@ -76,7 +81,7 @@ def win_rates(run: Run, t: ReportTables) -> pd.DataFrame:
     w = t.win_rates
     return pd.DataFrame({
         "variant": w["variant"],
-        "metric": w["metric"].map(run.display_name),
+        "metric": w["metric"].map(run.metric_label),  # with its unit: the means and Δ are in it
         "mean (variant)": w["mean_value"].map(num),
         f"mean ({baseline_label(run)})": w["mean_baseline"].map(num),
         "mean Δ beyond tolerance [95 % CI]": [num_ci(a, b, c) for a, b, c in zip(w["mean_diff"], w["mean_diff_lo"], w["mean_diff_hi"])],
@@ -112,7 +117,7 @@ def metric_summary(run: Run, t: ReportTables) -> pd.DataFrame:
     s = t.metric_summary
     wide = s.assign(cell=[f"{num(a)} ± {num(b, 2)}" for a, b in zip(s["mean"], s["std"])]).pivot(
         index="variant", columns="metric", values="cell").reindex(index=run.variants, columns=run.per_image_metrics)
-    wide.columns = [run.display_name(m) for m in wide.columns]
+    wide.columns = [run.metric_label(m) for m in wide.columns]
     return wide.reset_index()
 
 
@@ -216,8 +221,8 @@ def cost(run: Run, t: ReportTables) -> pd.DataFrame:
     if c["memory_mib_per_image"].notna().any():
         out["MiB / image"] = c["memory_mib_per_image"].map(lambda x: num(x, 4))
     for m in run.per_image_metrics:
-        out[f"{run.display_name(m)} win rate"] = [("baseline" if v == run.baseline else pct(w))
+        out[f"{run.display_name(m)} win rate"] = [("baseline" if is_baseline(run, v) else pct(w))
                                                   for v, w in zip(c["variant"], c[f"win_rate_{m}"])]
-        out[f"mean {run.display_name(m)}"] = c[f"mean_{m}"].map(num) + np.where(c[f"pareto_{m}"], " ◆", "")
+        out[f"mean {run.metric_label(m)}"] = c[f"mean_{m}"].map(num) + np.where(c[f"pareto_{m}"], " ◆", "")
         out[f"Δ {run.display_name(m)} / extra pass"] = c[f"gain_{m}_per_extra_pass"].map(lambda x: num(x, 3))
     return out

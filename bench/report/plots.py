@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 import textwrap
 from pathlib import Path
 
@@ -17,9 +18,11 @@ matplotlib.use("Agg")  # no display: reports are rendered on headless machines
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import PercentFormatter  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from ..rundir.store import atomic_write_bytes  # noqa: E402
+from .labels import equal_cost_axis, place_labels, wrap_name  # noqa: E402
 from .rundir import Run  # noqa: E402
 from .tables import ReportTables  # noqa: E402
 
@@ -27,7 +30,12 @@ STYLE = {
     "figure.dpi": 110, "savefig.dpi": 150, "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9,
     "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3,
     "legend.frameon": False, "image.cmap": "RdBu_r",
+    # Variant names, prompts and metric names are user text: "$x$" is drawn as typed, never as mathtext
+    # (an unbalanced "$" would otherwise stop the whole report with a ParseSyntaxException).
+    "text.parse_math": False,
 }
+#: win rates are shown in per cent in every plot, as in the tables.
+PERCENT = PercentFormatter(1.0, decimals=0)
 # Okabe–Ito colours: distinguishable in colour-blind vision and in greyscale print.
 PALETTE = ["#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7"]
 # With more variants than colours, each further round of colours gets its own marker: 8 × 8 = 64 distinct styles.
@@ -59,6 +67,15 @@ def _length(n: int, per_item: float, extra: float) -> float:
     return min(MAX_INCHES, per_item * n + extra)
 
 
+def _panel_width(labels: list[str], cols: int) -> float:
+    """Figure width for ``cols`` panels whose y axis carries these labels: 2.9 inches of plot per panel plus
+    the longest label (about 0.075 inch a character at 9 pt), so long variant names never squeeze a panel
+    to nothing; at most MAX_INCHES."""
+    n = len(labels)
+    longest = max((len(str(x)) for x in labels), default=0) * 0.075 * _label_size(n) / 9.0
+    return min(MAX_INCHES, cols * (2.9 + max(0.7, longest)))
+
+
 def _grid(n: int, max_cols: int = 3) -> tuple[int, int]:
     cols = min(max_cols, max(1, n))
     return math.ceil(n / cols), cols
@@ -73,8 +90,18 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def better_word(higher_is_better: bool) -> str:
+    """Which way a metric's *score* improves, in words: arrows beside a win-rate axis read as its direction."""
+    return "higher score is better" if higher_is_better else "lower score is better"
+
+
+def win_rate_axis_label(baseline: str) -> str:
+    """The win-rate axis says which way is better, whatever the metric's own direction."""
+    return f"← worse · win rate vs {baseline} · better →"
+
+
 def win_rate_plot(run: Run, t: ReportTables, path: Path) -> Path | None:
-    """Win rate vs the baseline with its bootstrap interval, one panel per per-image metric (bars)."""
+    """Win rate vs the baseline with its Clopper–Pearson interval, one panel per per-image metric (bars)."""
     metrics = [m for m in run.per_image_metrics if m in set(t.win_rates["metric"])]
     if not metrics:
         return None  # nothing compared (e.g. a run of the baseline alone)
@@ -82,7 +109,7 @@ def win_rate_plot(run: Run, t: ReportTables, path: Path) -> Path | None:
         rows, cols = _grid(len(metrics))
         others = [v for v in run.variants if v != run.baseline]
         height = min(MAX_INCHES, rows * _length(len(others), 0.45 if len(others) <= 20 else 0.2, 1.2))
-        fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, height), squeeze=False, layout="constrained")
+        fig, axes = plt.subplots(rows, cols, figsize=(_panel_width(others, cols), height), squeeze=False, layout="constrained")
         for ax, m in zip(axes.flat, metrics):
             d = t.win_rates[t.win_rates["metric"] == m].set_index("variant").reindex(others[::-1])
             y = np.arange(len(d))
@@ -93,13 +120,14 @@ def win_rate_plot(run: Run, t: ReportTables, path: Path) -> Path | None:
             ax.axvline(0.5, color="black", lw=0.8)
             ax.set_yticks(y, d.index, fontsize=_label_size(len(others)))
             ax.set_xlim(0, 1)
-            ax.set_xlabel(f"win rate vs {run.baseline}")
-            arrow = "↑" if run.higher_is_better(m) else "↓"
-            ax.set_title(f"{run.display_name(m)} ({arrow} better)")
+            ax.xaxis.set_major_formatter(PERCENT)
+            ax.set_xlabel(win_rate_axis_label(run.baseline))
+            ax.set_title(f"{run.display_name(m)}\n({better_word(run.higher_is_better(m))})")
         for ax in list(axes.flat)[len(metrics):]:
             ax.axis("off")
         # no explicit y: constrained layout then keeps the title clear of the panel titles
-        fig.suptitle(f"Paired win rate vs {run.baseline} (ties ½); bars: {100 * run.settings.confidence:.0f} % clustered Clopper–Pearson CI;\n"
+        fig.suptitle(f"Paired win rate vs {run.baseline} (ties ½; right of 50 % = variant better, whatever the metric's "
+                     f"direction);\nwhiskers: {100 * run.settings.confidence:.0f} % clustered Clopper–Pearson CI; "
                      f"blue = significant after {run.settings.correction}", fontsize=8)
         return _save(fig, path)
 
@@ -139,7 +167,7 @@ def pairwise_heatmap(run: Run, t: ReportTables, path: Path) -> Path | None:
         for ax in list(axes.flat)[len(metrics):]:
             ax.axis("off")
         if im is not None:
-            fig.colorbar(im, ax=axes, shrink=0.6, label="row beats column (win rate)")
+            fig.colorbar(im, ax=axes, shrink=0.6, label="row beats column (win rate)", format=PERCENT)
         return _save(fig, path)
 
 
@@ -154,7 +182,8 @@ def bradley_terry_forest(run: Run, t: ReportTables, path: Path) -> Path | None:
     with plt.rc_context(STYLE):
         rows, cols = _grid(len(metrics))
         height = min(MAX_INCHES, rows * _length(k, 0.4 if k <= 20 else 0.2, 1.0))
-        fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, height), squeeze=False, layout="constrained")
+        width = _panel_width([f"{v} (#00)" for v in run.variants], cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(width, height), squeeze=False, layout="constrained")
         for ax, m in zip(axes.flat, metrics):
             d = bt[bt["metric"] == m].sort_values("score")
             y = np.arange(len(d))
@@ -181,27 +210,35 @@ def quality_vs_cost(run: Run, t: ReportTables, path: Path) -> Path:
         rows, cols = _grid(len(metrics))
         fig, axes = plt.subplots(rows, cols, figsize=(3.8 * cols + (3.0 if many else 0.0), min(MAX_INCHES, 3.0 * rows)),
                                  squeeze=False, layout="constrained")
+        labelled = []
         for ax, m in zip(axes.flat, metrics):
             x, y = cost["forward_passes"].to_numpy(float), cost[f"mean_{m}"].to_numpy(float)
             front = cost[f"pareto_{m}"].to_numpy(bool)
             order = np.argsort(x[front])
             ax.step(x[front][order], y[front][order], where="post", color="grey", lw=1, zorder=1)
+            named = []
             for xi, yi, v, f in zip(x, y, cost["variant"], front):
                 colour, marker = styles.get(v, ("black", "o"))
                 ax.scatter(xi, yi, color=colour, marker=marker, s=36, zorder=2, label=v if ax is axes.flat[0] else None,
                            edgecolor="black" if f else "none", linewidth=1.2)
                 if not many or f or v == run.baseline:
-                    ax.annotate(v, (xi, yi), textcoords="offset points", xytext=(4, 3), fontsize=7)
-            ax.set_xlabel("forward passes per image")
+                    named.append((xi, yi, v))
+            if not equal_cost_axis(ax, x, "forward passes per image"):
+                ax.set_xlabel("forward passes per image")
             ax.ticklabel_format(axis="y", useOffset=False)  # an offset like "+1" hides the values
             arrow = "↑" if run.higher_is_better(m) else "↓"
-            ax.set_ylabel(f"mean {run.display_name(m)} ({arrow})")
+            ax.set_ylabel(f"mean {run.metric_label(m)} {arrow}")
+            labelled.append((ax, named))
         for ax in list(axes.flat)[len(metrics):]:
             ax.axis("off")
         if many:
             fig.legend(loc="outside right upper", fontsize=6, ncols=max(1, math.ceil(len(run.variants) / 30)),
                        markerscale=0.8, handletextpad=0.2)
-        fig.suptitle("Quality vs cost; ringed = Pareto front", fontsize=9)
+        fig.suptitle("Quality vs cost; ringed = Pareto front; ↑ / ↓ = higher / lower mean is better", fontsize=9)
+        # names last, once the layout is final: stacked beside their points, never over each other
+        for ax, named in labelled:
+            if named:
+                place_labels(ax, [p[0] for p in named], [p[1] for p in named], [wrap_name(p[2]) for p in named])
         return _save(fig, path)
 
 
@@ -212,7 +249,7 @@ def distributions(run: Run, path: Path) -> Path:
     with plt.rc_context(STYLE):
         rows, cols = _grid(len(metrics))
         height = min(MAX_INCHES, rows * _length(len(variants), 0.35 if len(variants) <= 20 else 0.2, 1.2))
-        fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, height), squeeze=False, layout="constrained")
+        fig, axes = plt.subplots(rows, cols, figsize=(_panel_width(variants, cols), height), squeeze=False, layout="constrained")
         for ax, m in zip(axes.flat, metrics):
             sub = run.scores[run.scores["metric"] == m]
             data = [sub.loc[sub["variant"] == v, "value"].to_numpy(float) for v in variants]
@@ -221,8 +258,9 @@ def distributions(run: Run, path: Path) -> Path:
                        flierprops={"markersize": 2})
             ax.tick_params(axis="y", labelsize=_label_size(len(variants)))
             ax.invert_yaxis()
-            arrow = "↑" if run.higher_is_better(m) else "↓"
-            ax.set_title(f"{run.display_name(m)} ({arrow} better)")
+            ax.set_title(f"{run.display_name(m)} ({better_word(run.higher_is_better(m))})")
+            if run.unit(m):
+                ax.set_xlabel(run.unit(m))
         for ax in list(axes.flat)[len(metrics):]:
             ax.axis("off")
         return _save(fig, path)
@@ -286,7 +324,9 @@ def image_grid(run: Run, t: ReportTables, path: Path, thumb: int = 160) -> Path:
                 if i == 0:
                     ax.set_title(v, fontsize=8, color="#0072B2" if v == top else "black")
                 if j == 0:
-                    label = textwrap.shorten(str(prompts.get(r.prompt_id, r.prompt_id)), 60)
+                    # control characters (a NUL in a prompt) have no glyph: drawn as U+FFFD, as browsers do
+                    label = re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "\ufffd", str(prompts.get(r.prompt_id, r.prompt_id)))
+                    label = textwrap.shorten(label, 60)
                     delta = "" if np.isnan(r.advantage) else f"\n{r.kind}: Δ {r.advantage:+.3g}"
                     ax.set_ylabel("\n".join(textwrap.wrap(label, 24)) + f"\nseed {r.seed}{delta}", fontsize=6,
                                   rotation=0, ha="right", va="center")
@@ -299,7 +339,12 @@ def image_grid(run: Run, t: ReportTables, path: Path, thumb: int = 160) -> Path:
 
 
 def trajectory_plot(run: Run, t: ReportTables, path: Path) -> Path | None:
-    """Masked tokens left after each step, per variant, for the grid's first prompt and seed (if recorded)."""
+    """Masked tokens left after each step, per variant, for the grid's first prompt and seed (if recorded).
+
+    Variants that reveal on the same schedule have identical trajectories (most design choices change
+    *which* tokens are revealed, not how many): they share one line, whose legend entry names them all,
+    instead of drawing lines over each other that no dash pattern keeps apart.
+    """
     if "trajectory" not in run.samples.columns:
         return None
     _, sel = grid_selection(run, t)
@@ -307,32 +352,36 @@ def trajectory_plot(run: Run, t: ReportTables, path: Path) -> Path | None:
         return None
     pid, seed = sel.iloc[0]["prompt_id"], sel.iloc[0]["seed"]
     sub = run.samples[(run.samples["prompt_id"] == pid) & (run.samples["seed"] == seed)]
-    colours, styles = _colours(run.variants), _styles(run.variants)
+    styles = _styles(run.variants)
+    groups: dict[tuple, list[str]] = {}
+    for r in sub.itertuples():
+        try:
+            traj = json.loads(r.trajectory) if isinstance(r.trajectory, str) and r.trajectory else None
+        except json.JSONDecodeError:
+            traj = None
+        if traj:
+            groups.setdefault(tuple(traj), []).append(r.variant)
+    if not groups:
+        return None
     with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(5 + (3 if len(run.variants) > 12 else 0), 3), layout="constrained")
-        drawn = 0
-        for r in sub.itertuples():
-            try:
-                traj = json.loads(r.trajectory) if isinstance(r.trajectory, str) and r.trajectory else None
-            except json.JSONDecodeError:
-                traj = None
-            if not traj:
-                continue
-            # varied dashes and widths keep identical trajectories (common: same reveal schedule) visible
-            ax.plot(np.arange(1, len(traj) + 1), traj, marker=styles.get(r.variant, ("black", "."))[1], markersize=3,
-                    label=r.variant, color=colours.get(r.variant, "black"),
-                    linestyle=["-", "--", ":", "-."][drawn % 4], linewidth=max(0.8, 2.6 - 0.5 * drawn))
-            drawn += 1
-        if not drawn:
-            plt.close(fig)
-            return None
+        legend = len(groups) > 1 or len(groups[next(iter(groups))]) == 1
+        fig, ax = plt.subplots(figsize=(5 + (2.5 if legend else 0) + (3 if len(groups) > 12 else 0), 3),
+                               layout="constrained")
+        for i, (traj, names) in enumerate(groups.items()):
+            colour, marker = styles.get(names[0], ("black", "o"))
+            label = names[0] if len(names) == 1 else f"{', '.join(names)} (identical)"
+            ax.plot(np.arange(1, len(traj) + 1), traj, marker=marker, markersize=3, color=colour,
+                    linestyle=["-", "--", ":", "-."][i % 4], linewidth=1.4,
+                    label="\n".join(textwrap.wrap(label, 32)))
         ax.set_xlabel("step")
         ax.set_ylabel("masked tokens left")
-        ax.set_title(f"Decoding trajectory, prompt {pid}, seed {seed}")
-        if drawn > 12:
-            fig.legend(loc="outside right upper", fontsize=6, ncols=max(1, math.ceil(drawn / 30)))
-        else:
-            ax.legend(fontsize=7)
+        title = f"Decoding trajectory, prompt {pid}, seed {seed}"
+        if not legend:  # one line for several variants: say so instead of a legend naming them all
+            title += f"\nidentical for all {len(sub)} variants"
+        ax.set_title(title, fontsize=9)
+        if legend:
+            fig.legend(loc="outside right upper", fontsize=6 if len(groups) > 12 else 7,
+                       ncols=max(1, math.ceil(len(groups) / 30)))
         return _save(fig, path)
 
 

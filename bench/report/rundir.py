@@ -15,7 +15,7 @@ The run directory contract (written by the harness, read here only):
 Report settings are read from ``manifest["config"]["report"]`` when present (``n_boot``, also
 taken from the config's top-level ``bootstrap``,
 ``bootstrap_seed``, ``confidence``, ``correction``, ``alpha``, ``test_unit``, ``primary_metric``,
-``grid_rows``); the defaults below apply otherwise.
+``grid_rows``, ``gallery_mib``); the defaults below apply otherwise.
 """
 from __future__ import annotations
 
@@ -48,6 +48,7 @@ class ReportSettings:
     test_unit: str = "prompt"
     primary_metric: str | None = None
     grid_rows: int = 3  # best and worst pairs each
+    gallery_mib: float = 8.0  # thumbnail bytes the paired gallery may embed in report.html (bench/report/gallery.py)
 
     @classmethod
     def from_manifest(cls, manifest: dict[str, Any], **overrides: Any) -> "ReportSettings":
@@ -124,6 +125,15 @@ class Run:
     def display_name(self, metric: str) -> str:
         info = self.metric_info(metric)
         return str(info.get("display_name") or metric)
+
+    def unit(self, metric: str) -> str:
+        """The metric's unit as its scorer declares it (e.g. "nats/token"); "" when none is recorded."""
+        return str(self.metric_info(metric).get("unit") or "")
+
+    def metric_label(self, metric: str) -> str:
+        """Display name with the unit, e.g. "world-loglik (nats/token)", for means and their axes."""
+        unit = self.unit(metric)
+        return f"{self.display_name(metric)} ({unit})" if unit else self.display_name(metric)
 
     @property
     def model_label(self) -> str:

@@ -5,6 +5,8 @@ browser, crash, timeout), so callers and tests can report it instead of failing 
 """
 from __future__ import annotations
 
+import html
+import json
 import os
 import re
 import shutil
@@ -76,32 +78,66 @@ def screenshot(html_path: Path | str, png_path: Path | str, width: int = 1400, h
     return res
 
 
-_CHECK = ("<script>window.addEventListener('load',function(){var im=document.images,bad=0;"
-          "for(var i=0;i<im.length;i++){if(!(im[i].complete&&im[i].naturalWidth>0))bad++;}"
-          "document.body.setAttribute('data-images',im.length);document.body.setAttribute('data-broken',bad);});</script>")
+def run_probe(html_path: Path | str, script: str, width: int = 1400, height: int = 1000,
+              timeout: float = 120.0) -> object | BrowserResult:
+    """Run ``script`` (the body of a JavaScript function returning a JSON-able value) in the page after its
+    load event, in headless Chromium at ``width`` × ``height``, and return the value.
+
+    The page itself is not changed: a temporary copy beside it gets the probe, which stores the value
+    in an attribute of ``<body>``; Chromium's ``--dump-dom`` returns the DOM after the probe ran.
+    Returns a falsy `BrowserResult` if the browser cannot run or the probe did not finish.
+    """
+    html_path = Path(html_path).resolve()
+    text = html_path.read_text(encoding="utf-8")
+    probe = ("<script>window.addEventListener('load',function(){var r;try{r=(function(){" + script + "})();}"
+             "catch(e){r={probe_error:String(e)};}document.body.setAttribute('data-probe',JSON.stringify(r));});</script>")
+    text = text.replace("</body>", probe + "</body>") if "</body>" in text else text + probe
+    with tempfile.NamedTemporaryFile("w", suffix=".html", dir=html_path.parent, delete=False, encoding="utf-8") as fh:
+        fh.write(text)
+        tmp = Path(fh.name)
+    try:
+        res = _run(["--dump-dom", "--virtual-time-budget=10000", f"--window-size={width},{height}", tmp.as_uri()], timeout)
+    finally:
+        tmp.unlink(missing_ok=True)
+    if not res:
+        return res
+    found = re.search(r'<body[^>]*\sdata-probe="([^"]*)"', res.output)
+    if not found:
+        return BrowserResult(False, "the probe did not run (no load event within the time budget)", res.output[-500:])
+    value = json.loads(html.unescape(found.group(1)))
+    if isinstance(value, dict) and "probe_error" in value:
+        return BrowserResult(False, f"the probe failed in the page: {value['probe_error']}")
+    return value
 
 
 def image_load_check(html_path: Path | str, timeout: float = 120.0) -> tuple[int, int] | BrowserResult:
     """``(images, broken)`` as counted by the browser after the page's load event.
 
-    The report itself has no script; a temporary copy gets a five-line probe that records, for every
-    ``<img>``, whether the browser decoded it (``complete`` and ``naturalWidth > 0``), and Chromium's
-    ``--dump-dom`` returns the result. Returns a falsy `BrowserResult` if the browser cannot run.
+    For every ``<img>``, whether the browser decoded it (``complete`` and ``naturalWidth > 0``).
+    Returns a falsy `BrowserResult` if the browser cannot run.
     """
-    html_path = Path(html_path).resolve()
-    text = html_path.read_text(encoding="utf-8")
-    probe = text.replace("</body>", _CHECK + "</body>") if "</body>" in text else text + _CHECK
-    with tempfile.NamedTemporaryFile("w", suffix=".html", dir=html_path.parent, delete=False, encoding="utf-8") as fh:
-        fh.write(probe)
-        tmp = Path(fh.name)
-    try:
-        res = _run(["--dump-dom", "--virtual-time-budget=10000", tmp.as_uri()], timeout)
-    finally:
-        tmp.unlink(missing_ok=True)
-    if not res:
-        return res
-    m_img = re.search(r'data-images="(\d+)"', res.output)
-    m_bad = re.search(r'data-broken="(\d+)"', res.output)
-    if not (m_img and m_bad):
-        return BrowserResult(False, "the probe did not run (no load event within the time budget)", res.output[-500:])
-    return int(m_img.group(1)), int(m_bad.group(1))
+    res = run_probe(html_path, "var im=document.images,bad=0;for(var i=0;i<im.length;i++){"
+                               "if(!(im[i].complete&&im[i].naturalWidth>0))bad++;}return [im.length,bad];", timeout=timeout)
+    return res if isinstance(res, BrowserResult) else (int(res[0]), int(res[1]))
+
+
+#: What `layout_check` measures: the page's width, and every element that sticks out to the right of the
+#: window without being inside a box that scrolls on its own (tables, code, the gallery's cards).
+_LAYOUT = """
+var vw=document.documentElement.clientWidth,out=[];
+function scrolls(e){for(;e&&e!==document.body;e=e.parentElement){var s=getComputedStyle(e).overflowX;
+  if(s==='auto'||s==='scroll'||s==='hidden')return true;}return false;}
+var all=document.body.getElementsByTagName('*');
+for(var i=0;i<all.length;i++){var e=all[i],r=e.getBoundingClientRect();
+  if(r.width>0&&r.right>vw+0.5&&!scrolls(e.parentElement)){
+    out.push(e.tagName.toLowerCase()+(e.id?'#'+e.id:'')+(e.className&&typeof e.className==='string'?'.'+e.className:'')+
+             ' right='+Math.round(r.right));}}
+return {viewport:vw,scrollWidth:document.documentElement.scrollWidth,overflowing:out.slice(0,20),n:out.length};
+"""
+
+
+def layout_check(html_path: Path | str, width: int, height: int = 1000, timeout: float = 120.0) -> dict | BrowserResult:
+    """How the page lays out in a window ``width`` pixels wide: ``viewport`` (its width in CSS pixels),
+    ``scrollWidth`` (the page's; more than the viewport means the page scrolls sideways) and
+    ``overflowing`` (elements past the right edge that are not inside their own scroll box)."""
+    return run_probe(html_path, _LAYOUT, width=width, height=height, timeout=timeout)
