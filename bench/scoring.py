@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from metrics.base import METRICS, PerImageMetric, SetMetric
+from metrics.base import METRICS, PerImageMetric, SetMetric, checked_set_results
 from metrics.set_jackknife import leave_one_out_weights
 from metrics.score_cache import ScoreCache, score_with_cache
 from mgt_common.errors import ConfigError
@@ -113,7 +113,7 @@ def set_metric_rows(samples: pd.DataFrame, metrics: dict[str, Any], store: RunDi
                                            by_variant["prompt"].tolist(), world, by_variant["prompt_id"].tolist())
             for category, key in keys.items():
                 if key not in known:
-                    results = metric.compute_from_features(features.select(subsets[category]))
+                    results = checked_set_results(metric, metric.compute_from_features(features.select(subsets[category])))
                     known[key] = [{"metric": _row_name(label, name, len(results)), "value": r.value, "std": r.std,
                                    "n": r.n, "warnings": r.warnings} for name, r in results.items()]
                     store.append("set_metrics", [{"key": key, "rows": known[key]}])
