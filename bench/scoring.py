@@ -16,7 +16,7 @@ from metrics.score_cache import ScoreCache, score_with_cache
 from mgt_common.errors import ConfigError
 
 from .config import stable_hash
-from .progress import Progress, announce
+from .progress import Progress, announce, heartbeat
 from .rundir.images import image_batches
 from .rundir.store import RunDirectory
 
@@ -108,9 +108,10 @@ def set_metric_rows(samples: pd.DataFrame, metrics: dict[str, Any], store: RunDi
             features = None
             if replicates is None or any(k not in known for k in keys.values()):
                 announce(f"set metric {label}: {variant} ({len(by_variant)} images)")
-                metric.load()
-                features = metric.features(image_batches([store.root / p for p in by_variant["image_path"]]),
-                                           by_variant["prompt"].tolist(), world, by_variant["prompt_id"].tolist())
+                with heartbeat(f"set metric {label}: {variant}"):
+                    metric.load()
+                    features = metric.features(image_batches([store.root / p for p in by_variant["image_path"]]),
+                                               by_variant["prompt"].tolist(), world, by_variant["prompt_id"].tolist())
             for category, key in keys.items():
                 if key not in known:
                     results = checked_set_results(metric, metric.compute_from_features(features.select(subsets[category])))
