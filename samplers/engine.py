@@ -199,6 +199,15 @@ def guided_softmax_float32(cond: torch.Tensor, uncond: torch.Tensor | None, w: f
     return out
 
 
+def undiagnosed(variant: SamplerVariant, step: int, what: str, total_steps: int) -> NonFiniteOutput:
+    """The error for a flagged step whose re-run with every output checked found no culprit (it did not
+    come back: a component that is not deterministic)."""
+    source = (f"confidence {variant.confidence.name!r}" if what == "confidence"
+              else "the model or a component before the token sampler")
+    return NonFiniteOutput(f"sampler variant {variant.name!r}: NaN {what} at step {step} of {total_steps}, from "
+                           f"{source}; nothing of this batch was kept")
+
+
 class SamplerEngine:
     """Runs a `SamplerVariant` against a `MaskedTokenModel`."""
 
@@ -257,11 +266,7 @@ class SamplerEngine:
         if flagged is not None:
             diagnosis = None if self.diagnosing else self.diagnose(variant, conditioning, seeds, grid, total_steps,
                                                                    guidance_scale, device, reward)
-            step, what = flagged
-            raise diagnosis or NonFiniteOutput(
-                f"sampler variant {variant.name!r}: NaN {what} at step {step} of {total_steps} (from the "
-                f"{'confidence ' + repr(variant.confidence.name) if what == 'confidence' else 'model or a component before the token sampler'}); "
-                "nothing of this batch was kept")
+            raise diagnosis or undiagnosed(variant, *flagged, total_steps)
         if bool(generation.masked().any()):
             raise RuntimeError(f"sampler variant {variant.name!r} ended with masked tokens left; its loop or "
                                "reveal schedule must reveal every position by the last step")
