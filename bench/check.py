@@ -157,8 +157,9 @@ def check_config(config: BenchConfig, out=None) -> list[CheckResult]:
         try:
             point = points[name]
             result = run_variant(variant, model, texts, int(point.steps), float(point.guidance))
-        except UserError as exc:
-            failures.append(f"variants.{name}: {exc}")
+        except UserError as exc:  # the line already names the variant: say it once
+            text = str(exc).removeprefix(f"sampler variant {name!r}: ").removesuffix("; nothing of this batch was kept")
+            failures.append(f"variants.{name}: {text}")
             continue
         except Exception as exc:  # a plugin may raise anything; name it instead of a traceback
             # an OutputError already names the component that returned the bad value

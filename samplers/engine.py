@@ -252,6 +252,10 @@ class SamplerEngine:
         try:
             variant.loop.run(self, generation)
             flagged = self.watch.first()
+        except NonFiniteOutput as exc:  # a component's own check (a reveal schedule's NaN fraction)
+            if self.diagnosing:
+                raise
+            raise NonFiniteOutput(f"sampler variant {variant.name!r}: {exc}; nothing of this batch was kept") from None
         except (RuntimeError, ValueError) as exc:
             # torch.multinomial refuses NaN probabilities: find the component that made them
             text = str(exc).lower()

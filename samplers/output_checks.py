@@ -11,7 +11,9 @@ and `CheckedModel` to find the first component whose output was not finite (`Sam
 
 Rules (what is legitimate): logits may hold −inf (a token ruled out) but no NaN or +inf; probabilities
 neither NaN nor ±inf; a confidence no NaN at a masked position (±inf orders positions first or last);
-tokens lie in [0, V) at masked positions; a guidance scale is a finite number.
+tokens lie in [0, V) at masked positions; a guidance scale is a finite number, and so is a reveal
+schedule's masked fraction (checked on every step by `RevealSchedule.mask_len` itself: one number,
+which ``floor`` would otherwise turn into a count).
 """
 from __future__ import annotations
 

@@ -198,7 +198,7 @@ def test_check_runs_the_device_preflight(tmp_path, capsys):
 NAN_PLUGIN = '''
 import torch
 
-from samplers.components import Confidence, ProbabilityCorrector, register_component
+from samplers.components import Confidence, ProbabilityCorrector, RevealSchedule, register_component
 from samplers.variant import register_variant
 
 
@@ -218,7 +218,16 @@ class NanCorrector(ProbabilityCorrector):
         return probs * float("nan") if ctx.step >= 1 else probs
 
 
+@register_component("reveal_schedule", "nan-schedule")
+class NanSchedule(RevealSchedule):
+    """A masked fraction of NaN (floor() would have turned it into a count)."""
+
+    def mask_ratio(self, progress):
+        return progress * float("nan")
+
+
 register_variant("nan-confidence", {"base": "vanilla", "confidence": "nan-confidence"})
+register_variant("nan-schedule", {"base": "vanilla", "reveal_schedule": "nan-schedule"})
 register_variant("nan-corrector", {"base": "vanilla", "probability_correctors": ["nan-corrector"]})
 '''
 
@@ -238,8 +247,9 @@ def nan_plugin(tmp_path_factory):
 def test_check_names_the_component_that_returned_nan(tmp_path, capsys, nan_plugin):
     config = write_config(tmp_path / "c.toml")
     code, out, err = cli(capsys, "--plugin", nan_plugin, "--config", config, "--check",
-                         "--samplers", "vanilla,nan-confidence,nan-corrector")
+                         "--samplers", "vanilla,nan-confidence,nan-corrector,nan-schedule")
     assert code == 2 and "ok  vanilla" in out
+    assert "variants.nan-schedule: reveal_schedule 'nan-schedule' (nan_plugin.py): mask_ratio() returned" in err
     assert "variants.nan-confidence: confidence 'nan-confidence' (nan_plugin.py): score() returned NaN" in err
     assert "variants.nan-corrector: probability_corrector 'nan-corrector' (nan_plugin.py): __call__() returned NaN" in err
     assert "multinomial" not in err and "Traceback" not in err
@@ -248,6 +258,7 @@ def test_check_names_the_component_that_returned_nan(tmp_path, capsys, nan_plugi
 @pytest.mark.parametrize("variant,culprit", [
     ("nan-confidence", "confidence 'nan-confidence' (nan_plugin.py): score() returned NaN"),
     ("nan-corrector", "probability_corrector 'nan-corrector' (nan_plugin.py): __call__() returned NaN"),
+    ("nan-schedule", "reveal_schedule 'nan-schedule' (nan_plugin.py): mask_ratio() returned"),
 ])
 def test_a_run_stops_at_the_component_that_returned_nan(tmp_path, capsys, nan_plugin, variant, culprit):
     """A NaN confidence used to reveal every token at step 0 (1 forward pass instead of 16) and write images."""
