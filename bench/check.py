@@ -23,6 +23,7 @@ import torch
 
 from mgt_common.errors import UserError
 from samplers.engine import SamplerEngine
+from samplers.output_checks import OutputError, checked_variant
 from samplers.protocol import MaskedTokenModel
 from samplers.variant import SamplerVariant
 
@@ -121,80 +122,6 @@ def stand_in_reward(tokens: torch.Tensor, rows) -> torch.Tensor:
     return tokens.double().mean(dim=-1)
 
 
-class OutputError(ValueError):
-    """A component returned something of the wrong shape or type (found by `checked_variant`)."""
-
-
-def _expect(component, method: str, value, shape=None, dtype=None) -> None:
-    what = f"{component.kind} {component.name!r}: {method}() returned"
-    if not isinstance(value, torch.Tensor):
-        raise OutputError(f"{what} {type(value).__name__}, expected a tensor")
-    if shape is not None and tuple(value.shape) != tuple(shape):
-        raise OutputError(f"{what} shape {tuple(value.shape)}, expected {tuple(shape)} (see docs/plugins.md)")
-    if dtype is not None and value.dtype != dtype:
-        raise OutputError(f"{what} dtype {value.dtype}, expected {dtype}")
-
-
-class _CheckedList:
-    """A logits processor or probability corrector whose output must keep its input's shape."""
-
-    def __init__(self, component):
-        self.component = component
-
-    def __getattr__(self, name):
-        return getattr(self.component, name)
-
-    def __call__(self, tensor, ctx):
-        value = self.component(tensor, ctx)
-        _expect(self.component, "__call__", value, tensor.shape)
-        return value
-
-
-def checked_variant(variant: SamplerVariant) -> SamplerVariant:
-    """A copy of `variant` whose components' outputs are checked for shape and type at every step.
-
-    Without it a wrong shape surfaces one component later (a (B,) confidence fails inside the re-mask
-    policy), so the message would name the wrong plugin. Only `--check` pays for the checks.
-    """
-    import copy
-
-    checked = copy.copy(variant)
-    checked.logits_processors = [_CheckedList(c) for c in variant.logits_processors]
-    checked.probability_correctors = [_CheckedList(c) for c in variant.probability_correctors]
-
-    def wrap(component, method, check):
-        original = getattr(component, method)
-
-        def wrapped(*args):
-            value = original(*args)
-            check(value, *args)
-            return value
-
-        setattr(component, method, wrapped)  # an instance attribute: the class stays untouched
-
-    def scalar(component, method):
-        def check(value, *args):
-            if isinstance(value, torch.Tensor) and value.numel() == 1:
-                value = value.item()
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise OutputError(f"{component.kind} {component.name!r}: {method}() returned {value!r}, "
-                                  "expected a finite number")
-        return check
-
-    copies = {}
-    for kind in ("guidance", "token_sampler", "confidence", "reveal_schedule", "remask"):
-        copies[kind] = copy.copy(getattr(variant, kind))
-        setattr(checked, kind, copies[kind])
-    g, t, c, r, m = (copies[k] for k in ("guidance", "token_sampler", "confidence", "reveal_schedule", "remask"))
-    wrap(g, "scale", scalar(g, "scale"))
-    wrap(g, "combine", lambda v, cond, uncond, ctx: _expect(g, "combine", v, cond.shape))
-    wrap(t, "sample", lambda v, probs, ctx: _expect(t, "sample", v, probs.shape[:2], torch.long))
-    wrap(c, "score", lambda v, probs, sampled, ctx: _expect(c, "score", v, sampled.shape))
-    wrap(r, "mask_len", lambda v, ctx: _expect(r, "mask_len", v, (ctx.tokens.shape[0], 1)))
-    wrap(m, "select", lambda v, conf, mask_len, ctx: _expect(m, "select", v, conf.shape, torch.bool))
-    return checked
-
-
 def run_variant(variant: SamplerVariant, model, prompts: list[str], steps: int, guidance: float) -> CheckResult:
     started = time.perf_counter()
     variant = checked_variant(variant)
@@ -230,8 +157,9 @@ def check_config(config: BenchConfig, out=None) -> list[CheckResult]:
         try:
             point = points[name]
             result = run_variant(variant, model, texts, int(point.steps), float(point.guidance))
-        except UserError as exc:
-            failures.append(f"variants.{name}: {exc}")
+        except UserError as exc:  # the line already names the variant: say it once
+            text = str(exc).removeprefix(f"sampler variant {name!r}: ").removesuffix("; nothing of this batch was kept")
+            failures.append(f"variants.{name}: {text}")
             continue
         except Exception as exc:  # a plugin may raise anything; name it instead of a traceback
             # an OutputError already names the component that returned the bad value

@@ -13,8 +13,10 @@ import sys
 import threading
 from pathlib import Path
 
-from mgt_common.errors import UserError
-from mgt_common.registry import load_plugin_file
+from mgt_common.errors import ConfigError, UserError
+from mgt_common.registry import load_plugin_file, plugin_failure
+
+from .third_party import quiet_third_party_notices
 
 
 def is_disk_full_error(exc: BaseException) -> bool:
@@ -35,6 +37,44 @@ def _sweepable(kind, what: str):
         return values[0] if len(values) == 1 else values
 
     return parse
+
+
+#: [report] keys as flags (``primary_metric`` ↔ ``--primary-metric``): type and help. A test keeps these equal
+#: to the report's settings (bench/report/rundir.py ReportSettings).
+REPORT_FLAGS = {
+    "primary_metric": (str, "the metric that orders the headline and picks the image grid"),
+    "confidence": (float, "interval level of every interval (default 0.95)"),
+    "correction": (str, "multiple-comparison correction: holm, bh or none (default holm)"),
+    "alpha": (float, "level at which an adjusted p-value survives (default 0.05)"),
+    "test_unit": (str, "what the sign and Wilcoxon tests count: prompt or pair (default prompt)"),
+    "n_boot": (int, "bootstrap resamples of the report (default: --bootstrap)"),
+    "bootstrap_seed": (int, "seed of every bootstrap (default 0)"),
+    "grid_rows": (int, "best and worst pairs shown in the image grid, each (default 3)"),
+}
+
+
+def package_version() -> str:
+    """The installed mgt-bench's version (pyproject.toml's, through the package metadata)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("mgt-bench")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
+
+
+def parse_assignment(text: str) -> tuple[str, object]:
+    """``TABLE.KEY=VALUE`` → (``TABLE.KEY``, value read as TOML, or the text itself when it is not TOML)."""
+    import tomllib
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise UserError(f"--set {text!r}: give TABLE.KEY=VALUE, e.g. --set model.compile=true")
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value  # a bare path or name: --set model.path=/data/Meissonic
+    return key.strip(), parsed
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,9 +111,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--shard", metavar="INDEX/COUNT",
                      help="generate only shard INDEX (0-based) of COUNT, e.g. 0/4; under torchrun, accelerate launch "
                           "or a SLURM job array the shard comes from the launcher's environment (see docs/scaling.md)")
-    run.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
-                     help="import a Python file that registers components, metrics or models (repeatable)")
+    run.add_argument("--plugin", action="append", default=[], metavar="FILE.py", dest="plugins",
+                     help="import a Python file that registers components, metrics or models (repeatable; adds to "
+                          "the config's `plugins`). A plugin is code: it runs with your rights (docs/plugins.md)")
+    run.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE", dest="assignments",
+                     help="set a key of a table, as the config file would: --set model.compile=true, "
+                          "--set prompts.n=12, --set report.alpha=0.01 (VALUE is read as TOML, else as text)")
+    report = parser.add_argument_group("report (the config's [report] keys; docs/report.md)")
+    for key, (flag_type, text) in REPORT_FLAGS.items():
+        report.add_argument("--" + key.replace("_", "-"), dest=f"report_{key}", type=flag_type, help=text,
+                            metavar=key.split("_")[-1].upper())
     actions = parser.add_argument_group("other actions")
+    actions.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     actions.add_argument("--list", action="store_true", help="list every registered component, variant, model, "
                                                              "metric, prompt set and shipped config")
     actions.add_argument("--check", action="store_true",
@@ -102,6 +151,12 @@ def overrides_from(args: argparse.Namespace) -> dict:
             raise UserError(f"--seeds {args.seeds!r}: give comma-separated integers, e.g. 0,1,2") from None
     if args.prompts:
         overrides["prompts"] = args.prompts
+    report = {key: getattr(args, f"report_{key}") for key in REPORT_FLAGS
+              if getattr(args, f"report_{key}", None) is not None}
+    if report:
+        overrides["report"] = report
+    if args.plugins:
+        overrides["plugins"] = list(args.plugins)
     return overrides
 
 
@@ -128,8 +183,9 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    quiet_third_party_notices()
     try:
-        for plugin in args.plugin:
+        for plugin in args.plugins:
             load_plugin_file(plugin)
         if args.list:
             from .listing import print_listing
@@ -159,13 +215,26 @@ def _main(argv: list[str] | None) -> int:
         signal_name = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
         print(f"mgt-bench: interrupted ({signal_name}); run the same command again to resume", file=sys.stderr)
         return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+    except SystemExit as exc:  # a plugin's sys.exit() must not end the run without a word
+        failure = plugin_failure(exc)
+        if failure is None:
+            raise
+        print(f"mgt-bench: error: {failure}", file=sys.stderr)
+        return failure.exit_code
+    except Exception as exc:  # a plugin's exception is named as the plugin's; the harness's own keep their traceback
+        failure = plugin_failure(exc)
+        if failure is None:
+            raise
+        print(f"mgt-bench: error: {failure}", file=sys.stderr)
+        return failure.exit_code
 
 
 def config_from(args: argparse.Namespace):
     """The config file (or the shipped default) with the command line's flags applied."""
     from .config import load_config
 
-    config = load_config(args.config, overrides_from(args))
+    assignments = [parse_assignment(text) for text in args.assignments]
+    config = load_config(args.config, overrides_from(args), assignments)
     if args.model:
         config.values["model"] = {**config.values["model"], "name": args.model} \
             if config.values["model"].get("name") == args.model else {"name": args.model}
@@ -174,8 +243,11 @@ def config_from(args: argparse.Namespace):
 
 def check(args: argparse.Namespace) -> int:
     from .check import check_config
+    from .preflight import check_device
 
-    check_config(config_from(args))
+    config = config_from(args)
+    check_device(str(config.device))  # the run's own device preflight: --check must not say ok to a run that cannot start
+    check_config(config)
     return 0
 
 
@@ -183,9 +255,21 @@ def run(args: argparse.Namespace) -> int:
     from .runner import Benchmark
     from .sharding import detect_shard
 
+    from .plugins import plugin_hint, warn_changed_plugins
+    from .runner import default_out
+
     shard = detect_shard(args.shard)
-    config = config_from(args)
-    benchmark = Benchmark(config, shard=shard)
+    out = Path(args.out) if args.out else None
+    try:
+        config = config_from(args)
+        out = out or default_out(config)
+        benchmark = Benchmark(config, shard=shard)
+    except ConfigError as exc:  # resuming without the plugin the run was made with: name it
+        hint = plugin_hint(out, str(exc)) if out is not None else ""
+        if hint:
+            raise ConfigError(f"{exc}. {hint}") from None
+        raise
+    warn_changed_plugins(benchmark.store.root)
     result = benchmark.run(fresh=args.fresh)
     where = f"shard {shard} ({shard.source}): " if shard.is_sharded else ""
     print(f"mgt-bench: {where}{result.generated} images generated, {result.reused} reused, in {result.run_dir}")
@@ -211,10 +295,13 @@ def merge(run_dir: Path) -> int:
     from .runner import Benchmark
     from .rundir.store import RunDirectory
 
+    from .plugins import load_recorded_plugins
+
     manifest = RunDirectory(run_dir).read_manifest()
     if manifest is None or "config" not in manifest:
         raise UserError(f"--merge {run_dir}: not an mgt-bench run directory (no manifest.json); pass the --out "
                         "directory the shards wrote to")
+    load_recorded_plugins(manifest, f"--merge {run_dir}")
     config = BenchConfig(values=manifest["config"], source=manifest.get("config_source", "<manifest>"))
     result = Benchmark(config, out=run_dir).merge()
     print(f"mgt-bench: merged {result.reused} images in {result.run_dir}")

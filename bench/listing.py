@@ -82,6 +82,10 @@ def listing_sections() -> list[tuple[str, list[tuple[str, str]]]]:
                                   + summary(cls.__doc__)) for name, cls in METRICS.items()]))
     sections.append(("prompt sets (use in `prompts`)", [(name, summary(fn.__doc__)) for name, fn in PROMPT_SETS.items()]))
     sections.append(("shipped configs (use with --config)", list(shipped_config_descriptions().items())))
+    from mgt_common.registry import broken_plugins
+
+    if broken_plugins():  # listed, not raised: a broken package must not hide everything else
+        sections.append(("installed plugins that failed to load", broken_plugins()))
     return sections
 
 

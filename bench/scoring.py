@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from metrics.base import METRICS, PerImageMetric, SetMetric
+from metrics.base import METRICS, PerImageMetric, SetMetric, checked_set_results
 from metrics.set_jackknife import leave_one_out_weights
 from metrics.score_cache import ScoreCache, score_with_cache
 from mgt_common.errors import ConfigError
 
 from .config import stable_hash
-from .progress import Progress, announce
+from .progress import Progress, announce, heartbeat
 from .rundir.images import image_batches
 from .rundir.store import RunDirectory
 
@@ -119,12 +119,13 @@ def set_metric_rows(samples: pd.DataFrame, metrics: dict[str, Any], store: RunDi
             features = None
             if replicates is None or any(k not in known for k in keys.values()):
                 announce(f"set metric {label}: {variant} ({len(by_variant)} images)")
-                metric.load()
-                features = metric.features(image_batches([store.root / p for p in by_variant["image_path"]]),
-                                           by_variant["prompt"].tolist(), world, by_variant["prompt_id"].tolist())
+                with heartbeat(f"set metric {label}: {variant}"):
+                    metric.load()
+                    features = metric.features(image_batches([store.root / p for p in by_variant["image_path"]]),
+                                               by_variant["prompt"].tolist(), world, by_variant["prompt_id"].tolist())
             for category, key in keys.items():
                 if key not in known:
-                    results = metric.compute_from_features(features.select(subsets[category]))
+                    results = checked_set_results(metric, metric.compute_from_features(features.select(subsets[category])))
                     known[key] = [{"metric": _row_name(label, name, len(results)), "value": _number(r.value),
                                    "std": _number(r.std), "n": int(r.n), "warnings": [str(w) for w in r.warnings or []]}
                                   for name, r in results.items()]

@@ -22,6 +22,7 @@ before each call through /proc/self/clear_refs; CUDA: ``max_memory_allocated`` a
     python benchmarks/step_speed.py --device cuda --variants all --mode both   # exact and fused steps
     python benchmarks/step_speed.py --seq-len 256 --vocab 512     # a quick smoke run
     python benchmarks/step_speed.py --mode fast --compiled-fused  # the compiled fused step, on the CPU
+    python benchmarks/step_speed.py --batch 1 --watch both        # the cost of the per-step NaN watch
 """
 from __future__ import annotations
 
@@ -45,6 +46,11 @@ from samplers.engine import Generation, SamplerEngine  # noqa: E402
 from samplers.fast_step import fast_support  # noqa: E402
 from samplers.protocol import MaskedTokenModel  # noqa: E402
 from samplers.variant import VARIANT_PRESETS, build_variant  # noqa: E402
+
+try:  # the step's NaN watch (absent from versions before it existed: measure those without)
+    from samplers.output_checks import StepWatch  # noqa: E402
+except ImportError:  # pragma: no cover
+    StepWatch = None
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 MASK_TOKEN_ID = 8255  # Meissonic's [MASK] id (the codebook is 0 … 8191)
@@ -126,7 +132,7 @@ def reference_step(cond, uncond, tokens, seed: int, device) -> torch.Tensor:
     return scheduler.step(logits, scheduler.timesteps[0], tokens, generator=generator).prev_sample
 
 
-def our_step(engine: SamplerEngine, variant, tokens, seeds, device) -> torch.Tensor:
+def our_step(engine: SamplerEngine, variant, tokens, seeds, device, watch: bool = True) -> torch.Tensor:
     fields = {f.name for f in dataclasses.fields(Generation)}
     grid_side = int(round(tokens.shape[1] ** 0.5))
     extra = {"grid": (grid_side, tokens.shape[1] // grid_side)} if "grid" in fields else {}
@@ -134,7 +140,12 @@ def our_step(engine: SamplerEngine, variant, tokens, seeds, device) -> torch.Ten
         model=engine.model, variant=variant, conditioning={}, tokens=tokens.clone(),
         generators=[torch.Generator(device=device).manual_seed(s) for s in seeds], total_steps=TOTAL_STEPS,
         guidance_scale=GUIDANCE, forward_passes=torch.zeros(len(seeds), dtype=torch.long), **extra)
+    # a run watches every step for NaN (samplers/output_checks.py StepWatch); ``watch=False`` leaves it out
+    engine.watch = StepWatch() if watch and StepWatch is not None else None
     engine.step(generation, 0)
+    if engine.watch is not None:
+        engine.watch.first()  # the end-of-generation read, paid here for one step
+    engine.watch = None
     return generation.tokens
 
 
@@ -164,6 +175,13 @@ def run(args) -> list[dict]:
         # the fused step (docs/plugins.md, "Fast mode") for every composition it can express: NAME@fast
         if args.mode in ("fast", "both") and fast_support(build_variant(name)) is None:
             variants[f"{name}@fast"] = build_variant(f"{name}@fast", {f"{name}@fast": {"base": name, "mode": "fast"}})
+    # NAME-unwatched: the same step without the NaN watch, alternated with the watched one
+    watched = {name: True for name in variants}
+    if args.watch == "both":
+        for name in list(variants):
+            variants[f"{name}-unwatched"], watched[f"{name}-unwatched"] = variants[name], False
+    elif args.watch == "off":
+        watched = {name: False for name in variants}
     names = list(variants)
     rows = []
     for batch in args.batch:
@@ -185,7 +203,7 @@ def run(args) -> list[dict]:
                         seconds if record else [], memory if record else [])
                 for name in names:
                     seconds, memory = timings[name]
-                    measure(lambda: our_step(engine, variants[name], tokens, list(range(batch)), device), device,
+                    measure(lambda: our_step(engine, variants[name], tokens, list(range(batch)), device, watched[name]), device,
                             seconds if record else [], memory if record else [])
             ref_median, _ = summarise(timings["reference"][0])
             for name, (seconds, memory) in timings.items():
@@ -228,6 +246,8 @@ def main(argv=None) -> int:
     parser.add_argument("--variants", default="vanilla", help="comma-separated preset names, or 'all'")
     parser.add_argument("--mode", choices=("exact", "fast", "both"), default="exact",
                         help="step mode: exact (reference arithmetic), fast (fused; NAME@fast rows), both")
+    parser.add_argument("--watch", choices=("on", "off", "both"), default="on",
+                        help="the per-step NaN watch a run has (on), without it (off), or both alternated (both)")
     parser.add_argument("--reps", type=int, default=5, help="timed repetitions (after one warm-up)")
     parser.add_argument("--seq-len", type=int, default=4096, help="token positions (Meissonic-1024: 4096)")
     parser.add_argument("--vocab", type=int, default=8192, help="codebook size (Meissonic: 8192)")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterable, Mapping, Protocol, Sequence
@@ -23,6 +24,7 @@ from typing import Any, ClassVar, Iterable, Mapping, Protocol, Sequence
 import numpy as np
 import torch
 
+from mgt_common.errors import UserError
 from mgt_common.registry import Registry
 
 
@@ -199,6 +201,64 @@ class SetMetric(ABC):
                 world: ExactWorld | None = None, prompt_ids: Sequence[str] | None = None) -> Mapping[str, SetMetricResult]:
         """`compute_from_features` of `features`: the metric of one set in one call."""
         return self.compute_from_features(self.features(images, prompts, world, prompt_ids))
+
+
+class MetricOutputError(UserError):
+    """A metric returned something other than its contract's values (named, exit code 2)."""
+
+
+def checked_scores(metric: PerImageMetric, value: Any, prompts: Sequence[str]) -> torch.Tensor:
+    """`PerImageMetric.score`'s return value as float64 ``(B,)`` on the CPU, or a `MetricOutputError`.
+
+    A NaN or infinite score is an error, not a failed image left out: leaving it out would drop that
+    pair from the comparison, so a variant whose images a metric cannot score would be judged on the
+    others only (a selection bias in its favour), and counting it as a loss would invent a score. The
+    metric must give every image a number, or the run stops and says which image (docs/plugins.md,
+    "Metrics").
+    """
+    name, count = getattr(metric, "name", "") or type(metric).__name__, len(prompts)
+    contract = f"score() must return a tensor of shape ({count},), one float per image (docs/plugins.md, \"Metrics\")"
+    if isinstance(value, np.ndarray):
+        value = torch.from_numpy(value)
+    if not isinstance(value, torch.Tensor):
+        raise MetricOutputError(f"metric {name!r}: score() returned {type(value).__name__}; {contract}")
+    if tuple(value.shape) != (count,):
+        raise MetricOutputError(f"metric {name!r}: score() returned shape {tuple(value.shape)} for {count} images; {contract}")
+    if value.is_complex() or value.dtype == torch.bool:
+        raise MetricOutputError(f"metric {name!r}: score() returned dtype {value.dtype}; {contract}")
+    value = value.detach().to(device="cpu", dtype=torch.float64)
+    bad = ~torch.isfinite(value)
+    if bool(bad.any()):
+        first = int(bad.nonzero()[0, 0])
+        raise MetricOutputError(
+            f"metric {name!r} returned {value[first].item()} for {int(bad.sum())} of {count} images (the first: "
+            f"prompt {str(prompts[first])[:80]!r}); a score must be a finite number for every image — a metric "
+            "that cannot score an image must say why by raising an error, not return NaN")
+    return value
+
+
+def checked_set_results(metric: SetMetric, results: Any) -> dict[str, SetMetricResult]:
+    """`SetMetric.compute_from_features`'s return value checked: a mapping of names to `SetMetricResult`s whose
+    value is a number. NaN is how a set metric says "not defined for this set" (FID of one image) and is
+    shown as such, with the metric's warning; infinity and anything else are errors."""
+    name = getattr(metric, "name", "") or type(metric).__name__
+    contract = ("compute_from_features() must return {name: SetMetricResult(value=float, ...)} "
+                "(docs/plugins.md, \"Metrics\")")
+    if not isinstance(results, Mapping) or not results:
+        raise MetricOutputError(f"metric {name!r}: {contract}, got {type(results).__name__}")
+    checked = {}
+    for key, result in results.items():
+        value = getattr(result, "value", None)
+        if not isinstance(result, SetMetricResult) or isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise MetricOutputError(f"metric {name!r}: {contract}; {key!r} is {result!r}")
+        if math.isinf(value):
+            raise MetricOutputError(f"metric {name!r}: {key!r} is {value}; a set metric's value must be finite, or "
+                                    "NaN with a warning saying why it is not defined for the set")
+        if math.isnan(value) and not result.warnings:
+            result = SetMetricResult(value=float("nan"), std=result.std, n=result.n,
+                                     warnings=[f"{name}: not defined for this set (the metric gave no reason)"])
+        checked[str(key)] = result
+    return checked
 
 
 METRICS: Registry[type] = Registry("metric", "per-image scorers and set metrics", builtins=(

@@ -229,6 +229,10 @@ class _FeatureSetMetric(SetMetric):
         self.reference_seed = int(reference_seed)
         self.batch_size = int(batch_size)
         self.inception_dims = int(inception_dims)
+        for key, value, least in (("reference_per_prompt", self.reference_per_prompt, 1), ("batch_size", self.batch_size, 1),
+                                  ("reference_seed", self.reference_seed, 0)):
+            if value < least:  # at config time: a bad value must not surface after generation and scoring
+                raise ConfigError(f"{self.name or 'fid'}: {key} must be >= {least}, got {value}")
         self.params.update(inception_dims=self.inception_dims, feature=feature if isinstance(feature, str) else module_identity(feature) if isinstance(feature, nn.Module)
                            else getattr(feature, "__qualname__", "callable"),
                            reference=reference, reference_per_prompt=self.reference_per_prompt, reference_seed=self.reference_seed)
@@ -425,6 +429,8 @@ class KID(_FeatureSetMetric):
     def __init__(self, subsets: int = 100, subset_size: int = 1000, seed: int = 0, **params: Any):
         super().__init__(**params)
         self.subsets, self.subset_size, self.seed = int(subsets), int(subset_size), int(seed)
+        if self.subsets < 1 or self.subset_size < 2 or self.seed < 0:
+            raise ConfigError(f"kid: subsets must be >= 1, subset_size >= 2 and seed >= 0, got {subsets}, {subset_size}, {seed}")
         self.params.update(subsets=self.subsets, subset_size=self.subset_size, seed=self.seed)
 
     def compute_from_features(self, features: SetFeatures) -> Mapping[str, SetMetricResult]:

@@ -36,7 +36,7 @@ import torch
 
 from mgt_common.errors import UserError
 
-from .base import PerImageMetric, ScoreBatch
+from .base import PerImageMetric, ScoreBatch, checked_scores
 
 Key = tuple[str, str]  # (image sha256, prompt sha256)
 #: SQLite's result codes for a file that is not (or no longer) a valid database
@@ -305,9 +305,7 @@ def _score_group(metric, cache, scorer_id, group, keys, prompts, prompt_ids, tok
                        tokens=torch.stack([tokens[i] for i in indices]) if tokens is not None else None,
                        prompt_ids=[prompt_ids[i] for i in indices] if prompt_ids is not None else None,
                        world=world)
-    scores = metric.score(batch).to(torch.float64).cpu()
-    if scores.shape != (len(indices),):
-        raise RuntimeError(f"metric {metric.name!r} returned shape {tuple(scores.shape)} for {len(indices)} images")
+    scores = checked_scores(metric, metric.score(batch), batch.prompts)  # finite float64 (B,), or exit 2
     for index, value in zip(indices, scores.tolist()):
         result[index] = value
     if cache is not None:

@@ -216,7 +216,13 @@ class RevealSchedule(Component):
         # float32 arithmetic on purpose: the reference computes the ratio on a float32 tensor, and the
         # floor of N·ratio must agree with it at every step.
         progress = torch.tensor([[ctx.step + 1]], device=ctx.device) / ctx.total_steps
-        return clip_mask_len((ctx.seq_len * self.mask_ratio(progress)).floor(), ctx.unknown)
+        ratio = self.mask_ratio(progress)
+        if not bool(torch.isfinite(torch.as_tensor(ratio)).all()):  # one number: floor() would hide a NaN
+            from .output_checks import NonFiniteOutput, component_label
+
+            raise NonFiniteOutput(f"{component_label(self)}: mask_ratio() returned {ratio} at step {ctx.step} of "
+                                  f"{ctx.total_steps}; the masked fraction must be a finite number (docs/plugins.md)")
+        return clip_mask_len((ctx.seq_len * ratio).floor(), ctx.unknown)
 
     def fused(self) -> "RevealSchedule | None":
         """The schedule itself, which runs after the pass: its count depends on the progress alone

@@ -20,6 +20,11 @@ The loop component drives the steps (T plain steps, or zig-zag's extra passes). 
 `Generation` (one batch of images); components keep per-generation state through `StepContext.state`.
 Every transformer call is counted, per image, by `Generation.count_forward_pass`; what a variant
 declares beforehand is `SamplerVariant.forward_passes`, and the two agree for every fixed schedule.
+
+Every step is watched for non-finite values, cheaply (samplers/output_checks.py, `StepWatch`): the
+confidence at masked positions and the probability of each sampled token, two ``(B, N)`` reads that a
+NaN anywhere upstream reaches. A generation with one is generated again with every output checked, and
+fails with a `NonFiniteOutput` (exit code 2) naming the first component, or the model, that produced it.
 """
 from __future__ import annotations
 
@@ -28,8 +33,11 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from mgt_common.errors import UserError
+
 from .components import Guidance
 from .fast_step import fast_step
+from .output_checks import CheckedModel, NonFiniteOutput, OutputError, StepWatch, checked_variant
 from .protocol import Conditioning, MaskedTokenModel
 from .randomness import make_generator
 from .variant import SamplerVariant
@@ -191,11 +199,24 @@ def guided_softmax_float32(cond: torch.Tensor, uncond: torch.Tensor | None, w: f
     return out
 
 
+def undiagnosed(variant: SamplerVariant, step: int, what: str, total_steps: int) -> NonFiniteOutput:
+    """The error for a flagged step whose re-run with every output checked found no culprit (it did not
+    come back: a component that is not deterministic)."""
+    source = (f"confidence {variant.confidence.name!r}" if what == "confidence"
+              else "the model or a component before the token sampler")
+    return NonFiniteOutput(f"sampler variant {variant.name!r}: NaN {what} at step {step} of {total_steps}, from "
+                           f"{source}; nothing of this batch was kept")
+
+
 class SamplerEngine:
     """Runs a `SamplerVariant` against a `MaskedTokenModel`."""
 
     def __init__(self, model: MaskedTokenModel):
         self.model = model
+        #: the cheap per-step checks of the generation in progress (samplers/output_checks.py); None outside one
+        self.watch: StepWatch | None = None
+        #: True while a batch is generated again to find the component behind a non-finite value
+        self.diagnosing = False
 
     def generate(
         self,
@@ -227,11 +248,52 @@ class SamplerEngine:
             reward=reward,
             scorer_calls=torch.zeros(batch, dtype=torch.long),
         )
-        variant.loop.run(self, generation)
+        watch, self.watch = self.watch, StepWatch()
+        try:
+            variant.loop.run(self, generation)
+            flagged = self.watch.first()
+        except NonFiniteOutput as exc:  # a component's own check (a reveal schedule's NaN fraction)
+            if self.diagnosing:
+                raise
+            raise NonFiniteOutput(f"sampler variant {variant.name!r}: {exc}; nothing of this batch was kept") from None
+        except (RuntimeError, ValueError) as exc:
+            # torch.multinomial refuses NaN probabilities: find the component that made them
+            text = str(exc).lower()
+            if isinstance(exc, (UserError, OutputError)) or self.diagnosing or not ("nan" in text or "inf" in text):
+                raise
+            diagnosis = self.diagnose(variant, conditioning, seeds, grid, total_steps, guidance_scale, device, reward)
+            if diagnosis is None:
+                raise
+            raise diagnosis from exc
+        finally:
+            self.watch = watch
+        if flagged is not None:
+            diagnosis = None if self.diagnosing else self.diagnose(variant, conditioning, seeds, grid, total_steps,
+                                                                   guidance_scale, device, reward)
+            raise diagnosis or undiagnosed(variant, *flagged, total_steps)
         if bool(generation.masked().any()):
             raise RuntimeError(f"sampler variant {variant.name!r} ended with masked tokens left; its loop or "
                                "reveal schedule must reveal every position by the last step")
         return generation
+
+    def diagnose(self, variant: SamplerVariant, conditioning: Conditioning, seeds: Sequence[int], grid: tuple[int, int],
+                 total_steps: int, guidance_scale: float, device, reward) -> NonFiniteOutput | None:
+        """Generate the batch again with every component's output and the model's logits checked
+        (samplers/output_checks.py), and return the error naming the first one that was not finite.
+
+        Same seeds, same steps: the first non-finite value comes back at the same step. Only a batch
+        whose cheap checks failed pays for this.
+        """
+        engine = SamplerEngine(CheckedModel(self.model))
+        engine.diagnosing = True
+        try:
+            engine.generate(checked_variant(variant), conditioning, seeds, grid, total_steps, guidance_scale,
+                            device=device, reward=reward)
+        except NonFiniteOutput as exc:
+            return NonFiniteOutput(f"sampler variant {variant.name!r}: {exc}; nothing of this batch was kept")
+        except Exception:  # noqa: BLE001 - the original failure is reported instead
+            return None
+        return None
 
     # -- the pieces a loop composes -------------------------------------------------------------
 
@@ -290,6 +352,8 @@ class SamplerEngine:
             return fast_step(self, generation, ctx, guidance, notify)
         probs = self.guided_probs(generation, ctx, guidance)
         sampled = torch.where(unknown, variant.token_sampler.sample(probs, ctx), generation.tokens)
+        if self.watch is not None:
+            self.watch.sampled(step, probs, sampled, unknown)
         ctx.probs, ctx.sampled = probs, sampled
         self.commit(generation, ctx, sampled, lambda: variant.confidence.score(probs, sampled, ctx), step, notify)
 
@@ -306,6 +370,8 @@ class SamplerEngine:
             # The confidence comes before the reveal count so that an adaptive count can read it; reveal
             # schedules draw no random numbers, so the random stream is consumed as in the reference.
             ctx.confidence = confidence()
+            if self.watch is not None:  # a NaN confidence would reveal every position at once
+                self.watch.confidence(step, ctx.confidence, ctx.unknown)
             mask_len = variant.reveal_schedule.mask_len(ctx)
             remask = variant.remask.select(ctx.confidence, mask_len, ctx)
             generation.tokens = torch.where(remask, self.model.mask_token_id, sampled)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from mgt_common.errors import ConfigError
+from mgt_common.registry import broken_plugins_note
 
 from .components import (
     Confidence,
@@ -129,7 +130,7 @@ def resolve_spec(name: str, tables: Mapping[str, Mapping[str, Any]] | None = Non
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ConfigError(f"unknown sampler variant {name!r}.{hint} Known: {', '.join(known)}. "
-                          "Define it under [variants.NAME] or pick a known one.")
+                          f"Define it under [variants.NAME] or pick a known one.{broken_plugins_note(name)}")
     unknown = sorted(set(own) - set(VARIANT_KEYS))
     if unknown:
         raise ConfigError(f"variants.{name}: unknown key {unknown[0]!r}; valid keys: {', '.join(VARIANT_KEYS)}")

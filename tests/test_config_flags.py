@@ -1,10 +1,16 @@
-"""Issue 15: every config key has an equal command-line flag, and the README's table names them all."""
+"""Every config key has an equal command-line flag ([report]'s keys too; other tables' keys through
+--set), and the README's table names them all."""
 from __future__ import annotations
 
 import re
 
-from bench.cli import build_parser, overrides_from
-from bench.config import DEFAULTS, load_config
+import dataclasses
+
+import pytest
+
+from bench.cli import REPORT_FLAGS, build_parser, main, overrides_from, parse_assignment
+from bench.config import DEFAULTS, REPORT_RULES, load_config
+from bench.report.rundir import ReportSettings
 from helpers import REPO
 
 #: Keys that hold TOML tables: they live in the config file (the README says so), not on the command line.
@@ -30,6 +36,19 @@ EXAMPLES = {
     "dtype": ("--dtype", "bfloat16", "bfloat16"),
     "out": ("--out", "/tmp/somewhere", "/tmp/somewhere"),
     "bootstrap": ("--bootstrap", "300", 300),
+    "plugins": ("--plugin", "PLUGIN", ["PLUGIN"]),  # a file made by the test (a plugin registers names once)
+}
+
+#: [report] keys: flag, text, value.
+REPORT_EXAMPLES = {
+    "primary_metric": ("--primary-metric", "world-alignment", "world-alignment"),
+    "confidence": ("--confidence", "0.9", 0.9),
+    "correction": ("--correction", "bh", "bh"),
+    "alpha": ("--alpha", "0.01", 0.01),
+    "test_unit": ("--test-unit", "pair", "pair"),
+    "n_boot": ("--n-boot", "200", 200),
+    "bootstrap_seed": ("--bootstrap-seed", "4", 4),
+    "grid_rows": ("--grid-rows", "2", 2),
 }
 
 
@@ -40,8 +59,12 @@ def test_every_key_has_a_flag():
     assert set(EXAMPLES) | {"model"} == set(DEFAULTS) - TABLE_KEYS
 
 
-def test_every_flag_overrides_its_key():
+def test_every_flag_overrides_its_key(tmp_path):
+    plugin = tmp_path / "empty_plugin.py"
+    plugin.write_text("# registers nothing\n")
     for key, (flag, text, expected) in EXAMPLES.items():
+        if key == "plugins":
+            text, expected = str(plugin), [str(plugin.resolve())]
         args = build_parser().parse_args([flag, text])
         values = load_config(None, overrides_from(args)).values
         got = sorted(values[key]) if key == "samplers" else values[key]
@@ -54,5 +77,39 @@ def test_readme_table_lists_every_key():
     for key in DEFAULTS:
         assert re.search(rf"`\[?{key}(\.NAME)?\]?`", table), f"README's configuration table does not name `{key}`"
         if key not in TABLE_KEYS and key != "model":
-            flag = "--" + key.replace("_", "-")
+            flag = "--plugin" if key == "plugins" else "--" + key.replace("_", "-")
             assert f"`{flag}`" in table, f"README's configuration table does not show {flag}"
+
+
+def test_every_report_setting_has_a_flag_and_a_rule():
+    fields = {f.name for f in dataclasses.fields(ReportSettings)}
+    assert set(REPORT_FLAGS) == set(REPORT_RULES) == fields == set(REPORT_EXAMPLES)
+    for key, (flag, text, expected) in REPORT_EXAMPLES.items():
+        args = build_parser().parse_args([flag, text])
+        values = load_config(None, overrides_from(args)).values
+        assert values["report"][key] == expected, flag
+
+
+def test_set_assigns_any_table_key():
+    args = build_parser().parse_args(["--set", "prompts.n=7", "--set", "report.alpha=0.02",
+                                      "--set", "model.name=synthetic-exact"])
+    values = load_config(None, overrides_from(args), [parse_assignment(t) for t in args.assignments]).values
+    assert values["prompts"]["n"] == 7 and values["report"]["alpha"] == 0.02
+    assert values["model"]["name"] == "synthetic-exact"
+    assert parse_assignment("model.path=/data/Meissonic") == ("model.path", "/data/Meissonic")
+    assert parse_assignment("variants.x.guidance={ name = \"linear\" }") == ("variants.x.guidance", {"name": "linear"})
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--set", "steps=4"], "give TABLE.KEY=VALUE with TABLE one of"),
+    (["--set", "nothing"], "give TABLE.KEY=VALUE"),
+])
+def test_set_refuses_what_is_not_a_table_key(capsys, args, expected):
+    assert main([*args, "--check"]) == 2
+    assert expected in capsys.readouterr().err
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.startswith("mgt-bench ")

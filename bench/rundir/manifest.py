@@ -10,6 +10,8 @@ from __future__ import annotations
 import platform
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from mgt_common.registry import loaded_plugins
+
 from ..sharding import ShardRecords
 from .provenance import device_description, git_commit, now, package_versions
 from .store import TOOL, RunDirectory
@@ -81,6 +83,7 @@ class Manifest:
             "seeds": sorted({u.seed for u in units}),
             "units": len(units),
             "negative_prompt": self.negative_prompt,
+            "plugins": loaded_plugins(),  # each plugin file's path and sha256, each entry point (bench/plugins.py)
             "versions": package_versions(),
             "git_commit": git_commit(),
             "device": device_description(self.device),
