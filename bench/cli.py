@@ -50,6 +50,7 @@ REPORT_FLAGS = {
     "n_boot": (int, "bootstrap resamples of the report (default: --bootstrap)"),
     "bootstrap_seed": (int, "seed of every bootstrap (default 0)"),
     "grid_rows": (int, "best and worst pairs shown in the image grid, each (default 3)"),
+    "gallery_mib": (float, "MiB of thumbnails the paired gallery may embed in report.html (default 8)"),
 }
 
 

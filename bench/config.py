@@ -371,6 +371,8 @@ REPORT_RULES: dict[str, tuple[str, Any]] = {
     "test_unit": ("prompt or pair", lambda v: v in ("prompt", "pair")),
     "primary_metric": ("the label of a configured metric", lambda v: isinstance(v, str)),
     "grid_rows": ("an integer in [0, 50] (best and worst pairs shown, each)", lambda v: _is_int(v) and 0 <= v <= 50),
+    "gallery_mib": ("a number in (0, 1024] (MiB of gallery thumbnails in report.html)",
+                    lambda v: _is_number(v) and 0 < v <= 1024),
 }
 
 

@@ -69,6 +69,8 @@ REPORT_MEANINGS = {
     "n_boot": ("bootstrap resamples of the report", "`bootstrap`'s value"),
     "bootstrap_seed": ("seed of every bootstrap", ""),
     "grid_rows": ("best and worst pairs shown in the image grid (each)", ""),
+    "gallery_mib": ("MiB of thumbnails the paired gallery may embed in `report.html` (best and worst pairs "
+                    "first when it is full)", ""),
 }
 FLAGS = [
     ("`--config`", "TOML file, or a shipped config name (`default`, `design-choices`, `meissonic-1024`, "

@@ -49,6 +49,7 @@ REPORT_EXAMPLES = {
     "n_boot": ("--n-boot", "200", 200),
     "bootstrap_seed": ("--bootstrap-seed", "4", 4),
     "grid_rows": ("--grid-rows", "2", 2),
+    "gallery_mib": ("--gallery-mib", "2.5", 2.5),
 }
 
 

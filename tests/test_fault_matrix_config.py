@@ -120,6 +120,7 @@ REPORT_BAD = {
     "n_boot": [(1.5, "report.n_boot must be"), (5, "report.n_boot must be")],
     "bootstrap_seed": [("zero", "report.bootstrap_seed must be"), (-1, "report.bootstrap_seed must be")],
     "grid_rows": [("3", "report.grid_rows must be"), (1000, "report.grid_rows must be")],
+    "gallery_mib": [("big", "report.gallery_mib must be"), (0, "report.gallery_mib must be")],
 }
 CASES = [(key, value, expected) for key, cases in BAD_VALUES.items() for value, expected in cases] + \
         [("report", {field: value}, expected) for field, cases in REPORT_BAD.items() for value, expected in cases]
