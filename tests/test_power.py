@@ -64,9 +64,13 @@ def test_minimum_detectable_effect_and_prompts_needed_agree():
 
 def test_power_flag_prints_the_table_and_refuses_a_bad_effect(capsys):
     from bench.cli import main
+    from bench.config import load_config
 
+    config = load_config("default")
+    family = len(config.samplers) - 1  # every sampler but the baseline is one primary comparison
     assert main(["--power", "0.6"]) == 0
     out = capsys.readouterr().out
-    assert "prompts (seeds agree)" in out and "5 comparison(s) in the primary family" in out
+    assert "prompts (seeds agree)" in out and f"{family} comparison(s) in the primary family" in out
+    assert f"{len(config.seeds)} seed(s) per prompt" in out
     assert main(["--power", "1.2"]) == 2
     assert "between 0.5 and 1" in capsys.readouterr().err
