@@ -601,7 +601,8 @@ def add_adjusted_pvalues(
     families = dict(families or {})
     # a metric the mapping does not name joins the other non-primary metrics
     rest = SECONDARY if PRIMARY in families.values() else ALL
-    family = out["metric"].map(lambda m: families.get(m, rest)).astype(str)
+    family = out["metric"].map(lambda m: families.get(m, rest)).astype(str) if "metric" in out.columns \
+        else pd.Series(rest, index=out.index)
     out["family"] = family
     out["p_sign_adj"] = np.nan
     out["p_wilcoxon_adj"] = np.nan
