@@ -573,12 +573,12 @@ def metric_families(metrics: Iterable[str], primary: str | None = None,
     verdicts the headline states are corrected only for the comparisons it makes (one per variant)
     and secondary metrics cost it no power; every other metric is in the secondary family; a
     diagnostic (a metric whose direction is not a verdict on quality, e.g. the world's raw
-    log-likelihood) is in none. Without a primary metric every non-diagnostic metric is in one
-    family, ``all``.
+    log-likelihood) is in none — unless it is the primary metric itself, which a user chose to be
+    tested. Without a primary metric every non-diagnostic metric is in one family, ``all``.
     """
     diagnostic = set(diagnostic)
     rest = SECONDARY if primary is not None else ALL
-    return {m: DIAGNOSTIC if m in diagnostic else PRIMARY if m == primary else rest for m in metrics}
+    return {m: PRIMARY if m == primary else DIAGNOSTIC if m in diagnostic else rest for m in metrics}
 
 
 def add_adjusted_pvalues(
