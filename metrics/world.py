@@ -44,13 +44,21 @@ from mgt_common.errors import ConfigError
 from .base import ExactWorld, PerImageMetric, ScoreBatch, SetFeatures, SetMetric, SetMetricResult, register_metric
 
 
+def _require_world(name: str, world: ExactWorld | None) -> None:
+    if world is None:
+        raise ConfigError(f"metric {name!r} needs the synthetic world as model; "
+                          "remove it from 'metrics' for other models")
+
+
 class _WorldMetric(PerImageMetric):
     needs = frozenset({"world"})
 
+    def check_weights(self, world: ExactWorld | None = None) -> None:
+        """Refuse a model without the world before the first image is generated (nothing else to find)."""
+        _require_world(self.name, world)
+
     def tokens(self, batch: ScoreBatch) -> torch.Tensor:
-        if batch.world is None:
-            raise ConfigError(f"metric {self.name!r} needs the synthetic world as model; "
-                              "remove it from 'metrics' for other models")
+        _require_world(self.name, batch.world)
         return batch.world.image_to_tokens(batch.images)
 
 
@@ -166,11 +174,12 @@ class _SceneSetMetric(SetMetric):
     unbiased = True  # a mean of per-prompt unbiased estimates: no size-dependent bias
     version = "1"
 
+    def check_weights(self, world: ExactWorld | None = None) -> None:
+        _require_world(self.name, world)
+
     def features(self, images: torch.Tensor | Iterable[torch.Tensor], prompts: Sequence[str],
                  world: ExactWorld | None = None, prompt_ids: Sequence[str] | None = None) -> SetFeatures:
-        if world is None:
-            raise ConfigError(f"metric {self.name!r} needs the synthetic world as model; "
-                              "remove it from 'metrics' for other models")
+        _require_world(self.name, world)
         batches = [images] if isinstance(images, torch.Tensor) else images
         scenes = [world.decode_scenes(world.image_to_tokens(batch)) for batch in batches]
         if not scenes:
