@@ -170,8 +170,9 @@ class TokenWorld:
         images fall outside it with probability at most α (exactly P(m < m_lo) + P(m > m_hi)). The
         half-step margins make r irrelevant unless it exceeds log(a/b) / 2N (0.011 nats at the default
         sizes): another scene would have to match almost as many tokens as s*, which prototypes at
-        Hamming distance ≥ 4 do not allow (r ≈ 10⁻¹⁰ for exact samples; tests/test_world_metrics.py
-        checks the range against exact samples).
+        Hamming distance ≥ 4 make rare (measured on 2 400 exact samples of the default prompts: r at
+        most 1.3 × 10⁻⁵ nats per token; tests/test_world_metrics.py checks the range against exact
+        samples).
         """
         from scipy import stats as sps
 
