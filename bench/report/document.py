@@ -115,7 +115,7 @@ def _headline_section(run: Run, t: ReportTables) -> Section:
          f"(design effect of seeds within a prompt). ▲* / ▼* = better / worse by the sign test over prompts, "
          f"significant at α = {s.alpha} after {_correction(run)} correction within its family: {_families_text(run, t)}"
          f"{missing_text} ({len(surviving)} {'survives' if len(surviving) == 1 else 'survive'})."
-         + (" Set metrics (↓ = lower is better) carry jackknife intervals over prompts and are never starred."
+         + (" Set metrics (↓ = lower is better, ↑ = higher) carry jackknife intervals over prompts and are never starred."
             if run.set_metric_names else "") + _mde_text(run, t)],
         bullets=fmt.readings(run, t), table=fmt.headline(run, t), csv=["headline.csv", "win_rates.csv", "set_metrics.csv"])
 
