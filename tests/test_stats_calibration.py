@@ -157,9 +157,19 @@ def test_cluster_t_interval_is_the_t_interval_on_prompt_means_for_symmetric_data
 
 
 def test_cluster_t_interval_leans_with_the_skewness_and_handles_unequal_clusters():
+    from scipy import stats as sps
+
     means = np.array([0.0] * 9 + [3.0, 4.0, 5.0])  # right-skewed: the upper side must be the longer
     est, lo, hi = stats.cluster_t_interval(means, np.ones(12))
     assert hi - est > est - lo > 0
+    # the long side is Hall's: his transformation H(T) = T + γ T²/(3√K) + γ² T³/(27K) + γ/(6√K) of
+    # T = (r̂ − r)/se, written out directly, equals −t_{11} at the upper end
+    k, se = 12, sps.sem(means)
+    gamma = np.mean((means - means.mean()) ** 3) / np.std(means, ddof=1) ** 3
+    t_up = (est - hi) / se
+    h = t_up + gamma * t_up ** 2 / (3 * np.sqrt(k)) + gamma ** 2 * t_up ** 3 / (27 * k) + gamma / (6 * np.sqrt(k))
+    assert h == pytest.approx(-sps.t.ppf(0.975, k - 1))
+    assert est - lo == pytest.approx(sps.t.ppf(0.975, k - 1) * se)  # the short side is Student's (the hull)
     # prompts with different numbers of pairs: the ratio estimator Σ y / Σ n, a prompt without pairs takes no part
     num, den = np.array([2.0, 0.0, 3.0, 1.0, 0.0]), np.array([2.0, 1.0, 3.0, 1.0, 0.0])
     est, lo, hi = stats.cluster_t_interval(num, den)
