@@ -219,3 +219,13 @@ def test_the_exact_sampler_is_at_the_optimum_greedy_loses_coverage_and_cold_lose
     assert float((typicality["exact"] > 0).double().mean()) <= 0.05 and float(typicality["exact"].mean()) < 0.002
     assert float(typicality["cold"].mean()) > 5 * float(typicality["exact"].mean())
     assert float(world.log_likelihood(cold, rows).mean()) > float(world.log_likelihood(exact, rows).mean())
+
+
+def test_the_shipped_exact_config_scores_the_default_runs_prompts_and_seeds():
+    from bench.config import load_config
+
+    exact, default = load_config("world-exact"), load_config("default")
+    for key in ("limit", "seeds", "prompts", "metrics"):
+        assert exact.values[key] == default.values[key], key
+    assert exact.model_args == {"text_strength": 1.0, "logit_temperature": 1.0}
+    assert exact.steps == 256 and exact.guidance == 1.0  # one token per step on 16 × 16, no guidance
