@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_argument("--merge", metavar="RUN_DIR",
                          help="merge the shards of a sharded run once all are done: tables, scores, report (once)")
     actions.add_argument("--report-only", metavar="RUN_DIR", help="re-render the report of a finished run, no model")
+    actions.add_argument("--power", type=float, metavar="WIN_RATE",
+                         help="print how many prompts × seeds the config needs to find a pair-level win rate "
+                              "(e.g. 0.6) with 80 %% power, then exit (metrics/power.py)")
     actions.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"),
                          help="report the same variants across two finished runs (written to --out)")
     return parser
@@ -199,6 +202,8 @@ def _main(argv: list[str] | None) -> int:
             return merge(Path(args.merge))
         if args.report_only:
             return report_only(Path(args.report_only))
+        if args.power is not None:
+            return power(args)
         if args.compare:
             return compare(Path(args.compare[0]), Path(args.compare[1]), Path(args.out) if args.out else None)
         return run(args)
@@ -240,6 +245,21 @@ def config_from(args: argparse.Namespace):
         config.values["model"] = {**config.values["model"], "name": args.model} \
             if config.values["model"].get("name") == args.model else {"name": args.model}
     return config
+
+
+def power(args: argparse.Namespace) -> int:
+    """`--power WIN_RATE`: the prompts needed per number of seeds, at the config's α and primary family size."""
+    from metrics.power import format_power_table
+
+    config = config_from(args)
+    if not 0.5 < args.power < 1:
+        raise UserError(f"--power {args.power}: give the pair-level win rate to detect, between 0.5 and 1 (e.g. 0.6)")
+    family = sum(1 for point in config.sweep().points if point.name != point.baseline)
+    alpha = float((config.values.get("report") or {}).get("alpha", 0.05))
+    seeds = sorted({1, 2, 4, 8, len(config.seeds)})
+    print(format_power_table(args.power, seeds, alpha, max(family, 1)))
+    print(f"(this config: {len(config.seeds)} seed(s) per prompt, {max(family, 1)} comparison(s) in the primary family)")
+    return 0
 
 
 def check(args: argparse.Namespace) -> int:

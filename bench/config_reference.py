@@ -54,7 +54,7 @@ KEYS: dict[str, tuple[str, str, str]] = {
     "batch_size": ("`batch_size` / `--batch-size`", "images per generation batch (never changes an image)", ""),
     "device": ("`device` / `--device`", "`cpu`, `cuda`, `cuda:N`, `mps`, `auto`", ""),
     "dtype": ("`dtype` / `--dtype`", "`float32`, `bfloat16`, `float16` (model weights)", ""),
-    "bootstrap": ("`bootstrap` / `--bootstrap`", "bootstrap resamples for intervals (100 to 100000)", ""),
+    "bootstrap": ("`bootstrap` / `--bootstrap`", "bootstrap resamples for the Bradley–Terry intervals (100 to 100000)", ""),
     "plugins": ("`plugins` / `--plugin`", "plugin files to import, relative to the config file (`--plugin FILE.py` "
                 "adds one; repeatable). A plugin is code that runs with your rights; each file's path and sha256 "
                 "go into `manifest.json` ([docs/plugins.md](docs/plugins.md))", ""),
@@ -81,6 +81,9 @@ FLAGS = [
     ("`--check`", "build every variant and run it on a tiny random model (seconds), after the device check a "
                   "run makes; writes nothing ([docs/plugins.md](docs/plugins.md))", "—", "—"),
     ("`--report-only RUN_DIR`", "re-render a finished run's report, no model", "—", "—"),
+    ("`--power WIN_RATE`", "print the prompts × seeds needed to find a pair-level win rate with 80 % power at the "
+                           "config's α and primary family ([docs/report.md](docs/report.md), \"Minimum detectable "
+                           "effect\")", "—", "—"),
     ("`--compare RUN_A RUN_B`", "report the same variants across two runs (each run's own win rates; refused "
                                 "when they share nothing)", "—", "—"),
     ("`--shard i/n`, `--merge RUN_DIR`", "run one shard of a sharded run; merge, score and report it", "—", "—"),

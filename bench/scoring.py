@@ -127,13 +127,14 @@ def set_metric_rows(samples: pd.DataFrame, metrics: dict[str, Any], store: RunDi
                 if key not in known:
                     results = checked_set_results(metric, metric.compute_from_features(features.select(subsets[category])))
                     known[key] = [{"metric": _row_name(label, name, len(results)), "value": _number(r.value),
-                                   "std": _number(r.std), "n": int(r.n), "warnings": [str(w) for w in r.warnings or []]}
+                                   "std": _number(r.std), "n": int(r.n), "warnings": [str(w) for w in r.warnings or []],
+                                   "details": r.details}
                                   for name, r in results.items()]
                     store.append("set_metrics", [{"key": key, "rows": known[key]}])
                 for r in known[key]:
                     out.append({"variant": variant, "category": category, "metric": r["metric"],
                                  "value": r["value"], "std": r["std"], "n": r["n"],
-                                 "warnings": " | ".join(r.get("warnings") or [])})
+                                 "warnings": " | ".join(r.get("warnings") or []), **(r.get("details") or {})})
             if replicates is None:
                 n_results = len(known[keys[""]])
                 cluster_of_row = by_variant["prompt"].astype(str).map(clusters).to_numpy()

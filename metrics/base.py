@@ -55,6 +55,15 @@ class ExactWorld(Protocol):
     def prompt_posterior(self, tokens: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
         """P(the image shows a scene its prompt describes | x) under the world's scene prior, ``(B,)``."""
 
+    def typical_loglik_range(self, prompt: str, mass: float = 0.99) -> tuple[float, float]:
+        """The central range of log p(x | prompt) / N that holds ``mass`` of the exact sampler's images."""
+
+    def scene_set(self, prompt: str) -> torch.Tensor:
+        """Boolean ``(K,)``: the scenes the prompt describes."""
+
+    def decode_scenes(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The scene each image shows ``(B,)`` (maximum a posteriori under a uniform scene prior)."""
+
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Feature vectors ``(B, D)`` of images for Fréchet distances (the world's 'Inception')."""
 
@@ -74,6 +83,9 @@ class PerImageMetric(ABC):
     tie_tolerance: ClassVar[float] = 1e-9
     #: what one score measures, shown beside means and mean differences in the report ("nats/token").
     unit: ClassVar[str] = ""
+    #: a diagnostic is reported (means, differences, win rates) but its direction is not a verdict on
+    #: quality, so it is in no multiple-testing family and never starred (docs/report.md, "Families").
+    diagnostic: ClassVar[bool] = False
 
     def __init__(self, **params: Any):
         self.params = params
@@ -93,9 +105,12 @@ class PerImageMetric(ABC):
 
     def describe(self) -> dict[str, Any]:
         """What the manifest records about this scorer."""
-        return {"name": self.name, "version": self.version, "higher_is_better": self.higher_is_better,
+        info = {"name": self.name, "version": self.version, "higher_is_better": self.higher_is_better,
                 "tie_tolerance": self.tie_tolerance, "params": self.params, "weights": self.weights_id(),
                 "kind": "per-image", **({"unit": self.unit} if self.unit else {})}
+        if self.diagnostic:
+            info["role"] = "diagnostic"
+        return info
 
     def check_weights(self, world: ExactWorld | None = None) -> None:
         """Find the weights `load` will need (raising `MissingWeightsError`), before any image is generated."""
@@ -117,6 +132,8 @@ class SetMetricResult:
     std: float | None = None
     n: int = 0
     warnings: list[str] = field(default_factory=list)
+    #: further numbers about the set, written as columns of set_metrics.csv (e.g. ``feature_trace``).
+    details: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, eq=False)  # tensors: identity, not element-wise equality
@@ -161,6 +178,13 @@ class SetMetric(ABC):
     needs: ClassVar[frozenset[str]] = frozenset()
     #: the least value the metric can take (FID ≥ 0): interval bounds below it are moved up to it.
     lower_bound: ClassVar[float | None] = None
+    #: the largest value it can take (a share: 1); interval bounds above it are moved down to it.
+    upper_bound: ClassVar[float | None] = None
+    #: True when the estimate's expectation does not depend on the set's size (KID's unbiased MMD², a
+    #: mean over prompts): the paired difference then needs no small-sample bias correction. FID is
+    #: biased upward by an amount that depends on each set's covariance, so its difference is
+    #: bias-corrected by the jackknife (bench/set_intervals.py).
+    unbiased: ClassVar[bool] = False
 
     def __init__(self, **params: Any):
         self.params = params

@@ -408,7 +408,9 @@ class FID(_FeatureSetMetric):
     lower_bound = 0.0  # a squared distance between Gaussians
 
     def compute_from_features(self, features: SetFeatures) -> Mapping[str, SetMetricResult]:
-        return {"fid": fid_from_features(features.features, self.reference_of(features), self.device)}
+        result = fid_from_features(features.features, self.reference_of(features), self.device)
+        result.details["feature_trace"] = feature_trace(features.features)
+        return {"fid": result}
 
     def resampled(self, features: SetFeatures, weights: np.ndarray) -> Mapping[str, np.ndarray]:
         reference = self.reference_of(features)
@@ -425,6 +427,7 @@ class KID(_FeatureSetMetric):
 
     higher_is_better = False
     version = "kid-1"
+    unbiased = True  # the unbiased MMD² estimator: no size-dependent bias to correct in a difference
 
     def __init__(self, subsets: int = 100, subset_size: int = 1000, seed: int = 0, **params: Any):
         super().__init__(**params)
@@ -439,7 +442,9 @@ class KID(_FeatureSetMetric):
             return {"kid": SetMetricResult(value=float("nan"), n=len(features), warnings=[
                 f"kid: the reference statistics {reference.source} hold no features (mean/covariance only); "
                 "KID needs the reference images or a .pt statistics file written by this suite"])}
-        return {"kid": kid_from_features(features.features, reference.features, self.subsets, self.subset_size, self.seed)}
+        result = kid_from_features(features.features, reference.features, self.subsets, self.subset_size, self.seed)
+        result.details["feature_trace"] = feature_trace(features.features)
+        return {"kid": result}
 
     def resampled(self, features: SetFeatures, weights: np.ndarray) -> Mapping[str, np.ndarray]:
         reference = self.reference_of(features)
@@ -449,6 +454,18 @@ class KID(_FeatureSetMetric):
 
 
 # -- functional twins ---------------------------------------------------------------------------------
+def feature_trace(features: torch.Tensor) -> float:
+    """tr Σ̂ of a set's features (unbiased covariance): its spread, which FID's small-sample bias grows with.
+
+    bench/set_intervals.py compares it across variants: where two sets' traces differ, so do their
+    FID biases, and the plain difference of their FIDs is off (docs/report.md, "Set metrics").
+    """
+    f = features.to(torch.float64)
+    if f.shape[0] < 2:
+        return float("nan")
+    return float(((f - f.mean(dim=0)) ** 2).sum() / (f.shape[0] - 1))
+
+
 def fid_from_features(fake: torch.Tensor, reference: ReferenceStats, device: torch.device | str = "cpu") -> SetMetricResult:
     """FID of features ``fake`` ``(N, D)`` against reference statistics, via torchmetrics in float64.
 

@@ -83,8 +83,9 @@ def test_report_win_rates_are_the_pipeline_the_tests_test(rendered):
         r.scores, r.baseline, {m: r.higher_is_better(m) for m in metrics}, {m: r.tie_tolerance(m) for m in metrics},
         prompt_text=dict(zip(r.samples["prompt_id"].astype(str), r.samples["prompt"].astype(str))),
         variants=r.variants, metrics=metrics, n_boot=s.n_boot, seed=s.bootstrap_seed, confidence=s.confidence,
-        correction=s.correction, alpha=s.alpha, test_unit=s.test_unit).table
+        correction=s.correction, alpha=s.alpha, test_unit=s.test_unit, primary_metric=r.primary_metric).table
     report = compute_tables(r).win_rates
+    assert set(report.loc[report["metric"] == r.primary_metric, "family"]) == {"primary"}
     assert len(report) == len(table) > 0
     keys = ["variant", "metric"]
     pd.testing.assert_frame_equal(report[table.columns].sort_values(keys).reset_index(drop=True),

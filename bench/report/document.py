@@ -9,7 +9,7 @@ import pandas as pd
 from . import format as fmt
 from .pairing import baseline_label, compared_variants
 from .rundir import Run
-from .tables import CORRECTION_NAMES, ReportTables, provenance, provenance_json
+from .tables import CORRECTION_NAMES, ReportTables, family_sizes, minimum_detectable_effect, provenance, provenance_json
 
 
 @dataclass
@@ -56,8 +56,44 @@ def _correction(run: Run) -> str:
 
 
 def _family_size(t: ReportTables) -> int:
-    """How many comparisons the multiplicity correction covers (every tested variant × metric)."""
-    return int(t.win_rates["family_size"].iloc[0]) if len(t.win_rates) else 0
+    """How many comparisons the multiplicity correction covers (every tested variant × metric, all families)."""
+    return sum(family_sizes(t.win_rates).values())
+
+
+def _families_text(run: Run, t: ReportTables) -> str:
+    """Which families the correction ran over, e.g. "the 5 comparisons on the primary metric (one family) and the 20 …"."""
+    sizes = family_sizes(t.win_rates)
+    w = t.win_rates
+    diagnostics = list(dict.fromkeys(w.loc[w["family"] == "diagnostic", "metric"])) if "family" in w.columns else []
+    parts = []
+    if "primary" in sizes:
+        parts.append(f"the {sizes['primary']} comparisons on the primary metric {_primary(run)} form one family")
+    if "secondary" in sizes:
+        parts.append(f"the {sizes['secondary']} on the other metrics another (so they cost the primary metric no power)")
+    if "all" in sizes:
+        parts.append(f"the {sizes['all']} variant × metric comparisons that were tested form one family")
+    text = "; ".join(parts) if parts else "no comparison was tested"
+    if diagnostics:
+        text += f"; {', '.join(run.display_name(m) for m in diagnostics)} {'is a diagnostic' if len(diagnostics) == 1 else 'are diagnostics'}, reported without a verdict"
+    return text
+
+
+def _mde_text(run: Run, t: ReportTables) -> str:
+    """The minimum detectable effect of the primary metric's verdict at this run's size (metrics/power.py)."""
+    m = minimum_detectable_effect(run, t.win_rates)
+    if not m["n_prompts"]:
+        return ""
+    agree, independent = m["win_rate_if_seeds_agree"], m["win_rate_if_seeds_independent"]
+
+    at = f"α / {m['family']} = {m['alpha'] / m['family']:.3g}" if m["family"] > 1 else f"α = {m['alpha']}"
+    size = f"{m['n_prompts']} prompts × {m['seeds']} seed(s), sign test at {at}, {100 * m['power']:.0f} % power"
+    advice = "`run_bench.py --power WIN_RATE` gives the prompts × seeds an effect needs."
+    if independent != independent:  # NaN: not even a variant that wins every pair is found that often
+        return f" **Minimum detectable effect** at this size ({size}): none — too few prompts for any effect. {advice}"
+    agree_text = f"{100 * agree:.0f} %" if agree == agree else "more than any win rate"
+    return (f" **Minimum detectable effect** at this size ({size}): a pair-level win rate of {agree_text} if a prompt's "
+            f"seeds agree, {100 * independent:.0f} % if they are independent; smaller effects are likely to be reported "
+            f"as no detectable difference. {advice}")
 
 
 def _primary(run: Run) -> str:
@@ -78,10 +114,10 @@ def _headline_section(run: Run, t: ReportTables) -> Section:
          f"Sorted by win rate on {_primary(run)}. Win rate = share of pairs where the variant scores better (ties count "
          f"half), with {100 * s.confidence:.0f} % Clopper–Pearson intervals at the effective number of prompts "
          f"(design effect of seeds within a prompt). ▲* / ▼* = better / worse by the sign test over prompts, "
-         f"significant at α = {s.alpha} after {_correction(run)} correction over the family of the {_family_size(t)} variant × metric "
-         f"comparisons that were tested{missing_text} ({len(surviving)} {'survives' if len(surviving) == 1 else 'survive'})."
-         + (" Set metrics (↓ = lower is better) carry jackknife intervals over prompts and are never starred."
-            if run.set_metric_names else "")],
+         f"significant at α = {s.alpha} after {_correction(run)} correction within its family: {_families_text(run, t)}"
+         f"{missing_text} ({len(surviving)} {'survives' if len(surviving) == 1 else 'survive'})."
+         + (" Set metrics (↓ = lower is better, ↑ = higher) carry jackknife intervals over prompts and are never starred."
+            if run.set_metric_names else "") + _mde_text(run, t)],
         bullets=fmt.readings(run, t), table=fmt.headline(run, t), csv=["headline.csv", "win_rates.csv", "set_metrics.csv"])
 
 
@@ -90,12 +126,13 @@ def _comparisons_section(run: Run, t: ReportTables) -> Section:
     return Section(
         "All comparisons with the baseline",
         [f"Mean Δ = mean paired difference variant − {baseline_label(run)} in the metric's units, differences within the "
-         f"metric's tie tolerance counted as 0 (cluster-bootstrap interval over prompts, {s.n_boot} resamples); read it "
+         f"metric's tie tolerance counted as 0 (interval: Student's t over prompts, widened where the per-prompt "
+         f"differences are skewed by Hall's 1992 transformation); read it "
          f"beside the tie share. p sign: exact two-sided sign test (`scipy.stats.binomtest`, ties excluded) on one value "
          f"per {s.test_unit}; 'min. p' is the smallest p it can reach with that many untied {s.test_unit}s (above α the "
          f"comparison is undecidable, not 'no difference'). p Wilcoxon: signed-rank test (`scipy.stats.wilcoxon`, zeros "
-         f"dropped) with the method shown. 'adj.' = {_correction(run)}-adjusted over the {_family_size(t)} tested comparisons; the verdict's "
-         f"direction is the sign test's (prompts won vs lost)."],
+         f"dropped) with the method shown. 'adj.' = {_correction(run)}-adjusted within the comparison's family "
+         f"({_families_text(run, t)}); the verdict's direction is the sign test's (prompts won vs lost)."],
         table=fmt.win_rates(run, t), csv=["win_rates.csv", "paired_differences.csv"])
 
 
@@ -103,15 +140,19 @@ def _set_metrics_sections(run: Run, t: ReportTables) -> list[Section]:
     sm = fmt.set_metrics(run, t)
     if not len(sm):
         return []
-    return [Section("Set metrics", ["One number per variant over all its images (↓ = lower is better), with a "
+    return [Section("Set metrics", ["One number per variant over all its images (↓ = lower is better, ↑ = higher), with a "
                                     f"{100 * run.settings.confidence:.0f} % jackknife interval over distinct prompts (each "
                                     "prompt left out in turn with all its seeds; features extracted once; reference "
                                     f"fixed), and the paired difference to {run.baseline} with its interval, both "
                                     "variants computed on the same reduced prompt sets. A difference whose interval includes 0 means the sets "
-                                    "cannot be told apart at "
-                                    "this size. n is the number of generated images the metric saw; FID is biased "
-                                    "upward at small n, so compare only sets of equal n. ± is the metric's own "
-                                    "spread over subsets where it gives one (KID)."],
+                                    "cannot be told apart at this size. FID is shown *at this n* (the number of "
+                                    "generated images it saw): it is biased upward at small n, by an amount that grows "
+                                    "with the set's spread, so its interval is for the FID of sets of this size, and "
+                                    "its difference to the baseline is **bias-corrected** by the jackknife (a less "
+                                    "diverse variant has less bias, and the plain difference of two FIDs can show it "
+                                    "as better when it is worse; the plain one is `diff_plain` in set_metrics.csv). "
+                                    "KID and the world's faithfulness and coverage are unbiased at any n: their "
+                                    "differences are plain. ± is the metric's own spread over subsets where it gives one (KID)."],
                     table=sm, csv=["set_metrics.csv", "set_metrics_by_category.csv"])]
 
 
@@ -169,6 +210,6 @@ def provenance_table(run: Run) -> pd.DataFrame:
             ("packages", ", ".join(f"{k} {v}" for k, v in p["versions"].items())),
             ("seeds", ", ".join(map(str, p["seeds"]))), ("baseline", p["baseline"]),
             ("prompts / images", f"{p['n_prompts']} / {p['n_images']}"),
-            ("intervals", p["statistics"]["intervals"]),
+            ("intervals", p["statistics"]["intervals"]), ("mean differences", p["statistics"]["mean differences"]),
             ("bootstrap", p["statistics"]["bootstrap"]), ("tests", p["statistics"]["tests"])]
     return pd.DataFrame(rows, columns=["item", "value"])

@@ -34,6 +34,8 @@ def num_ci(est, lo, hi, digits: int = 3) -> str:
         return "—"
     if est == lo == hi == 0:
         return "0 (all within tolerance)"
+    if not (_finite(lo) and _finite(hi)):
+        return f"{est:+.{digits}g} (no interval)"  # e.g. one prompt: nothing to estimate a spread from
     return f"{est:+.{digits}g} [{lo:+.{digits}g}, {hi:+.{digits}g}]"
 
 
@@ -60,7 +62,7 @@ def headline(run: Run, t: ReportTables) -> pd.DataFrame:
             if m in r:
                 # never starred (no test), never without its interval; ↓ marks lower-is-better
                 arrow = "↑" if run.higher_is_better(m) else "↓"
-                row[f"{run.display_name(m)} ({arrow}) [95 % CI]"] = value_ci(r[m], r.get(f"{m}_lo"), r.get(f"{m}_hi"))
+                row[f"{set_metric_label(run, t, m)} ({arrow}) [95 % CI]"] = value_ci(r[m], r.get(f"{m}_lo"), r.get(f"{m}_hi"))
         row["passes / image"] = num(r.get("forward_passes"), 4)
         row["s / image (median)"] = num(r.get("seconds_per_image"), 3)
         if _measured(r.get("memory_mib_per_image")):
@@ -106,6 +108,8 @@ def verdict(r, alpha: float) -> str:
     """The table's short form of `tables.reading`: direction and decision from the same sign test."""
     if r.status != "tested":
         return "missing"
+    if getattr(r, "family", "") == "diagnostic":
+        return "diagnostic (no verdict)"
     if r.p_sign_min > alpha:
         return "undecidable (too few untied prompts)"
     if r.significant:
@@ -134,6 +138,22 @@ def value_ci(v, lo, hi, digits: int = 4) -> str:
     return f"{num(v, digits)} (no interval)"
 
 
+def set_metric_label(run: Run, t: ReportTables, metric: str) -> str:
+    """A set metric's name as the tables show it: a biased one (FID) says at which n, e.g. "fid at n = 96".
+
+    FID at n = 96 is not FID at n = 50 000: its small-sample bias is part of the number. A metric is
+    taken as biased when its paired difference was bias-corrected (bench/set_intervals.py); the n is
+    the whole-set n when every variant has the same, else "at each row's n".
+    """
+    name = run.display_name(metric)
+    rows = t.set_metrics[t.set_metrics["metric"] == metric] if len(t.set_metrics) else t.set_metrics
+    biased = "bias_corrected" in rows.columns and rows["bias_corrected"].astype(str).str.lower().eq("true").any()
+    if not biased:
+        return name
+    sizes = set(rows["n"].dropna().astype(int))
+    return f"{name} at n = {sizes.pop()}" if len(sizes) == 1 else f"{name} at each row's n"
+
+
 def set_metrics(run: Run, t: ReportTables) -> pd.DataFrame:
     """One row per variant: each set metric with its interval and n, and the paired difference to the baseline."""
     s = t.set_metrics
@@ -148,22 +168,29 @@ def set_metrics(run: Run, t: ReportTables) -> pd.DataFrame:
                 continue
             r = r.iloc[0]
             arrow = "↑" if run.higher_is_better(m) else "↓"
-            name = run.display_name(m)
+            name = set_metric_label(run, t, m)
             n = r.get("n")
             prompts = r.get("n_prompts")
+            used = r.get("prompts_used")  # a per-prompt metric may have no value for some prompts (world-coverage)
             size = f"n = {int(n)}" if _finite(n) else "n = ?"
             if _finite(prompts):
                 size += f" images, {int(prompts)} prompts"
+                if _finite(used) and int(used) < int(prompts):
+                    size += f" ({int(used)} with a value)"
             row[f"{name} ({arrow}) [95 % CI]"] = value_ci(r["value"], r.get("value_lo"), r.get("value_hi"))
             if _finite(r.get("std")):
                 row[f"{name} ({arrow}) [95 % CI]"] += f" ± {num(r['std'], 2)} over subsets"
-            row[f"{name} size"] = size
+            row[f"{run.display_name(m)} size"] = size
+            delta = f"Δ {run.display_name(m)} vs {run.baseline}" + (", bias-corrected" if name != run.display_name(m) else "") \
+                + " [95 % CI]"
             if v == run.baseline:
-                row[f"Δ {name} vs {run.baseline} [95 % CI]"] = "baseline"
+                row[delta] = "baseline"
+            elif _finite(r.get("diff")) and r["diff"] == r["diff_lo"] == r["diff_hi"] == 0:
+                row[delta] = "0 [0, 0] (identical on every prompt set)"
             elif _finite(r.get("diff")):
-                row[f"Δ {name} vs {run.baseline} [95 % CI]"] = num_ci(r["diff"], r["diff_lo"], r["diff_hi"])
+                row[delta] = num_ci(r["diff"], r["diff_lo"], r["diff_hi"])
             else:
-                row[f"Δ {name} vs {run.baseline} [95 % CI]"] = "—"
+                row[delta] = "—"
         rows.append(row)
     return pd.DataFrame(rows)
 

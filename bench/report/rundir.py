@@ -93,10 +93,12 @@ class Run:
         found = list(dict.fromkeys(self.scores["metric"]))
         if self.settings.primary_metric in found:
             return self.settings.primary_metric
-        for m in self.manifest.get("metrics", {}):
-            if m in found:
+        # by default the first metric that gives verdicts: a diagnostic (world-loglik) is primary only when asked for
+        listed = [m for m in self.manifest.get("metrics", {}) if m in found]
+        for m in listed:
+            if self.metric_info(m).get("role") != "diagnostic":
                 return m
-        return found[0] if found else None
+        return listed[0] if listed else found[0] if found else None
 
     @property
     def set_metric_names(self) -> list[str]:

@@ -68,6 +68,10 @@ def reading(row: pd.Series, baseline: str, metric_name: str, unit: str, correcti
     """
     if getattr(row, "status", "tested") == "missing":
         return f"not tested on {metric_name}: no complete pair with {baseline} (all its scores are missing)"
+    if getattr(row, "family", "") == stats.DIAGNOSTIC:
+        word = "prompts" if row.test_unit == "prompt" else "pairs"
+        return (f"on {metric_name} (a diagnostic: no verdict) won {int(row.test_wins)}, lost {int(row.test_losses)} {word} "
+                f"against {baseline}; mean Δ {row.mean_diff:+.3g}")
     corr = CORRECTION_NAMES.get(correction, correction)
     p = stats.format_p(row.p_sign_adj)
     p_text = f"p {p}" if p.startswith("<") else f"p = {p}"
@@ -93,6 +97,36 @@ def reading(row: pd.Series, baseline: str, metric_name: str, unit: str, correcti
     return f"{verdict}, {p_text}; win rate {interval}{ties}"
 
 
+def diagnostic_metrics(run: Run) -> list[str]:
+    """Per-image metrics the manifest marks as diagnostics (`PerImageMetric.diagnostic`): reported, never a verdict."""
+    return [m for m in run.per_image_metrics if run.metric_info(m).get("role") == "diagnostic"]
+
+
+def family_sizes(t_win_rates: pd.DataFrame) -> dict[str, int]:
+    """Family → number of tested comparisons in it (the Holm family sizes the report states)."""
+    if not len(t_win_rates) or "family" not in t_win_rates.columns:
+        return {}
+    tested = t_win_rates[(t_win_rates["status"] == "tested") & (t_win_rates["family"] != stats.DIAGNOSTIC)]
+    return {f: int(n) for f, n in tested.groupby("family", sort=False).size().items()}
+
+
+def minimum_detectable_effect(run: Run, t_win_rates: pd.DataFrame) -> dict:
+    """The least pair-level win rate the primary family's sign test finds with 80 % power at this run's size.
+
+    `metrics.power` at α / m (Holm's first step, m = the primary family's size), for seeds that agree
+    (ρ = 1: a prompt is worth one pair) and for independent seeds (ρ = 0); the truth lies between.
+    """
+    from metrics import power
+
+    s = run.settings
+    n_prompts = int(run.samples["prompt"].nunique()) if len(run.samples) else 0
+    seeds = max(run.seeds_per_prompt(), 1)
+    family = family_sizes(t_win_rates).get(stats.PRIMARY) or max(sum(family_sizes(t_win_rates).values()), 1)
+    return {"n_prompts": n_prompts, "seeds": seeds, "family": family, "alpha": s.alpha, "power": power.DEFAULT_POWER,
+            "win_rate_if_seeds_agree": power.minimum_detectable_win_rate(n_prompts, seeds, 1.0, s.alpha, family),
+            "win_rate_if_seeds_independent": power.minimum_detectable_win_rate(n_prompts, seeds, 0.0, s.alpha, family)}
+
+
 def compute_tables(run: Run) -> ReportTables:
     s = run.settings
     metrics = run.per_image_metrics
@@ -107,7 +141,8 @@ def compute_tables(run: Run) -> ReportTables:
         run.scores, pairing.baselines(run), hib, tol,
         prompt_text=dict(zip(run.samples["prompt_id"].astype(str), run.samples["prompt"].astype(str))),
         variants=variants, metrics=metrics, n_boot=s.n_boot, seed=s.bootstrap_seed, confidence=s.confidence,
-        correction=s.correction, alpha=s.alpha, test_unit=s.test_unit)
+        correction=s.correction, alpha=s.alpha, test_unit=s.test_unit,
+        primary_metric=run.primary_metric, diagnostic_metrics=diagnostic_metrics(run))
     scores, paired, win_rates = comparison.scores, comparison.paired, comparison.table
     run.warnings.extend(n for n in comparison.notes if n not in run.warnings)
     baseline_of = pairing.baseline_of(run)
@@ -256,12 +291,15 @@ def provenance(run: Run) -> dict:
         "timings": m.get("timings", {}),
         "statistics": {"intervals": f"win rates and tie shares: {100 * run.settings.confidence:.0f} % Clopper–Pearson "
                                     "at the effective number of prompts (clustered design effect, Korn–Graubard)",
-                       "bootstrap": f"mean differences and Bradley–Terry: cluster bootstrap over distinct prompts, "
+                       "mean differences": "Student's t over distinct prompts (linearised ratio), widened for "
+                                           "skewness by Hall's (1992) transformation: the hull of both",
+                       "bootstrap": f"Bradley–Terry: cluster bootstrap over distinct prompts, "
                                     f"{run.settings.n_boot} resamples, seed {run.settings.bootstrap_seed}, "
                                     f"{100 * run.settings.confidence:.0f} % percentile intervals",
                        "tests": f"sign test and Wilcoxon signed-rank per {run.settings.test_unit}, "
                                 f"{CORRECTION_NAMES.get(run.settings.correction, run.settings.correction)} correction "
-                                f"at alpha = {run.settings.alpha}"},
+                                f"at alpha = {run.settings.alpha} within each family (primary metric; secondary "
+                                f"metrics); diagnostics untested"},
     }
 
 

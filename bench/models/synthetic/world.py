@@ -134,6 +134,61 @@ class TokenWorld:
             offset += len(values)
         return errors
 
+    # -- the exact sampler's reference: what images of the true p(x | c) look like ----------------
+
+    def scene_set(self, prompt: str) -> torch.Tensor:
+        """Boolean ``(K,)``: the scenes S(c) the prompt describes (those π(s | c) gives mass to)."""
+        return torch.isfinite(self.log_prior(prompt))
+
+    def decode_scenes(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The scene each image shows, ``(B,)`` long: the maximum a posteriori scene under a uniform prior.
+
+        That is the scene whose prototype matches most tokens (log p(x | s) grows with the matches;
+        a tie goes to the lowest scene index, so the decoding is deterministic). Prototypes differ in
+        at least 4 tokens, and an exact sample keeps each token with probability 1 − ε + ε/V, so an
+        exact sample is decoded to the scene it was drawn from except with probability below 10⁻⁴
+        (measured: no error in 9 600 exact samples of the default prompts; tests/test_world_metrics.py
+        checks 2 400).
+        """
+        return self.scene_loglik(tokens).argmax(dim=-1)
+
+    def scene_attribute(self, scenes: torch.Tensor, attribute: str) -> list[str]:
+        """The value of ``attribute`` (shape, colour, background, position, size) of each scene index."""
+        return [getattr(self.grammar.scenes[int(s)], attribute) for s in scenes]
+
+    def typical_loglik_range(self, prompt: str, mass: float = 0.99) -> tuple[float, float]:
+        """Central range ``(lo, hi)`` of log p(x | c) / N holding ``mass`` of the exact sampler's images.
+
+        Exact distribution: an exact sample from scene s* ∈ S(c) keeps each token of proto_{s*}
+        independently with probability a = 1 − ε + ε/V, so its match count m is Binomial(N, a), and
+
+            log p(x | c) / N = ℓ(m) + r(x),   ℓ(m) = (−log K_c + m log a + (N − m) log b) / N,
+
+        with K_c = |S(c)|, b = ε/V and r(x) = log(1 + Σ_{s ≠ s*, s ∈ S(c)} (a/b)^{m_s − m}) / N ≥ 0
+        the other scenes' share of the mixture. The range is [ℓ(m_lo − ½), ℓ(m_hi + ½)] with m_lo,
+        m_hi the α/2 and 1 − α/2 quantiles of Binomial(N, a) (α = 1 − mass), so the exact sampler's
+        images fall outside it with probability at most α (exactly P(m < m_lo) + P(m > m_hi)). The
+        half-step margins make r irrelevant unless it exceeds log(a/b) / 2N (0.011 nats at the default
+        sizes): another scene would have to match almost as many tokens as s*, which prototypes at
+        Hamming distance ≥ 4 make rare (measured on 2 400 exact samples of the default prompts: r at
+        most 1.3 × 10⁻⁵ nats per token; tests/test_world_metrics.py checks the range against exact
+        samples).
+        """
+        from scipy import stats as sps
+
+        if not 0 < mass < 1:
+            raise ValueError(f"mass must be in (0, 1), got {mass}")
+        n_scenes = int(self.scene_set(prompt).sum())
+        a = 1 - self.epsilon + self.epsilon / self.codebook_size
+        tail = (1 - mass) / 2
+        m_lo = int(sps.binom.ppf(tail, self.seq_len, a))        # P(m < m_lo) < tail
+        m_hi = int(sps.binom.ppf(1 - tail, self.seq_len, a))    # P(m > m_hi) ≤ tail
+
+        def level(m: float) -> float:
+            return (-math.log(n_scenes) + m * self.log_match + (self.seq_len - m) * self.log_miss) / self.seq_len
+
+        return level(m_lo - 0.5), level(m_hi + 0.5)
+
     def attribute_values(self) -> list[tuple[str, tuple[str, ...]]]:
         """(attribute, its values) in the column order of `attribute_onehot`."""
         g = self.grammar
