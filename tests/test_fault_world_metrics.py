@@ -77,7 +77,9 @@ def test_a_world_metric_on_a_model_without_the_world_fails_before_the_first_imag
     plugin = tmp_path / "no_world.py"
     plugin.write_text(PLUGIN)
     config = tmp_path / "c.toml"
-    config.write_text(CONFIG.format(model="no-world", metrics=f'"{metric}"'))
+    # a per-image metric after it: a run needs one (set metrics alone are refused first for that reason)
+    companion = "world-loglik" if metric == "world-typicality" else "world-typicality"
+    config.write_text(CONFIG.format(model="no-world", metrics=f'"{metric}", "{companion}"'))
     code = main(["--config", str(config), "--out", str(tmp_path / "run"), "--plugin", str(plugin)])
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("mgt-bench: error:")]
