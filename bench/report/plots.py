@@ -18,6 +18,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from .cost import COST_AXES, pareto  # noqa: E402
+from .format import flops_unit  # noqa: E402
 from .rundir import Run  # noqa: E402
 from .tables import ReportTables  # noqa: E402
 
@@ -168,37 +170,75 @@ def bradley_terry_forest(run: Run, t: ReportTables, path: Path) -> Path | None:
 
 
 def quality_vs_cost(run: Run, t: ReportTables, path: Path) -> Path:
-    """Mean score vs forward passes per image; the Pareto front (cheaper or better) is drawn and ringed."""
+    """Mean score against each measured cost (bench/report/cost.py, `COST_AXES`): transformer FLOPs per image
+    (when measured; the Pareto front is taken and drawn on it, as in the cost table), forward passes and
+    seconds per image. One row of panels per metric; every panel rings its own front."""
     metrics = run.per_image_metrics
     cost = t.cost
+    axes_shown = [a for a in COST_AXES if cost[a].notna().any()]
     styles = _styles(run.variants)
     many = len(run.variants) > 12  # then only the front and the baseline are named; a legend names the rest
     with plt.rc_context(STYLE):
-        rows, cols = _grid(len(metrics))
-        fig, axes = plt.subplots(rows, cols, figsize=(3.8 * cols + (3.0 if many else 0.0), min(MAX_INCHES, 3.0 * rows)),
+        rows, cols = len(metrics), len(axes_shown)
+        fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols + (3.0 if many else 0.0), min(MAX_INCHES, 3.0 * rows)),
                                  squeeze=False, layout="constrained")
-        for ax, m in zip(axes.flat, metrics):
-            x, y = cost["forward_passes"].to_numpy(float), cost[f"mean_{m}"].to_numpy(float)
-            front = cost[f"pareto_{m}"].to_numpy(bool)
-            order = np.argsort(x[front])
-            ax.step(x[front][order], y[front][order], where="post", color="grey", lw=1, zorder=1)
-            for xi, yi, v, f in zip(x, y, cost["variant"], front):
-                colour, marker = styles.get(v, ("black", "o"))
-                ax.scatter(xi, yi, color=colour, marker=marker, s=36, zorder=2, label=v if ax is axes.flat[0] else None,
-                           edgecolor="black" if f else "none", linewidth=1.2)
-                if not many or f or v == run.baseline:
-                    ax.annotate(v, (xi, yi), textcoords="offset points", xytext=(4, 3), fontsize=7)
-            ax.set_xlabel("forward passes per image")
-            ax.ticklabel_format(axis="y", useOffset=False)  # an offset like "+1" hides the values
-            arrow = "↑" if run.higher_is_better(m) else "↓"
-            ax.set_ylabel(f"mean {run.display_name(m)} ({arrow})")
-        for ax in list(axes.flat)[len(metrics):]:
-            ax.axis("off")
+        for i, m in enumerate(metrics):
+            y = cost[f"mean_{m}"].to_numpy(float)
+            oriented = y * (1 if run.higher_is_better(m) else -1)
+            for j, axis in enumerate(axes_shown):
+                ax = axes[i, j]
+                x = cost[axis].to_numpy(float)
+                label = COST_AXES[axis]
+                if axis == "flops_per_image":  # in G/TFLOPs: no "1e9" offset over the axis label
+                    unit, scale = flops_unit(x)
+                    x, label = x / scale, label.replace("FLOPs", unit)
+                front = pareto(x, oriented)
+                order = np.argsort(x[front])
+                ax.step(x[front][order], y[front][order], where="post", color="grey", lw=1, zorder=1)
+                named = []
+                for xi, yi, v, f in zip(x, y, cost["variant"], front):
+                    colour, marker = styles.get(v, ("black", "o"))
+                    ax.scatter(xi, yi, color=colour, marker=marker, s=36, zorder=2,
+                               label=v if (i, j) == (0, 0) else None, edgecolor="black" if f else "none", linewidth=1.2)
+                    if not many or f or v == run.baseline:
+                        named.append((xi, yi, v))
+                finite = x[~np.isnan(x)]
+                equal = len(finite) > 1 and np.allclose(finite, finite[0], rtol=1e-9, atol=0)
+                if equal:  # no invented spread such as 15.25–16.75 around one value
+                    ax.set_xticks([finite[0]])
+                _place_labels(ax, named)
+                ax.set_xlabel(label + (" — equal cost" if equal else ""))
+                ax.ticklabel_format(axis="y", useOffset=False)  # an offset like "+1" hides the values
+                arrow = "↑" if run.higher_is_better(m) else "↓"
+                ax.set_ylabel(f"mean {run.display_name(m)} ({arrow})")
         if many:
             fig.legend(loc="outside right upper", fontsize=6, ncols=max(1, math.ceil(len(run.variants) / 30)),
                        markerscale=0.8, handletextpad=0.2)
-        fig.suptitle("Quality vs cost; ringed = Pareto front", fontsize=9)
+        front_axis = "FLOPs" if cost["pareto_axis"].iloc[0] == "flops_per_image" else "forward passes"
+        fig.suptitle(f"Quality vs cost; ringed = Pareto front of each panel (the cost table's ◆: {front_axis})", fontsize=9)
         return _save(fig, path)
+
+
+def _place_labels(ax, points: list[tuple[float, float, str]], size: float = 7.0) -> None:
+    """Name points next to them, moving a label up or down (in steps of one line) while it would overlap a
+    label already placed: close points (equal cost, near-equal score) stay readable."""
+    ax.autoscale_view()
+    to_display = ax.transData.transform
+    placed: list[tuple[float, float, float, float]] = []
+    points_per_pixel = 72.0 / ax.figure.dpi
+    for x, y, text in sorted(points, key=lambda p: (p[0], p[1])):
+        if not (np.isfinite(x) and np.isfinite(y)):
+            continue
+        px, py = (v * points_per_pixel for v in to_display((x, y)))
+        width, height = 0.6 * size * len(text), size + 1
+        for k in range(24):
+            dy = 3 + (k + 1) // 2 * height * (1 if k % 2 else -1) if k else 3
+            box = (px + 4, py + dy, px + 4 + width, py + dy + height)
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+                break
+        placed.append(box)
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, dy), fontsize=size,
+                    arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "grey"} if abs(dy) > height else None)
 
 
 def distributions(run: Run, path: Path) -> Path:
