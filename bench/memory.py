@@ -12,7 +12,9 @@
 On CUDA: allocated device memory (`torch.cuda.memory_allocated` at the start, `max_memory_allocated`
 after a reset at the start). On the CPU (Linux): the process's resident set — VmRSS at the start, and
 VmHWM after resetting it by writing 5 to /proc/self/clear_refs — so it includes the Python interpreter
-and torch's own libraries too; elsewhere, or where the reset is not allowed, None. ``peak − resident``
+and torch's own libraries too; freed heap pages are handed back to the OS first (garbage collection and
+glibc's ``malloc_trim``), so that what an earlier batch freed is not counted; elsewhere, or where the
+reset is not allowed, None. ``peak − resident``
 is the batch's own working memory, which the report divides by the batch's images.
 """
 from __future__ import annotations
@@ -48,6 +50,9 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(device)
             self.resident_mib = torch.cuda.memory_allocated(device) / 2**20
         else:
+            # what the last batch (or a warm-up, or a transform's attach) freed is handed back first: glibc
+            # keeps freed heap pages, which the resident set would count as this batch's
+            _trim_host_heap()
             try:
                 Path("/proc/self/clear_refs").write_text("5")
                 self._rss_reset = True
@@ -85,9 +90,15 @@ def free_memory() -> None:
     """Collect what was just dropped (a released model, a quantized copy), hand cached CUDA blocks back to
     the device, and free heap pages back to the OS (glibc keeps them otherwise, and the resident set the
     CPU peak reads would not drop)."""
-    gc.collect()
     if torch.cuda.is_available():
+        gc.collect()
         torch.cuda.empty_cache()
+    _trim_host_heap()
+
+
+def _trim_host_heap() -> None:
+    """Collect garbage and return glibc's free heap pages to the OS (``malloc_trim``; a no-op elsewhere)."""
+    gc.collect()
     name = ctypes.util.find_library("c")
     if name:
         try:
