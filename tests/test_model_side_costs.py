@@ -337,3 +337,34 @@ def test_old_run_directories_without_cost_columns_still_report(tmp_path):
     assert cost["flops_per_image"].isna().all() and (cost["pareto_axis"] == "forward_passes").all()
     assert "batch peak ÷ batch size" in (run_dir / "report.md").read_text()
     assert json.loads((run_dir / "manifest.json").read_text())  # untouched
+
+
+# -- benchmarks/model_side_speed.py ------------------------------------------------------------------------
+
+def test_model_side_speed_runs_on_quantized_networks(tmp_path, capsys):
+    """The benchmark aborted on any quantized network (a truthiness test on a weight tensor); on the tiny
+    checkpoint it now measures every choice the CPU runs side by side and skips the others with the reason."""
+    pytest.importorskip("torchao")
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "model_side_speed.py"
+    spec = importlib.util.spec_from_file_location("model_side_speed", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    out = tmp_path / "result.json"
+    assert benchmark.main(["--path", str(tiny_checkpoint("meissonic-1024")), "--text-encoder", str(laion_clip()),
+                           "--image-width", "64", "--steps", "2", "--rounds", "1", "--batch", "1", "--json", str(out),
+                           "--variants", "vanilla,quant-int8,quant-w8a8,quant-w4a8,quant-int4,cache-2,pag"]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    rows = {r["variant"]: r for r in result["rows"]}
+    assert set(rows) == {"vanilla", "quant-int8", "quant-w8a8", "quant-w4a8", "cache-2", "pag"}
+    assert "quant-int4" in result["skipped"] and "skipped quant-int4" in printed
+    for name in ("quant-int8", "quant-w8a8", "quant-w4a8"):
+        assert rows[name]["weight_mib"] < 0.5 * rows["vanilla"]["weight_mib"]
+        assert rows[name]["gflops_per_image"] == pytest.approx(rows["vanilla"]["gflops_per_image"], rel=1e-12)
+    assert rows["cache-2"]["gflops_per_image"] < rows["vanilla"]["gflops_per_image"]
+    assert rows["pag"]["flops_vs_plain"] == pytest.approx(1.5, rel=1e-3)
+    assert all(r["seconds_per_image"] > 0 and r["time_vs_plain"] > 0 for r in rows.values())
+    assert "| quant-w4a8" in printed and "GFLOPs / image" in printed
