@@ -123,9 +123,6 @@ class FlopMeter(ForwardMeter):
         self.table = self.tables.setdefault(variant, {})
         self.counting = counting
 
-    def measured(self, variant: str) -> bool:
-        return bool(self.tables.get(variant))
-
     @contextlib.contextmanager
     def measure(self, key: CallKey, rows: int) -> Iterator[ForwardReading]:
         reading = ForwardReading()

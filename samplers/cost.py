@@ -9,12 +9,11 @@ the *perturbed* network. The engine records, per image, the rows of each kind it
 The FLOPs of a call are measured by a `ForwardMeter` the harness gives the engine (bench/flops.py counts
 them with torch's ``FlopCounterMode``); the sampler only asks it for a reading around each call, keyed by
 where the call sits in the generation (`CallKey`), and adds ``flops_per_row × rows`` to every image that
-took part. Without a meter (`NullMeter`, the default) FLOPs are not measured: NaN.
+took part. Without a meter (the base `ForwardMeter`, the default) FLOPs are not measured: NaN.
 """
 from __future__ import annotations
 
 import contextlib
-import math
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -50,9 +49,3 @@ class ForwardMeter:
         """Context around one call of `rows` logical rows (batch × halves); the reading is complete on exit."""
         yield ForwardReading()
 
-
-NullMeter = ForwardMeter
-
-
-def flops_or_nan(value: float | None) -> float:
-    return math.nan if value is None else float(value)
