@@ -49,6 +49,21 @@ def check_model_side(variants: Mapping, model: Backend) -> None:
                 check(model)
             except UserError as exc:
                 raise type(exc)(f"variants.{name}: {exc}") from None
+        check_block_patches(name, variant.model_transforms, model)
+
+
+def check_block_patches(name: str, transforms, model) -> None:
+    """Two transforms may patch one block only when the later one wraps what it finds (`block_patch`
+    "wrap", e.g. residual caching over token merging); a second "replace" (token merging and FORA's
+    feature cache both rewrite the block's forward) would silently drop the first."""
+    owner: dict[str, str] = {}
+    for transform in sorted((t for t in transforms if not t.neutral()), key=lambda t: t.order):
+        for block in transform.patched_blocks(model):
+            if block in owner and transform.block_patch != "wrap":
+                raise ConfigError(f"variants.{name}: model transforms {owner[block]!r} and {transform.name!r} both "
+                                  f"rewrite block {block}; give them disjoint blocks (e.g. blocks = \"mm\" and "
+                                  "\"single\" on Meissonic) or use residual-cache, which wraps the merged block")
+            owner.setdefault(block, transform.name)
 
 
 def check_scorers(metrics: Mapping, model: Backend) -> None:

@@ -301,6 +301,21 @@ class ModelTransform(Component):
         """Change `model`'s network in place (or swap in a changed copy); return the undo."""
         raise NotImplementedError
 
+    #: How `attach` changes the blocks it addresses: "" (it does not patch blocks), "replace" (its own
+    #: forward replaces the block's, so no other transform may patch that block before it) or "wrap" (it
+    #: calls whatever forward it finds, so it composes with a patch attached earlier).
+    block_patch: ClassVar[str] = ""
+
+    def patched_blocks(self, model) -> list[str]:
+        """Qualified names of the blocks whose forward `attach` patches (see `block_patch`); the harness
+        refuses a variant whose transforms would patch one block in ways that do not compose."""
+        return []
+
+    def cost_note(self, model) -> str | None:
+        """None, or why the seconds and memory measured with this transform are not what it would cost
+        with a real kernel (a simulated low-precision layout); the report's cost table marks the variant."""
+        return None
+
     def fused(self) -> "ModelTransform":
         """The transform itself: it changes the network, which the fused step calls like the exact one."""
         return self

@@ -25,9 +25,12 @@ Every step is watched for non-finite values, cheaply (samplers/output_checks.py,
 confidence at masked positions and the probability of each sampled token, two ``(B, N)`` reads that a
 NaN anywhere upstream reaches. A generation with one is generated again with every output checked, and
 fails with a `NonFiniteOutput` (exit code 2) naming the first component, or the model, that produced it.
+Each call also records its rows by kind (conditional, unconditional, perturbed) and, when the engine has
+a meter (samplers/cost.py), its FLOPs, per image: `Generation.rows` and `Generation.flops`.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -36,6 +39,7 @@ import torch
 from mgt_common.errors import UserError
 
 from .components import Guidance
+from .cost import CallKey, ForwardMeter, ROW_KINDS
 from .fast_step import fast_step
 from .output_checks import CheckedModel, NonFiniteOutput, OutputError, StepWatch, checked_variant
 from .protocol import Conditioning, MaskedTokenModel
@@ -71,6 +75,20 @@ class Generation:
     scorer_calls: torch.Tensor | None = None
     #: the last step's full prediction x̂ (committed tokens kept, every masked position drawn).
     prediction: torch.Tensor | None = None
+    #: row evaluations per image by kind, ``(B, 3)`` int64, columns `samplers.cost.ROW_KINDS`.
+    rows: torch.Tensor | None = None
+    #: transformer FLOPs per image (float64): the rows it took part in × each call's FLOPs per row; NaN
+    #: once one of its calls was not measured (no meter, or a plugin that counts a call of its own).
+    flops: torch.Tensor | None = None
+    #: calls made so far at each step (a call's `CallKey.ordinal`).
+    step_calls: dict[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        batch = self.tokens.shape[0]
+        if self.rows is None:
+            self.rows = torch.zeros(batch, len(ROW_KINDS), dtype=torch.long)
+        if self.flops is None:
+            self.flops = torch.zeros(batch, dtype=torch.float64)
 
     @property
     def batch_size(self) -> int:
@@ -87,10 +105,37 @@ class Generation:
     def masked(self) -> torch.Tensor:
         return self.tokens == self.model.mask_token_id
 
-    def count_forward_pass(self, images: torch.Tensor) -> None:
+    def count_forward_pass(self, images: torch.Tensor, unconditional: bool = False, perturbed: bool = False,
+                           flops_per_row: float | None = None) -> None:
         """One transformer call that the images where `images` ``(B,)`` is True took part in: the one place
-        where `forward_passes` grows (the engine's forwards, the fused step's, a component's extra ones)."""
-        self.forward_passes += images.cpu().long()
+        where `forward_passes` grows (the engine's forwards, the fused step's, a component's extra ones).
+
+        Each such image evaluated one conditional row (or, with `perturbed`, one row of the perturbed
+        network) and, with `unconditional`, one unconditional row too; `flops_per_row` (None: not
+        measured) times those rows is added to its FLOPs.
+        """
+        taking = images.cpu().long()
+        self.forward_passes += taking
+        self.rows[:, ROW_KINDS.index("perturbed" if perturbed else "conditional")] += taking
+        if unconditional:
+            self.rows[:, ROW_KINDS.index("unconditional")] += taking
+        per_image = (2 if unconditional else 1) * (math.nan if flops_per_row is None else float(flops_per_row))
+        # only the images that took part pay (an image left out of a call keeps its FLOPs, even when unmeasured)
+        self.flops += torch.where(taking > 0, taking.double() * per_image, torch.zeros((), dtype=torch.float64))
+
+    def absorb_costs(self, child: "Generation", per_image: int) -> None:
+        """Add the costs of `child`, whose rows are `per_image` consecutive rows per image of this batch (a
+        search loop's particles, samplers/search.py): passes, rows by kind and FLOPs, summed per image."""
+        batch = self.batch_size
+        self.forward_passes += child.forward_passes.view(batch, per_image).sum(dim=-1)
+        self.rows += child.rows.view(batch, per_image, -1).sum(dim=1)
+        self.flops += child.flops.view(batch, per_image).sum(dim=-1)
+
+    def call_key(self, step: int, unconditional: bool, perturbed: bool) -> CallKey:
+        """The key of the next transformer call at `step` (advances the step's call count)."""
+        ordinal = self.step_calls.get(step, 0)
+        self.step_calls[step] = ordinal + 1
+        return CallKey(int(step), ordinal, bool(unconditional), bool(perturbed))
 
 
 class StepContext:
@@ -209,14 +254,16 @@ def undiagnosed(variant: SamplerVariant, step: int, what: str, total_steps: int)
 
 
 class SamplerEngine:
-    """Runs a `SamplerVariant` against a `MaskedTokenModel`."""
+    """Runs a `SamplerVariant` against a `MaskedTokenModel`; `meter` measures each transformer call's FLOPs
+    (samplers/cost.py; the default measures nothing)."""
 
-    def __init__(self, model: MaskedTokenModel):
+    def __init__(self, model: MaskedTokenModel, meter: ForwardMeter | None = None):
         self.model = model
         #: the cheap per-step checks of the generation in progress (samplers/output_checks.py); None outside one
         self.watch: StepWatch | None = None
         #: True while a batch is generated again to find the component behind a non-finite value
         self.diagnosing = False
+        self.meter = meter if meter is not None else ForwardMeter()
 
     def generate(
         self,
@@ -298,13 +345,25 @@ class SamplerEngine:
     # -- the pieces a loop composes -------------------------------------------------------------
 
     def model_logits(self, generation: Generation, step: int, tokens: torch.Tensor | None = None,
-                     with_uncond: bool = True, images: torch.Tensor | None = None
+                     with_uncond: bool = True, images: torch.Tensor | None = None, perturbed: bool = False
                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One forward pass for the whole batch, counted for `images` ``(B,)`` bool: by default every image
-        still being generated (a masked position in `tokens`)."""
+        still being generated (a masked position in `tokens`). ``perturbed``: the call runs inside the
+        model's perturbed attention (PAG), so its rows are counted as perturbed ones."""
         tokens = generation.tokens if tokens is None else tokens
-        cond, uncond = self.model.logits(tokens, generation.conditioning, step, generation.total_steps, with_uncond)
-        generation.count_forward_pass((tokens == self.model.mask_token_id).any(dim=-1) if images is None else images)
+        return self.counted_forward(
+            generation, step, tokens, with_uncond, images, perturbed,
+            lambda: self.model.logits(tokens, generation.conditioning, step, generation.total_steps, with_uncond))
+
+    def counted_forward(self, generation: Generation, step: int, tokens: torch.Tensor, with_uncond: bool,
+                        images: torch.Tensor | None, perturbed: bool, forward):
+        """Run `forward()` (one transformer call on `tokens`) under the meter, then count it per image."""
+        key = generation.call_key(step, with_uncond, perturbed)
+        with self.meter.measure(key, tokens.shape[0] * (2 if with_uncond else 1)) as reading:
+            cond, uncond = forward()
+        generation.count_forward_pass((tokens == self.model.mask_token_id).any(dim=-1) if images is None else images,
+                                      unconditional=uncond is not None, perturbed=perturbed,
+                                      flops_per_row=reading.flops_per_row)
         return cond, uncond
 
     def guided_probs(self, generation: Generation, ctx: StepContext, guidance=None,

@@ -59,9 +59,9 @@ def _raw_logits(engine, generation, step: int, with_uncond: bool):
     """The forward pass in the model's dtype when the backend can give it (else its float32 logits)."""
     model = engine.model
     tokens = generation.tokens
-    cond, uncond = model.raw_logits(tokens, generation.conditioning, step, generation.total_steps, with_uncond)
-    generation.count_forward_pass((tokens == model.mask_token_id).any(dim=-1))
-    return cond, uncond
+    return engine.counted_forward(
+        generation, step, tokens, with_uncond, None, False,
+        lambda: model.raw_logits(tokens, generation.conditioning, step, generation.total_steps, with_uncond))
 
 
 def fused_statistics(cond, uncond, weight: float, inv_temp: float, scalar: float, keys, draw, processor, statistic):

@@ -6,8 +6,8 @@ A variant lists them under ``model_transforms``::
     [variants.tome]
     model_transforms = [{ name = "tome", ratio = 0.25 }]
 
-The harness applies the list to the backend's transformer before the variant's first batch and
-restores the untouched network afterwards (`apply_model_transforms`), so the next variant sees the
+The harness applies the list to the backend's transformer before each of the variant's batches and
+restores the untouched network after it (`apply_model_transforms`), so the next variant sees the
 plain model. Transforms enter the unit key through `SamplerVariant.resolved()` like any component.
 
 This module holds the application protocol (the kind's base class, `ModelTransform`, is defined with the
@@ -19,7 +19,10 @@ Every transform declares
 - `neutral()`: True at the setting that must equal the plain model bit for bit (ratio 0, interval 1,
   no quantization); it is then not applied at all;
 - `cost_effect`: one line on what it saves or costs (forward passes are unchanged: one network call
-  stays one call; the harness measures seconds and peak memory per image);
+  stays one call; the harness measures FLOPs, seconds and memory per image: docs/rundir.md, "Cost columns");
+- `block_patch` / `patched_blocks(model)`: which blocks' forwards it rewrites ("replace") or wraps
+  ("wrap"), so that the harness refuses two rewrites of one block;
+- `cost_note(model)`: None, or why its measured costs are not representative (a simulated layout);
 - `check_model(model)`: raise `ConfigError` before anything is written when the backend cannot carry
   it (the exact synthetic world has no network; float8 on a CPU, …);
 - `attach(model)` → a callable that undoes exactly what `attach` did.

@@ -56,7 +56,8 @@ class PerturbedAttentionGuidance(ConstantGuidance):
             return guided
         engine, generation = ctx.engine, ctx.generation
         with generation.model.perturbed_attention(self.layers):
-            perturbed, _ = engine.model_logits(generation, ctx.step, ctx.forward_tokens, with_uncond=False)
+            perturbed, _ = engine.model_logits(generation, ctx.step, ctx.forward_tokens, with_uncond=False,
+                                               perturbed=True)
         if guided is cond:  # never write into the model's own output
             guided = cond.clone()
         # ℓ += s (ℓ_c − ℓ̂_c), in place on the guided tensor (the engine's own)

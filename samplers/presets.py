@@ -193,15 +193,20 @@ _MODEL_SIDE_PRESETS: dict[str, dict] = {
     "quant-w8a8": {"model_transforms": [{"name": "quantize", "scheme": "int8-dynamic"}],
                    "description": "W8A8: int8 weights and dynamic int8 activations (torchao)"},
     "quant-int4": {"model_transforms": [{"name": "quantize", "scheme": "int4-weight-only"}],
-                   "description": "int4 weight-only quantization, groups of 128 (torchao; CUDA kernels)"},
+                   "description": "int4 weight-only quantization, groups of 128 (torchao's tile-packed CUDA layout, bf16)"},
     "quant-w4a8": {"model_transforms": [{"name": "quantize", "scheme": "w4a8-dynamic"}],
-                   "description": "W4A8 as the paper's bit widths: int4 weights, dynamic int8 activations (no calibration, no QAT)"},
+                   "description": "W4A8 as the paper's bit widths: int4 weights, dynamic int8 activations (no calibration, "
+                                  "no QAT); simulated (int4 in int8 bytes) where torchao has no packed kernel"},
     "quant-fp8": {"model_transforms": [{"name": "quantize", "scheme": "float8-weight-only"}],
                   "description": "float8 (e4m3) weight-only quantization (torchao)"},
     "cache-2": {"model_transforms": [{"name": "feature-cache", "interval": 2}],
-                "description": "feature caching: the single-stream blocks reuse their residual every other step"},
+                "description": "FORA/ToCa feature caching: the single-stream blocks reuse their attention and MLP "
+                               "outputs every other step, under the current step's gates"},
     "cache-3": {"model_transforms": [{"name": "feature-cache", "interval": 3}],
-                "description": "feature caching: the single-stream blocks refresh every third step"},
+                "description": "FORA/ToCa feature caching: the single-stream blocks refresh every third step"},
+    "residual-cache-2": {"model_transforms": [{"name": "residual-cache", "interval": 2}],
+                         "description": "residual caching (Δ-DiT-like): the single-stream blocks reuse their whole "
+                                        "residual update, refresh step's gates included, every other step"},
     "pag": {"guidance": {"name": "pag", "pag_scale": 3.0, "layers": [1]},
             "description": "perturbed-attention guidance, s = 3, identity attention in MM block 1 (one extra pass a step)"},
 }

@@ -196,7 +196,7 @@ class SequentialMonteCarlo(Loop):
             chosen = torch.tensor([_draw(log_w[b].softmax(dim=-1), resamplers[b]) for b in range(batch)])
         rows = torch.arange(batch) * k + chosen
         generation.tokens = particles.tokens[rows.to(particles.device)]
-        generation.forward_passes += particles.forward_passes.view(batch, k).sum(dim=-1)
+        generation.absorb_costs(particles, k)  # passes, rows and FLOPs of the K particles, per image
 
 
 def _draw(weights: torch.Tensor, generator: torch.Generator) -> int:

@@ -75,8 +75,9 @@ RunDirectory.append = append
 
 
 def tables(run_dir: Path) -> dict[str, pd.DataFrame]:
-    # measurements, not results: time and the batch's peak memory differ between any two runs
-    samples = pd.read_csv(run_dir / "samples.csv").drop(columns=["seconds", "memory_mib"], errors="ignore")
+    # measurements, not results: time, the batch's memory, its size and round differ between any two runs
+    samples = pd.read_csv(run_dir / "samples.csv").drop(
+        columns=["seconds", "memory_mib", "peak_mib", "resident_mib", "batch_images", "time_slot"], errors="ignore")
     return {"samples": samples, "scores": pd.read_csv(run_dir / "scores.csv"),
             "set_metrics": pd.read_csv(run_dir / "set_metrics.csv")}
 

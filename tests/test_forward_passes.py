@@ -87,7 +87,7 @@ def test_every_counted_pass_goes_through_one_counter(monkeypatch):
     calls = []
     original = engine.Generation.count_forward_pass
     monkeypatch.setattr(engine.Generation, "count_forward_pass",
-                        lambda self, images: (calls.append(int(images.sum())), original(self, images))[1])
+                        lambda self, images, **kinds: (calls.append(int(images.sum())), original(self, images, **kinds))[1])
     for name in ("self-critic", "zigzag+pag"):
         _, generation = run(build_variant(name, COMBINATIONS), [0, 1])
         assert sum(calls) == int(generation.forward_passes.sum())

@@ -18,7 +18,7 @@ class _SlowFirstCallEngine:
 
     calls: list[str] = []
 
-    def __init__(self, model):
+    def __init__(self, model, meter=None):
         self.model = model
 
     def generate(self, variant, conditioning, seeds, grid, steps, guidance, device="cpu", reward=None):
@@ -27,13 +27,15 @@ class _SlowFirstCallEngine:
         self.calls.append(variant.name)
         n = len(seeds)
         tokens = torch.tensor(seeds).view(n, 1).repeat(1, grid[0] * grid[1])
-        return SimpleNamespace(tokens=tokens, forward_passes=[steps] * n, scorer_calls=[0] * n, trajectory=[[0] * n])
+        return SimpleNamespace(tokens=tokens, forward_passes=[steps] * n, scorer_calls=[0] * n, trajectory=[[0] * n],
+                               rows=torch.tensor([[steps, 0, 0]] * n), flops=torch.zeros(n, dtype=torch.float64))
 
 
 class _Model:
     """The part of a `Backend` that generation touches when the engine is a stand-in."""
 
     compiled = CompiledForward()  # eager: no batch shape to compile ahead
+    transformer = None  # no network: no weight bytes
 
     def encode(self, texts, negative_prompt=None):
         return {"n": len(texts)}

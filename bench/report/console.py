@@ -23,7 +23,10 @@ def _true(value) -> bool:
 
 
 def cost_summary(run_dir: Path | str) -> str:
-    """A plain-text table from ``tables/headline.csv`` and ``tables/cost.csv`` ("" before a report exists)."""
+    """A plain-text table from ``tables/headline.csv`` and ``tables/cost.csv`` ("" before a report exists):
+    per variant, in the headline's order, the primary metric's win rate vs the baseline with its interval,
+    forward passes, GFLOPs, seconds per image and against the baseline in the same rounds, the batch's peak
+    MiB and the MiB per image above what was resident ("" where not measured; ‡ simulated layout)."""
     run_dir = Path(run_dir)
     head_path, cost_path = run_dir / "tables" / "headline.csv", run_dir / "tables" / "cost.csv"
     if not (head_path.is_file() and cost_path.is_file()):
@@ -52,11 +55,17 @@ def cost_summary(run_dir: Path | str) -> str:
         return pct_ci(r[key], r[f"{key}_lo"], r[f"{key}_hi"]) + mark
 
     label = f"{run.display_name(metric)} win rate [{100 * run.settings.confidence:.0f} % CI]" if metric else "win rate"
-    rows = [("variant", label, "passes / image", "s / image", "MiB / image")]
+    rows = [("variant", label, "passes / image", "GFLOPs / image", "s / image", "time vs baseline",
+             "peak MiB / batch", "MiB / image above resident")]
     for r in head.to_dict("records"):
         c = cost.loc[r["variant"]] if r["variant"] in cost.index else {}
-        rows.append((str(r["variant"]), win(r), fmt(c.get("forward_passes"), ".4g"), fmt(c.get("seconds_per_image"), ".3g"),
-                     fmt(c.get("memory_mib_per_image"), ".4g")))
+        flops = c.get("flops_per_image")
+        flops = None if flops is None or (isinstance(flops, float) and math.isnan(flops)) else flops / 1e9
+        mark = " ‡" if str(c.get("representative")) == "False" else ""  # a simulated layout (cost.csv cost_note)
+        relative = fmt(c.get("relative_seconds"), ".2f")
+        rows.append((str(r["variant"]), win(r), fmt(c.get("forward_passes"), ".4g"), fmt(flops, ".4g"),
+                     fmt(c.get("seconds_per_image"), ".3g") + mark, relative + ("×" if relative else ""),
+                     fmt(c.get("peak_mib_per_batch"), ".4g"), fmt(c.get("working_mib_per_image"), ".3g")))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     if metric:

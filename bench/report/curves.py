@@ -11,8 +11,9 @@ draws, for every variant and per-image metric:
 * the **win rate against the baseline at the same steps and guidance** with its interval, taken
   from the report's own win-rate table (so the curve and the tables show the same numbers); a
   baseline point is 50 % by definition and drawn without an interval;
-* the mean score against the **measured cost** of each point: forward passes (NFE) and seconds per
-  image, means over the point's images as generated.
+* the mean score against the **measured cost** of each point: transformer FLOPs (when recorded,
+  docs/rundir.md "Cost columns"), forward passes (NFE) and seconds per image, means over the point's
+  images as generated.
 
 One line joins the points of one variant that differ only in the plotted value (other swept values
 fixed). Set metrics (FID, …) enter the CSV with their own value and no interval.
@@ -50,7 +51,7 @@ _MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 
 CURVE_COLUMNS = ["variant", "base_variant", "baseline", "is_baseline", "steps", "guidance", "metric", "kind",
                  "mean", "mean_lo", "mean_hi", "win_rate", "win_rate_lo", "win_rate_hi", "n_prompts", "n_images",
-                 "forward_passes", "seconds_per_image"]
+                 "forward_passes", "flops_per_image", "seconds_per_image"]
 
 
 def axes_of(run: Run) -> list[str]:
@@ -81,8 +82,11 @@ def compute_curves(run: Run, win_rates: pd.DataFrame) -> pd.DataFrame | None:
         return None
     s = run.settings
     points = record["points"]
-    cost = run.samples.groupby("variant").agg(n_images=("unit_key", "size"), forward_passes=("forward_passes", "mean"),
-                                              seconds_per_image=("seconds", "mean"))
+    samples = run.samples.assign(_flops=pd.to_numeric(run.samples["flops"], errors="coerce")
+                                 if "flops" in run.samples.columns else float("nan"))
+    cost = samples.groupby("variant").agg(n_images=("unit_key", "size"), forward_passes=("forward_passes", "mean"),
+                                          flops_per_image=("_flops", lambda x: x.mean() if x.notna().all() else math.nan),
+                                          seconds_per_image=("seconds", "mean"))
     wins = win_rates.set_index(["variant", "metric"]) if len(win_rates) else None
     rows = []
     for v in run.variants:
@@ -94,6 +98,7 @@ def compute_curves(run: Run, win_rates: pd.DataFrame) -> pd.DataFrame | None:
                 **{a: point.get("values", {}).get(a, point.get(a) if a in RUN_AXES else None) for a in axes},
                 "n_images": int(cost.loc[v, "n_images"]) if v in cost.index else 0,
                 "forward_passes": float(cost.loc[v, "forward_passes"]) if v in cost.index else math.nan,
+                "flops_per_image": float(cost.loc[v, "flops_per_image"]) if v in cost.index else math.nan,
                 "seconds_per_image": float(cost.loc[v, "seconds_per_image"]) if v in cost.index else math.nan}
         for m in run.per_image_metrics:
             values = run.scores[(run.scores["variant"] == v) & (run.scores["metric"] == m)]
@@ -244,25 +249,31 @@ def plot_axis(run: Run, curves: pd.DataFrame, axis: str, path: Path) -> Path | N
 
 
 def plot_cost(run: Run, curves: pd.DataFrame, path: Path) -> Path | None:
-    """Mean score against measured forward passes and seconds per image, one line per variant setting."""
+    """Mean score against measured transformer FLOPs (when recorded), forward passes and seconds per image,
+    one line per variant setting."""
     axes = axes_of(run)
     data = curves[curves["kind"] == "per-image"]
-    if data.empty or data[["forward_passes", "seconds_per_image"]].isna().all().all():
+    costs = [c for c in ("flops_per_image", "forward_passes", "seconds_per_image") if data[c].notna().any()]
+    if data.empty or not costs:
         return None
+    labels = {"flops_per_image": "transformer GFLOPs per image (measured)",
+              "forward_passes": "forward passes per image (measured)", "seconds_per_image": "seconds per image (measured)"}
+    data = data.assign(flops_per_image=data["flops_per_image"] / 1e9)
     metrics = list(dict.fromkeys(data["metric"]))
     along = next((a for a in RUN_AXES if a in axes), axes[0])  # a line traces the run-level sweep
     with plt.rc_context(_STYLE):
-        fig, grid = plt.subplots(len(metrics), 2, figsize=(9, 2.9 * len(metrics)), squeeze=False, layout="constrained")
+        fig, grid = plt.subplots(len(metrics), len(costs), figsize=(4.5 * len(costs), 2.9 * len(metrics)),
+                                 squeeze=False, layout="constrained")
         for row, m in enumerate(metrics):
             sub = data[data["metric"] == m]
-            for col, x in enumerate(("forward_passes", "seconds_per_image")):
+            for col, x in enumerate(costs):
                 for i, (label, line) in enumerate(_lines(sub, x, along, axes)):
                     _errorbars(grid[row, col], line, x, "mean", _PALETTE[i % len(_PALETTE)],
                                _MARKERS[i % len(_MARKERS)], label)
-                grid[row, col].set_xlabel("forward passes per image (measured)" if col == 0 else "seconds per image (measured)")
+                grid[row, col].set_xlabel(labels[x])
                 grid[row, col].set_ylabel(run.metric_label(m))
                 _readable_y(grid[row, col])
-                if col == 0 and _log_scale(sub[x].to_numpy(float)):
+                if x != "seconds_per_image" and _log_scale(sub[x].to_numpy(float)):
                     grid[row, col].set_xscale("log", base=2)
             grid[row, 0].set_title(f"mean {run.display_name(m)} vs cost")
         _legend_below(fig, grid[0, 0])
@@ -283,6 +294,8 @@ def curve_table(run: Run, curves: pd.DataFrame) -> pd.DataFrame:
     out["win rate vs baseline"] = ["baseline" if b else fmt.pct_ci(x, lo, hi)
                                    for b, x, lo, hi in zip(d["is_baseline"], d["win_rate"], d["win_rate_lo"], d["win_rate_hi"])]
     out["passes / image"] = d["forward_passes"].map(lambda x: fmt.num(x, 4))
+    if d["flops_per_image"].notna().any():
+        out["GFLOPs / image"] = (d["flops_per_image"] / 1e9).map(lambda x: fmt.num(x, 4))
     out["s / image"] = d["seconds_per_image"].map(lambda x: fmt.num(x, 3))
     return out.reset_index(drop=True)
 

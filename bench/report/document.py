@@ -184,13 +184,26 @@ def _breakdown_sections(run: Run, t: ReportTables) -> list[Section]:
 
 
 def _cost_section(run: Run, t: ReportTables, plots: dict[str, Path]) -> Section:
-    return Section("Cost", ["Forward passes (NFE) decide the cost; wall-clock seconds per image are measured after "
-                            "one untimed warm-up batch per variant, as the median over batches with the 10th–90th "
-                            "percentile beside it (s / pass = median seconds per forward pass; time vs baseline = "
-                            "ratio of medians). Timings on a shared machine vary: compare passes first. ◆ = on the "
-                            "Pareto front of forward passes and mean score; Δ / extra pass = change of the mean score "
-                            "per forward pass beyond the baseline's."],
-                   table=fmt.cost(run, t), image=plots.get("plots/quality_vs_cost"), csv=["cost.csv"])
+    axis = "transformer FLOPs" if t.cost["pareto_axis"].iloc[0] == "flops_per_image" else "forward passes"
+    paragraphs = [
+        "Passes are network calls (NFE); rows are the row evaluations inside them (a CFG call is a conditional and an "
+        "unconditional row, a critic or PAG pass one) and FLOPs their transformer FLOPs, counted by torch's "
+        "FlopCounterMode on each variant's warm-up batch (docs/rundir.md, \"Cost columns\"): device-independent "
+        "costs that show token merging, feature caching and extra passes for what they are.",
+        "Seconds per image are measured after one untimed warm-up batch per variant, as the median over batches with "
+        "the 10th–90th percentile beside it (s / pass = median seconds per forward pass). Batches run round robin "
+        "over the variants, so \"time vs baseline\" is the median over rounds of the variant's seconds divided by "
+        "its baseline's in the same round, with the 10th–90th percentiles of those ratios. Peak memory is per batch "
+        "(batch size beside it; weights and everything else held included); MiB / image above resident is the "
+        "batch's peak minus what was held at its start, divided by its images.",
+        f"◆ = on the Pareto front of {axis} and mean score; Δ / extra pass = change of the mean score per forward "
+        "pass beyond the baseline's."]
+    notes = fmt.cost_notes(t)
+    if notes:
+        paragraphs.append("‡ = seconds and memory not representative of a real kernel (the variant runs a simulation):")
+    return Section("Cost", paragraphs, bullets=notes, table=fmt.cost(run, t), image=plots.get("plots/quality_vs_cost"),
+                   caption=("Quality against each cost: FLOPs (the front drawn), forward passes and seconds; "
+                            "all variants measured in this run."), csv=["cost.csv"])
 
 
 def provenance_line(run: Run) -> str:

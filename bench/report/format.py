@@ -46,6 +46,7 @@ def is_baseline(run: Run, variant: str) -> bool:
 
 def headline(run: Run, t: ReportTables) -> pd.DataFrame:
     rows = []
+    unit, scale = flops_unit(t.headline["flops_per_image"] if "flops_per_image" in t.headline else [])
     for r in t.headline.to_dict("records"):
         row = {"variant": r["variant"]}
         for m in run.per_image_metrics:
@@ -64,11 +65,44 @@ def headline(run: Run, t: ReportTables) -> pd.DataFrame:
                 arrow = "↑" if run.higher_is_better(m) else "↓"
                 row[f"{set_metric_label(run, t, m)} ({arrow}) [95 % CI]"] = value_ci(r[m], r.get(f"{m}_lo"), r.get(f"{m}_hi"))
         row["passes / image"] = num(r.get("forward_passes"), 4)
-        row["s / image (median)"] = num(r.get("seconds_per_image"), 3)
-        if _measured(r.get("memory_mib_per_image")):
-            row["MiB / image"] = num(r.get("memory_mib_per_image"), 4)
+        if _measured(r.get("flops_per_image")):
+            row[f"{unit} / image"] = num(r.get("flops_per_image") / scale, 4)
+        mark = " ‡" if _unrepresentative(r.get("representative")) else ""
+        row["s / image (median)"] = num(r.get("seconds_per_image"), 3) + mark
+        for label, value in memory_cells(r).items():
+            row[label] = value + (mark if value else "")
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _unrepresentative(flag) -> bool:
+    """True only for a recorded False (a variant whose costs come from a simulation)."""
+    return flag is not None and not _nan(flag) and not bool(flag)
+
+
+def _nan(value) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def flops_unit(values) -> tuple[str, float]:
+    """("GFLOPs", 1e9) or ("TFLOPs", 1e12), by the largest value."""
+    finite = [float(v) for v in values if v is not None and not _nan(float(v))]
+    return ("TFLOPs", 1e12) if finite and max(finite) >= 1e12 else ("GFLOPs", 1e9)
+
+
+def memory_cells(r) -> dict[str, str]:
+    """The memory columns of a cost or headline row, named for what they are (docs/rundir.md, "Cost columns"):
+    the batch's peak with the batch size, and the working memory per image above what was resident; a run
+    recorded before these has only the batch's peak divided by its images, named so."""
+    cells = {}
+    if _measured(r.get("peak_mib_per_batch")):
+        batch = r.get("batch_images")
+        size = f" of {int(batch)}" if _measured(batch) else ""
+        cells["peak MiB / batch"] = f"{num(r.get('peak_mib_per_batch'), 4)} (batch{size})"
+        cells["MiB / image above resident"] = num(r.get("working_mib_per_image"), 3)
+    elif _measured(r.get("legacy_memory_mib_per_image")):
+        cells["MiB / image (batch peak ÷ batch size, weights included)"] = num(r.get("legacy_memory_mib_per_image"), 4)
+    return cells
 
 
 def _measured(value) -> bool:
@@ -234,22 +268,52 @@ def seconds_spread(median, p10, p90) -> str:
     return f"{num(median, 3)} [{num(p10, 3)}, {num(p90, 3)}]"
 
 
+def ratio_spread(ratio, p10, p90, rounds, method) -> str:
+    """"1.23× [1.10, 1.41] (8 rounds)" for ratios in the same rounds; "1.23× (ratio of medians)" otherwise."""
+    if ratio is None or _nan(ratio):
+        return ""
+    if method == "baseline":
+        return "1× (baseline)"
+    if method == "same rounds" and _measured(p10):
+        return f"{ratio:.2f}× [{p10:.2f}, {p90:.2f}] ({int(rounds)} rounds)"
+    return f"{ratio:.2f}× (ratio of medians)"
+
+
 def cost(run: Run, t: ReportTables) -> pd.DataFrame:
     c = t.cost
+    mark = np.where(c["representative"].astype(bool), "", " ‡")
+    unit, scale = flops_unit(c["flops_per_image"])
     out = pd.DataFrame({"variant": c["variant"], "images": c["images"],
                         "passes / image": c["forward_passes"].map(lambda x: num(x, 4)),
                         "declared": c["forward_passes_declared"].map(lambda x: "" if x is None or (isinstance(x, float) and math.isnan(x)) else str(int(x))),
-                        "scorer calls / image": c["scorer_calls"].map(lambda x: num(x, 4)),
-                        "s / image (median [p10, p90])": [seconds_spread(a, b, d) for a, b, d in
-                                                           zip(c["seconds_per_image"], c["seconds_p10"], c["seconds_p90"])],
-                        "s / pass": c["seconds_per_pass"].map(lambda x: num(x, 3)),
-                        "time vs baseline": c["relative_seconds"].map(lambda x: "" if pd.isna(x) else f"{x:.2f}×"),
-                        "s total": c["seconds_total"].map(lambda x: num(x, 4))})
-    if c["memory_mib_per_image"].notna().any():
-        out["MiB / image"] = c["memory_mib_per_image"].map(lambda x: num(x, 4))
+                        "rows cond / uncond / perturbed": [
+                            " / ".join(num(v, 4) for v in (a, b, d)) if _measured(a) else ""
+                            for a, b, d in zip(c["rows_conditional"], c["rows_unconditional"], c["rows_perturbed"])]})
+    if c["flops_per_image"].notna().any():
+        out[f"{unit} / image"] = (c["flops_per_image"] / scale).map(lambda x: num(x, 4))
+        out["FLOPs vs baseline"] = c["relative_flops"].map(lambda x: "" if pd.isna(x) else f"{x:.3g}×")
+    out["scorer calls / image"] = c["scorer_calls"].map(lambda x: num(x, 4))
+    out["s / image (median [p10, p90])"] = [seconds_spread(a, b, d) + (m if a == a else "") for a, b, d, m in
+                                            zip(c["seconds_per_image"], c["seconds_p10"], c["seconds_p90"], mark)]
+    out["s / pass"] = c["seconds_per_pass"].map(lambda x: num(x, 3))
+    out["time vs baseline (same rounds)"] = [ratio_spread(*values) for values in zip(
+        c["relative_seconds"], c["relative_seconds_p10"], c["relative_seconds_p90"], c["relative_seconds_rounds"],
+        c["relative_seconds_method"])]
+    out["s total"] = c["seconds_total"].map(lambda x: num(x, 4))
+    memory = [memory_cells(r) for r in c.to_dict("records")]
+    for label in dict.fromkeys(label for cells in memory for label in cells):
+        out[label] = [cells.get(label, "") + (m if cells.get(label) else "") for cells, m in zip(memory, mark)]
+    if c["weight_mib"].notna().any():
+        out["weights MiB (as run)"] = c["weight_mib"].map(lambda x: num(x, 4))
     for m in run.per_image_metrics:
         out[f"{run.display_name(m)} win rate"] = [("baseline" if is_baseline(run, v) else pct(w))
                                                   for v, w in zip(c["variant"], c[f"win_rate_{m}"])]
         out[f"mean {run.metric_label(m)}"] = c[f"mean_{m}"].map(num) + np.where(c[f"pareto_{m}"], " ◆", "")
         out[f"Δ {run.display_name(m)} / extra pass"] = c[f"gain_{m}_per_extra_pass"].map(lambda x: num(x, 3))
     return out
+
+
+def cost_notes(t: ReportTables) -> list[str]:
+    """One line per variant whose seconds and memory are not representative (‡ in the tables)."""
+    c = t.cost
+    return [f"‡ {v}: {note}" for v, note in zip(c["variant"], c["cost_note"]) if note]

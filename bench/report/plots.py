@@ -22,6 +22,8 @@ from matplotlib.ticker import PercentFormatter  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from ..rundir.store import atomic_write_bytes  # noqa: E402
+from .cost import COST_AXES, pareto  # noqa: E402
+from .format import flops_unit  # noqa: E402
 from .labels import equal_cost_axis, place_labels, wrap_name  # noqa: E402
 from .rundir import Run  # noqa: E402
 from .tables import ReportTables  # noqa: E402
@@ -201,40 +203,51 @@ def bradley_terry_forest(run: Run, t: ReportTables, path: Path) -> Path | None:
 
 
 def quality_vs_cost(run: Run, t: ReportTables, path: Path) -> Path:
-    """Mean score vs forward passes per image; the Pareto front (cheaper or better) is drawn and ringed."""
+    """Mean score against each measured cost (bench/report/cost.py, `COST_AXES`): transformer FLOPs per image
+    (when measured; the Pareto front is taken and drawn on it, as in the cost table), forward passes and
+    seconds per image. One row of panels per metric; every panel rings its own front."""
     metrics = run.per_image_metrics
     cost = t.cost
+    axes_shown = [a for a in COST_AXES if cost[a].notna().any()]
     styles = _styles(run.variants)
     many = len(run.variants) > 12  # then only the front and the baseline are named; a legend names the rest
     with plt.rc_context(STYLE):
-        rows, cols = _grid(len(metrics))
-        fig, axes = plt.subplots(rows, cols, figsize=(3.8 * cols + (3.0 if many else 0.0), min(MAX_INCHES, 3.0 * rows)),
+        rows, cols = len(metrics), len(axes_shown)
+        fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols + (3.0 if many else 0.0), min(MAX_INCHES, 3.0 * rows)),
                                  squeeze=False, layout="constrained")
         labelled = []
-        for ax, m in zip(axes.flat, metrics):
-            x, y = cost["forward_passes"].to_numpy(float), cost[f"mean_{m}"].to_numpy(float)
-            front = cost[f"pareto_{m}"].to_numpy(bool)
-            order = np.argsort(x[front])
-            ax.step(x[front][order], y[front][order], where="post", color="grey", lw=1, zorder=1)
-            named = []
-            for xi, yi, v, f in zip(x, y, cost["variant"], front):
-                colour, marker = styles.get(v, ("black", "o"))
-                ax.scatter(xi, yi, color=colour, marker=marker, s=36, zorder=2, label=v if ax is axes.flat[0] else None,
-                           edgecolor="black" if f else "none", linewidth=1.2)
-                if not many or f or v == run.baseline:
-                    named.append((xi, yi, v))
-            if not equal_cost_axis(ax, x, "forward passes per image"):
-                ax.set_xlabel("forward passes per image")
-            ax.ticklabel_format(axis="y", useOffset=False)  # an offset like "+1" hides the values
-            arrow = "↑" if run.higher_is_better(m) else "↓"
-            ax.set_ylabel(f"mean {run.metric_label(m)} {arrow}")
-            labelled.append((ax, named))
-        for ax in list(axes.flat)[len(metrics):]:
-            ax.axis("off")
+        for i, m in enumerate(metrics):
+            y = cost[f"mean_{m}"].to_numpy(float)
+            oriented = y * (1 if run.higher_is_better(m) else -1)
+            for j, axis in enumerate(axes_shown):
+                ax = axes[i, j]
+                x = cost[axis].to_numpy(float)
+                label = COST_AXES[axis]
+                if axis == "flops_per_image":  # in G/TFLOPs: no "1e9" offset over the axis label
+                    unit, scale = flops_unit(x)
+                    x, label = x / scale, label.replace("FLOPs", unit)
+                front = pareto(x, oriented)
+                order = np.argsort(x[front])
+                ax.step(x[front][order], y[front][order], where="post", color="grey", lw=1, zorder=1)
+                named = []
+                for xi, yi, v, f in zip(x, y, cost["variant"], front):
+                    colour, marker = styles.get(v, ("black", "o"))
+                    ax.scatter(xi, yi, color=colour, marker=marker, s=36, zorder=2,
+                               label=v if (i, j) == (0, 0) else None, edgecolor="black" if f else "none", linewidth=1.2)
+                    if not many or f or v == run.baseline:
+                        named.append((xi, yi, v))
+                if not equal_cost_axis(ax, x, label):  # no invented spread such as 15.25–16.75 around one value
+                    ax.set_xlabel(label)
+                ax.ticklabel_format(axis="y", useOffset=False)  # an offset like "+1" hides the values
+                arrow = "↑" if run.higher_is_better(m) else "↓"
+                ax.set_ylabel(f"mean {run.metric_label(m)} {arrow}")
+                labelled.append((ax, named))
         if many:
             fig.legend(loc="outside right upper", fontsize=6, ncols=max(1, math.ceil(len(run.variants) / 30)),
                        markerscale=0.8, handletextpad=0.2)
-        fig.suptitle("Quality vs cost; ringed = Pareto front; ↑ / ↓ = higher / lower mean is better", fontsize=9)
+        front_axis = "FLOPs" if cost["pareto_axis"].iloc[0] == "flops_per_image" else "forward passes"
+        fig.suptitle(f"Quality vs cost; ringed = Pareto front of each panel (the cost table's ◆: {front_axis}); "
+                     "↑ / ↓ = higher / lower mean is better", fontsize=9)
         # names last, once the layout is final: stacked beside their points, never over each other
         for ax, named in labelled:
             if named:

@@ -4,7 +4,8 @@ The run directory contract (written by the harness, read here only):
 
 * ``samples.csv`` — one row per unit: ``unit_key, variant, prompt_id, prompt, category, seed, steps,
   forward_passes, seconds, image_path`` (relative to the run dir) and optionally ``trajectory``
-  (JSON list: masked tokens left after each step);
+  (JSON list: masked tokens left after each step) and the cost columns of docs/rundir.md, "Cost columns"
+  (rows by kind, FLOPs, memory, round; absent in older runs, then "not measured");
 * ``scores.csv`` — one row per unit × per-image metric: ``unit_key, variant, prompt_id, seed, metric, value``;
 * ``set_metrics.csv`` — ``variant, category, metric, value, std, n`` (category "" = all prompts) and,
   for the whole-set rows, ``value_lo, value_hi, diff, diff_lo, diff_hi, n_prompts, interval``
@@ -32,7 +33,7 @@ SCORE_COLUMNS = ["unit_key", "variant", "prompt_id", "seed", "metric", "value"]
 SET_COLUMNS = ["variant", "category", "metric", "value", "std", "n"]
 # Text columns are read as text: prompt ids such as "007" must not become the integer 7.
 _TEXT = {"unit_key": str, "variant": str, "prompt_id": str, "prompt": str, "category": str, "metric": str,
-         "image_path": str, "trajectory": str, "warnings": str}
+         "image_path": str, "trajectory": str, "warnings": str, "cost_note": str, "time_slot": str}
 
 # Set metrics whose direction the manifest may not state: Fréchet/kernel distances are lower-better.
 _LOWER_IS_BETTER_SET = {"fid", "kid", "fd", "cmmd", "fd_dinov2"}

@@ -16,6 +16,7 @@ from metrics import ranking, stats
 
 from ..rundir.store import atomic_write_csv
 from . import pairing
+from .cost import cost_table
 from .rundir import Run
 
 
@@ -184,50 +185,8 @@ def _set_tables(run: Run) -> tuple[pd.DataFrame, pd.DataFrame]:
     return overall, by_cat
 
 
-def _pareto(cost: np.ndarray, quality: np.ndarray) -> np.ndarray:
-    """True where no other point is at most as costly and at least as good, and strictly better in one."""
-    c, q = np.asarray(cost, float), np.asarray(quality, float)
-    dominated = ((c[None, :] <= c[:, None]) & (q[None, :] >= q[:, None])
-                 & ((c[None, :] < c[:, None]) | (q[None, :] > q[:, None]))).any(axis=1)
-    return ~dominated & ~np.isnan(q)
-
-
 def _cost_table(run: Run, win_rates: pd.DataFrame, summary: pd.DataFrame, hib: dict) -> pd.DataFrame:
-    sm = run.samples
-    # Seconds per image: the median over the variant's images (each carries its batch's time per image),
-    # with the 10th–90th percentile as spread; warm-up batches are never recorded (bench.generate).
-    cost = (sm.groupby("variant").agg(images=("unit_key", "size"), forward_passes=("forward_passes", "mean"),
-                                      seconds_per_image=("seconds", "median"),
-                                      seconds_p10=("seconds", lambda x: float(np.quantile(x, 0.1))),
-                                      seconds_p90=("seconds", lambda x: float(np.quantile(x, 0.9))),
-                                      seconds_mean=("seconds", "mean"), seconds_total=("seconds", "sum"))
-            .reindex(run.variants).reset_index())
-    base_s = cost.loc[cost["variant"] == run.baseline, "seconds_per_image"]
-    cost["seconds_per_pass"] = cost["seconds_per_image"] / cost["forward_passes"]
-    cost["relative_seconds"] = cost["seconds_per_image"] / (float(base_s.iloc[0]) if len(base_s) else np.nan)
-    # peak memory per image (bench/memory.py; runs made before it was recorded have no such column)
-    memory = sm["memory_mib"] if "memory_mib" in sm.columns else pd.Series(np.nan, index=sm.index)
-    cost["memory_mib_per_image"] = cost["variant"].map(pd.to_numeric(memory, errors="coerce").groupby(sm["variant"]).mean())
-    # Reward evaluations of search loops (samplers/search.py); runs written before they were recorded have none.
-    scorer_calls = sm["scorer_calls"] if "scorer_calls" in sm.columns else pd.Series(0, index=sm.index)
-    cost["scorer_calls"] = cost["variant"].map(scorer_calls.groupby(sm["variant"]).mean())
-    declared = {v: (run.manifest.get("variants", {}).get(v) or {}).get("forward_passes_per_image") for v in run.variants}
-    cost["forward_passes_declared"] = cost["variant"].map(declared)
-    base_nfe = float(cost.loc[cost["variant"] == run.baseline, "forward_passes"].iloc[0]) if run.baseline in set(cost["variant"]) else np.nan
-    cost["extra_forward_passes"] = cost["forward_passes"] - base_nfe
-    for m in run.per_image_metrics:
-        means = summary[summary["metric"] == m].set_index("variant")["mean"]
-        cost[f"mean_{m}"] = cost["variant"].map(means)
-        wr = win_rates[win_rates["metric"] == m].set_index("variant")["win_rate"]
-        cost[f"win_rate_{m}"] = cost["variant"].map(wr).where(cost["variant"] != run.baseline, 0.5)
-        oriented = cost[f"mean_{m}"] * (1 if hib[m] else -1)
-        cost[f"pareto_{m}"] = _pareto(cost["forward_passes"].to_numpy(), oriented.to_numpy())
-        # quality per cost: change of the mean score per extra forward pass (only for variants that pay extra)
-        base_mean = float(means.get(run.baseline, np.nan))
-        extra = cost["extra_forward_passes"].to_numpy(float)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cost[f"gain_{m}_per_extra_pass"] = np.where(extra > 0, (cost[f"mean_{m}"] - base_mean) / extra, np.nan)
-    return cost
+    return cost_table(run, win_rates, summary, hib)  # bench/report/cost.py
 
 
 def _headline(run: Run, win_rates: pd.DataFrame, set_all: pd.DataFrame, cost: pd.DataFrame) -> pd.DataFrame:
@@ -257,9 +216,10 @@ def _headline(run: Run, win_rates: pd.DataFrame, set_all: pd.DataFrame, cost: pd
                     row[f"{m}_{col.replace('value_', '')}"] = r.get(col, np.nan)
         c = cost[cost["variant"] == v]
         if len(c):
-            row["forward_passes"] = c.iloc[0]["forward_passes"]
-            row["seconds_per_image"] = c.iloc[0]["seconds_per_image"]
-            row["memory_mib_per_image"] = c.iloc[0]["memory_mib_per_image"]
+            for column in ("forward_passes", "flops_per_image", "seconds_per_image", "relative_seconds",
+                           "peak_mib_per_batch", "batch_images", "working_mib_per_image",
+                           "legacy_memory_mib_per_image", "representative"):
+                row[column] = c.iloc[0][column]
         r = win_rates[(win_rates["variant"] == v) & (win_rates["metric"] == primary)]
         row["reading"] = r.iloc[0]["reading"] if len(r) else f"{v}: the baseline"
         rows.append(row)

@@ -85,7 +85,11 @@ _OPT_REAL = (_optional_real, "a number or null")
 
 GENERATED = {"unit_key": _STR, "variant": _STR, "steps": _INT, "forward_passes": _INT, "seconds": _REAL}
 GENERATED_OPTIONAL = {"image_sha256": _STR, "tokens_sha256": _STR, "seed": _INT, "scorer_calls": _INT,
-                      "memory_mib": _OPT_REAL, "trajectory": _STR}
+                      "memory_mib": _OPT_REAL, "trajectory": _STR,
+                      # cost columns (docs/rundir.md, "Cost columns"); absent from runs recorded before them
+                      "rows_conditional": _INT, "rows_unconditional": _INT, "rows_perturbed": _INT,
+                      "flops": _OPT_REAL, "peak_mib": _OPT_REAL, "resident_mib": _OPT_REAL,
+                      "batch_images": _INT, "weight_mib": _OPT_REAL, "cost_note": _STR}
 SET_ROW = {"metric": _STR, "value": _OPT_REAL, "std": _OPT_REAL, "n": _INT}
 SET_ROW_OPTIONAL = {"warnings": (lambda v: v is None or (isinstance(v, list) and all(map(_is_str, v))),
                                  "a list of texts")}

@@ -98,8 +98,12 @@ def sha256_file(path: Path) -> str:
             digest.update(chunk)
     return digest.hexdigest()
 
+
+#: What each image cost besides passes and seconds (docs/rundir.md, "Cost columns").
+COST_COLUMNS = ["rows_conditional", "rows_unconditional", "rows_perturbed", "flops", "peak_mib", "resident_mib",
+                "batch_images", "weight_mib", "cost_note", "time_slot"]
 SAMPLE_COLUMNS = ["unit_key", "variant", "prompt_id", "prompt", "category", "seed", "steps", "forward_passes",
-                  "scorer_calls", "seconds", "image_path", "trajectory", "memory_mib", "guidance", "base_variant",
+                  "scorer_calls", "seconds", "image_path", "trajectory", *COST_COLUMNS, "guidance", "base_variant",
                   "sweep_values"]
 SCORE_COLUMNS = ["unit_key", "variant", "prompt_id", "seed", "metric", "value"]
 SET_METRIC_COLUMNS = ["variant", "category", "metric", "value", "std", "n"]

@@ -33,7 +33,7 @@ saving in attention); forward passes are unchanged.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -214,6 +214,11 @@ class TokenMerging(ModelTransform):
 
     def check_model(self, model) -> None:
         self._targets(model)
+
+    block_patch: ClassVar[str] = "replace"
+
+    def patched_blocks(self, model) -> list[str]:
+        return [name for name, _ in self._targets(model)[1]]
 
     def _maps(self, model, state: dict, position: int, hidden: torch.Tensor) -> tuple[Fn, Fn]:
         """The merge map for the block at `position` among the patched ones (shared by recompute_every blocks)."""
