@@ -156,7 +156,7 @@ def test_cost_table_marks_a_simulated_variant(tmp_path):
     from run_fixture import make_run_dir
 
     run_dir = make_run_dir(tmp_path / "run", n_prompts=4, seeds=(0,))
-    samples = pd.read_csv(run_dir / "samples.csv")
+    samples = pd.read_csv(run_dir / "samples.csv", dtype={"prompt_id": str}, keep_default_na=False)  # "000" stays
     samples["cost_note"] = samples["variant"].map({"weak": "simulated W4A8: not representative"}).fillna("")
     samples.to_csv(run_dir / "samples.csv", index=False)
     cost = compute_tables(load_run(run_dir)).cost.set_index("variant")
@@ -310,9 +310,9 @@ def test_time_vs_baseline_is_the_median_ratio_within_rounds(tmp_path):
     from run_fixture import make_run_dir
 
     run_dir = make_run_dir(tmp_path / "run", n_prompts=3, seeds=(0,), variants={"vanilla": 0.0, "strong": 1.5})
-    samples = pd.read_csv(run_dir / "samples.csv")
+    samples = pd.read_csv(run_dir / "samples.csv", dtype={"prompt_id": str}, keep_default_na=False)
     slots = {"000": "x:0", "001": "x:1", "002": "x:2"}
-    samples["time_slot"] = samples["prompt_id"].astype(str).str.zfill(3).map(slots)
+    samples["time_slot"] = samples["prompt_id"].map(slots)
     seconds = {("vanilla", "x:0"): 1.0, ("vanilla", "x:1"): 3.0, ("vanilla", "x:2"): 9.0,
                ("strong", "x:0"): 2.0, ("strong", "x:1"): 6.0, ("strong", "x:2"): 18.0}
     samples["seconds"] = [seconds[(v, s)] for v, s in zip(samples["variant"], samples["time_slot"])]
@@ -330,7 +330,10 @@ def test_old_run_directories_without_cost_columns_still_report(tmp_path):
     from run_fixture import make_run_dir
 
     run_dir = make_run_dir(tmp_path / "run", n_prompts=4, seeds=(0,))
-    samples = pd.read_csv(run_dir / "samples.csv")
+    samples = pd.read_csv(run_dir / "samples.csv", dtype={"prompt_id": str}, keep_default_na=False)
+    from bench.rundir.store import COST_COLUMNS
+
+    samples = samples.drop(columns=COST_COLUMNS, errors="ignore")  # a run recorded before the cost columns
     samples["memory_mib"] = 100.0  # the old column: the batch's peak divided by its images
     samples.to_csv(run_dir / "samples.csv", index=False)
     render_report(run_dir)
