@@ -9,6 +9,7 @@ divided by the thread count is the better estimate of the idle-machine wall time
 
     python benchmarks/world_speed.py                      # the default run, torch's thread count
     python benchmarks/world_speed.py --threads 1 --limit 8
+    python benchmarks/world_speed.py --threads 1 --samplers vanilla --weights OLD.safetensors   # another network
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="default")
     parser.add_argument("--model", default=None, help="override the config's model name")
+    parser.add_argument("--weights", default=None, help="the model's weights file (synthetic-trained: default shipped)")
+    parser.add_argument("--samplers", default=None, help="comma-separated variants to time (default: the config's)")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
@@ -41,7 +44,11 @@ def main() -> int:
     from bench.runner import Benchmark
     from samplers.engine import SamplerEngine
 
-    overrides = {"limit": args.limit, "model": {"name": args.model} if args.model else None}
+    model_table = {"name": args.model} if args.model else dict(load_config(args.config).values["model"])
+    if args.weights:
+        model_table["weights"] = args.weights
+    overrides = {"limit": args.limit, "model": model_table,
+                 "samplers": args.samplers.split(",") if args.samplers else None}
     config = load_config(args.config, overrides)
     with tempfile.TemporaryDirectory() as scratch:  # the plan needs a run directory; nothing is written
         bench = Benchmark(config, out=Path(scratch) / "run")

@@ -110,7 +110,7 @@ def _train(args: argparse.Namespace) -> tuple[WorldNetwork, list[dict]]:
     network = WorldNetwork(config)
     batches = Batches(config, epsilon=args.epsilon, cfg_dropout=args.cfg_dropout, seed=args.seed + 1)
     optimizer = torch.optim.AdamW(network.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.01)
-    curve, running, start = [], 0.0, time.time()
+    curve, running, start, cpu = [], 0.0, time.time(), time.process_time()
     network.train()
     for step in range(args.steps):
         for group in optimizer.param_groups:
@@ -125,10 +125,15 @@ def _train(args: argparse.Namespace) -> tuple[WorldNetwork, list[dict]]:
         running += loss.item()
         if (step + 1) % args.log_every == 0 or step + 1 == args.steps:
             count = (step % args.log_every) + 1
-            entry = {"step": step + 1, "loss": round(running / count, 5), "seconds": round(time.time() - start, 1)}
+            entry = {"step": step + 1, "loss": round(running / count, 5), "seconds": round(time.time() - start, 1),
+                     "cpu_seconds": round(time.process_time() - cpu, 1)}
             curve.append(entry)
             print(json.dumps(entry), flush=True)
             running = 0.0
+        if args.checkpoints and (step + 1) % args.checkpoint_every == 0 and step + 1 < args.steps:
+            # Saving reads the weights only: the run (and so the final file) is the same with or without it.
+            save_weights(network, args.checkpoints / f"step{step + 1:06d}.safetensors",
+                         metadata(network, args, curve))
     network.eval()
     return network, curve
 
@@ -150,10 +155,21 @@ def save_weights(network: WorldNetwork, path: Path, metadata: dict[str, str]) ->
         raise
 
 
+#: Arguments that do not change the weights, hence not recorded in the file (where to write, what to log).
+UNRECORDED = ("out", "checkpoints", "checkpoint_every")
+
+
+def metadata(network: WorldNetwork, args: argparse.Namespace, curve: list[dict]) -> dict[str, str]:
+    """The file's metadata: network config, the arguments that determine the weights, the loss curve so far."""
+    arguments = {k: v for k, v in vars(args).items() if k not in UNRECORDED}
+    return {"config": json.dumps(network.config.to_json()), "training": json.dumps(arguments),
+            "loss_curve": json.dumps(curve), "torch": torch.__version__}
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.models.synthetic.train", description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=WEIGHTS_PATH, help="weights file (default: the shipped one)")
-    p.add_argument("--steps", type=int, default=700)
+    p.add_argument("--steps", type=int, default=10000)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--warmup", type=int, default=60)
@@ -162,22 +178,26 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--checkpoints", type=Path, default=None,
+                   help="also write the weights every --checkpoint-every steps to this folder (stepNNNNNN.safetensors)")
+    p.add_argument("--checkpoint-every", type=int, default=1000)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.steps < 1 or args.batch_size < 1 or args.lr <= 0 or not 0 <= args.cfg_dropout < 1 \
-            or not 0 < args.epsilon < 1 or args.threads < 1 or args.log_every < 1 or args.warmup < 1:
-        print("error: steps, batch-size, threads, log-every, warmup >= 1; lr > 0; cfg-dropout in [0, 1); "
-              "epsilon in (0, 1)", file=sys.stderr)
+            or not 0 < args.epsilon < 1 or args.threads < 1 or args.log_every < 1 or args.warmup < 1 \
+            or args.checkpoint_every < 1:
+        print("error: steps, batch-size, threads, log-every, warmup, checkpoint-every >= 1; lr > 0; "
+              "cfg-dropout in [0, 1); epsilon in (0, 1)", file=sys.stderr)
         return 2
+    for folder, flag in ((args.checkpoints, "--checkpoints"), (args.out.parent, "--out's folder")):
+        if folder is not None and folder.exists() and not folder.is_dir():
+            print(f"error: {flag} {str(folder)!r} is a file, not a folder; name a folder", file=sys.stderr)
+            return 2
     network, curve = train(args)
-    arguments = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "out"}
-    save_weights(network, args.out, {
-        "config": json.dumps(network.config.to_json()), "training": json.dumps(arguments),
-        "loss_curve": json.dumps(curve), "torch": torch.__version__,
-    })
+    save_weights(network, args.out, metadata(network, args, curve))
     print(f"wrote {args.out}", flush=True)
     return 0
 
