@@ -30,7 +30,7 @@ from .train import WEIGHTS_PATH
 from .world import TokenWorld
 
 #: The shipped weights' sha256 (tests check it; loading checks it too).
-WEIGHTS_SHA256 = "0efd84c3b9a53872655682af53156ee2c4ed7caffbda44f192338f2af33876a8"
+WEIGHTS_SHA256 = "53122c30e6f95de552bba33bc3ecc1070bb30082689452d8970855dc8da4912e"
 #: Rows per network call; every call has exactly this many (see the module docstring).
 FORWARD_CHUNK = 8
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
