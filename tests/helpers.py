@@ -13,6 +13,22 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parent.parent
 
+
+def cli(capsys, *args) -> tuple[int, str, str]:
+    """Run the command line in this process: (exit code, stdout, stderr)."""
+    from bench.cli import main
+
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def one_error_line(err: str) -> str:
+    """The one "mgt-bench: error:" line a foreseeable failure prints (and no traceback)."""
+    lines = [line for line in err.splitlines() if line.startswith("mgt-bench: error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
 TINY_CONFIG = """
 name = "tiny"
 limit = {limit}

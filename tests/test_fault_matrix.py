@@ -28,22 +28,11 @@ from PIL import Image
 
 import bench.rundir.store
 from bench.cli import main
+from helpers import cli, one_error_line  # noqa: F401 - test_fault_matrix_trust imports them from here
 from bench.rundir.lock import HOLDERS_NAME, RunLock
 from bench.runner import render as REAL_RENDER
 from bench.rundir.store import MARKER, RunDirectory
 from helpers import assert_same_run, image_bytes, write_tiny_config
-
-
-def cli(capsys, *args) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def one_error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.startswith("mgt-bench: error:")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 TINY = """

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.cli import main
+from helpers import cli, one_error_line
 from bench.config import DEFAULTS
 from bench.report.rundir import ReportSettings
 from mgt_common import registry
@@ -59,18 +59,6 @@ def write_config(path: Path, **changes) -> Path:
     values = {**BASE, **changes}
     path.write_text("".join(f"{key} = {toml_value(value)}\n" for key, value in values.items() if value is not None))
     return path
-
-
-def cli(capsys, *args) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def one_error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.startswith("mgt-bench: error:")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 # -- every key: a wrong type and an out-of-range value ----------------------------------------------------

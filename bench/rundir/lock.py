@@ -49,6 +49,16 @@ _UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
 _BUSY = {errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK}
 
 
+def open_lock_file(path: Path) -> int:
+    """Open (creating it) a lock file for reading and writing, never through a symbolic link."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, file_mode())
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise symlink_error(path) from None
+        raise
+
+
 def holder_record(role: str) -> dict:
     return {"pid": os.getpid(), "host": platform.node(), "role": role,
             "started": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()}
@@ -123,12 +133,7 @@ class RunLock:
 
     def _lock_file(self, mode: int) -> int | None:
         """Lock ``.mgt-bench-lock`` (never through a link); None when the file system has no locks at all."""
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, file_mode())
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise symlink_error(self.path) from None
-            raise
+        fd = open_lock_file(self.path)
         try:
             fcntl.flock(fd, mode)
         except OSError as exc:
@@ -182,12 +187,7 @@ class GuardLock:
         self._fd: int | None = None
 
     def __enter__(self) -> "GuardLock":
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, file_mode())
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise symlink_error(self.path) from None
-            raise
+        fd = open_lock_file(self.path)
         deadline = time.monotonic() + self.timeout
         while True:
             try:
