@@ -41,7 +41,7 @@ EXAMPLES = {
 
 #: [report] keys: flag, text, value.
 REPORT_EXAMPLES = {
-    "primary_metric": ("--primary-metric", "world-alignment", "world-alignment"),
+    "primary_metric": ("--primary-metric", "world-attributes", "world-attributes"),
     "confidence": ("--confidence", "0.9", 0.9),
     "correction": ("--correction", "bh", "bh"),
     "alpha": ("--alpha", "0.01", 0.01),
