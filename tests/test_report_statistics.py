@@ -49,6 +49,19 @@ def test_a_diagnostic_is_primary_only_when_asked_for(tmp_path):
     assert set(t.win_rates.loc[t.win_rates["metric"] == "hpsv2", "family"]) == {"primary"}  # tested, as chosen
 
 
+def test_the_default_primary_metric_is_the_first_one_the_config_lists(tmp_path):
+    """The runner writes the manifest with sorted keys, so its metrics table is alphabetical: the config's
+    own list decides which metric is first (a run with metrics = [hpsv2, clip_score] ranks by hpsv2)."""
+    run = make_run_dir(tmp_path / "r", n_prompts=8, seeds=(0,))
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["config"]["metrics"] = ["toy_nll", {"name": "hpsv2"}, "clip_score", "fid"]
+    (run / "manifest.json").write_text(json.dumps(manifest, sort_keys=True))
+    assert list(json.loads((run / "manifest.json").read_text())["metrics"])[0] == "clip_score"  # sorted first
+    assert load_run(run).primary_metric == "toy_nll"
+    _mark_diagnostic(run, "toy_nll")  # a diagnostic is passed over for the next one the config lists
+    assert load_run(run).primary_metric == "hpsv2"
+
+
 def test_headline_states_the_minimum_detectable_effect(tmp_path):
     run = make_run_dir(tmp_path / "r", n_prompts=16, seeds=(0, 1))
     loaded = load_run(run, n_boot=50)

@@ -81,25 +81,34 @@ class Run:
     def baseline(self) -> str:
         return str(self.manifest.get("baseline", "vanilla"))
 
+    def _metric_order(self) -> list[str]:
+        """Per-image metrics found in scores.csv, in the config's order (the manifest's "metrics" table is
+        written key-sorted, so it only orders metrics the config does not list), then any others."""
+        from ..config import metric_labels
+
+        found = list(dict.fromkeys(self.scores["metric"]))
+        configured = metric_labels(self.manifest.get("config", {}).get("metrics", []))
+        listed = [m for m in dict.fromkeys([*configured, *self.manifest.get("metrics", {})]) if m in found]
+        return listed + [m for m in found if m not in listed]
+
     @property
     def per_image_metrics(self) -> list[str]:
-        """Per-image metrics in manifest order (then any others found in scores.csv), primary first."""
-        found = list(dict.fromkeys(self.scores["metric"]))
-        order = [m for m in self.manifest.get("metrics", {}) if m in found] + [m for m in found if m not in self.manifest.get("metrics", {})]
+        """Per-image metrics in the config's order (then any others found in scores.csv), primary first."""
+        order = self._metric_order()
         primary = self.primary_metric
         return [primary] + [m for m in order if m != primary] if primary in order else order
 
     @property
     def primary_metric(self) -> str | None:
-        found = list(dict.fromkeys(self.scores["metric"]))
-        if self.settings.primary_metric in found:
+        """The one asked for, else the first metric that gives verdicts (a diagnostic such as world-loglik is
+        primary only when asked for)."""
+        order = self._metric_order()
+        if self.settings.primary_metric in order:
             return self.settings.primary_metric
-        # by default the first metric that gives verdicts: a diagnostic (world-loglik) is primary only when asked for
-        listed = [m for m in self.manifest.get("metrics", {}) if m in found]
-        for m in listed:
+        for m in order:
             if self.metric_info(m).get("role") != "diagnostic":
                 return m
-        return listed[0] if listed else found[0] if found else None
+        return order[0] if order else None
 
     @property
     def set_metric_names(self) -> list[str]:
