@@ -81,10 +81,8 @@ n = 12
 
 
 @pytest.fixture
-def scratch_registry(monkeypatch):
-    """Registrations made by a test (a plugin file, a bad factory) are gone after it."""
-    MODELS.names()  # the built-ins first, so that the copy holds them
-    monkeypatch.setattr(MODELS, "_entries", dict(MODELS._entries))
+def scratch_registry(scratch_registry, monkeypatch):
+    """The registry copy of tests/conftest.py, and a stub report."""
     import bench.runner
 
     def render(run_dir):  # the report is not what these tests are about (tests/test_report.py is)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from bench.cli import main
-from bench.models.registry import MODELS
 
 #: A backend that draws like the world but, as any real model, has no exact world to score it with.
 PLUGIN = '''
@@ -63,12 +62,6 @@ name = "{model}"
 source = "synthetic-world"
 n = 12
 """
-
-
-@pytest.fixture
-def scratch_registry(monkeypatch):
-    MODELS.names()
-    monkeypatch.setattr(MODELS, "_entries", dict(MODELS._entries))
 
 
 @pytest.mark.parametrize("metric", ["world-typicality", "world-coverage", "world-faithfulness", "world-loglik"])
