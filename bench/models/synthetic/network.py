@@ -11,9 +11,11 @@ CLIP is replaced by `WordTextEncoder`: the world's prompts use a closed vocabula
 so a word-level tokenizer and learned embeddings are enough. It produces what Meissonic takes from CLIP:
 per-token hidden states (``encoder_hidden_states``: word + position embeddings through two small
 self-attention layers, a tiny CLIP text tower) and a pooled vector (``pooled_projections``, the mean of
-the hidden states over the prompt's tokens, projected to the transformer width). The layers matter for
-the pooled vector: a mean of word + position embeddings is a bag of words, identical for "a red circle
-on a blue background" and "a blue circle on a red background" (docs/world.md, "The network"). The empty
+the hidden states over the prompt's tokens, projected to the transformer width). The layers make the
+pooled vector depend on word order: a mean of word + position embeddings is a bag of words, identical
+for "a red circle on a blue background" and "a blue circle on a red background". Measured at the full
+training budget, the network binds as well without them (``text_layers=0``): the per-word hidden states
+carry word order into the joint attention (docs/world.md, "Ablation at the full budget"). The empty
 prompt "" (only the start token) is the unconditional branch, as in Meissonic's CFG with an empty
 negative prompt; training drops prompts to "" for classifier-free guidance.
 
